@@ -1,0 +1,118 @@
+"""Persona partitions, discovered from the data root.
+
+Roles and traits are two dynamic partition sets keyed ``<source_model>/<name>``, so two
+source models never collide. Why dynamic partitions filled by a sensor rather than a
+static list computed at import: the code location loads without touching the data
+root, a new ``{name}.jsonl`` becomes a partition on the next sensor tick with no code
+change or reload, and partitions keep their history if a file is moved away.
+
+The same scan also records a data version for every new or changed rollout file, so
+the UI marks downstream datasets stale when their raw files change.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from resources.rollouts import PersonaRollouts
+from steering_assets.personas.layout import PERSONA_KINDS, PersonaKind, PersonaRef, discover_personas
+from steering_assets.personas.pipeline import rollout_data_version
+
+ROLE_PARTITIONS = dg.DynamicPartitionsDefinition(name="roles")
+TRAIT_PARTITIONS = dg.DynamicPartitionsDefinition(name="traits")
+PARTITIONS_BY_KIND: dict[str, dg.DynamicPartitionsDefinition] = {"roles": ROLE_PARTITIONS, "traits": TRAIT_PARTITIONS}
+
+
+def rollouts_asset_key(kind: PersonaKind) -> dg.AssetKey:
+    return dg.AssetKey([kind.name, "persona_rollouts"])
+
+
+@dataclass
+class ScanResult:
+    new_keys: dict[str, list[str]] = field(default_factory=dict)  # partition set -> keys to add
+    observations: list[dg.AssetObservation] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # "path: reason" for files that cannot be partitions
+    seen: dict[str, list] = field(default_factory=dict)  # the next cursor
+
+
+def _file_state(ref: PersonaRef, data_root: Path) -> list:
+    state = []
+    for path in (ref.responses_path(data_root), ref.scores_path(data_root)):
+        try:
+            stat = os.stat(path)
+            state.append([stat.st_mtime_ns, stat.st_size])
+        except FileNotFoundError:
+            state.append(None)
+    return state
+
+
+def scan_data_root(instance: dg.DagsterInstance, data_root: Path | str, seen: dict[str, list]) -> ScanResult:
+    """Find partitions to add and data versions to record since the state ``seen``.
+
+    ``seen`` maps ``kind:partition_key`` to ``[file state, data version]``; files are
+    re-hashed only when their modification time or size changed.
+    """
+    data_root = Path(data_root)
+    result = ScanResult(seen=dict(seen))
+    for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
+        kind = PERSONA_KINDS[kind_name]
+        discovery = discover_personas(data_root, kind)
+        result.rejected += [f"{path}: {reason}" for path, reason in discovery.rejected]
+        existing = set(instance.get_dynamic_partitions(partitions_def.name))
+        result.new_keys[kind_name] = [r.partition_key for r in discovery.personas if r.partition_key not in existing]
+        for ref in discovery.personas:
+            cursor_key = f"{kind_name}:{ref.partition_key}"
+            state = _file_state(ref, data_root)
+            previous = result.seen.get(cursor_key)
+            if previous and previous[0] == state:
+                continue
+            version = rollout_data_version(ref, data_root)
+            result.seen[cursor_key] = [state, version]
+            if previous is None or previous[1] != version:
+                result.observations.append(
+                    dg.AssetObservation(
+                        asset_key=rollouts_asset_key(kind),
+                        partition=ref.partition_key,
+                        tags={"dagster/data_version": version},
+                    )
+                )
+    return result
+
+
+def sync_partitions(instance: dg.DagsterInstance, data_root: Path | str) -> ScanResult:
+    """Do what one sensor tick does, directly against an instance (CLI and demo, no daemon needed)."""
+    result = scan_data_root(instance, data_root, {})
+    for kind_name, keys in result.new_keys.items():
+        if keys:
+            instance.add_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name, keys)
+    for observation in result.observations:
+        instance.report_runless_asset_event(observation)
+    return result
+
+
+@dg.sensor(
+    name="persona_discovery_sensor",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Scans PERSONA_DATA_ROOT: every new responses/{name}.jsonl becomes a role or trait partition, "
+        "and every changed rollout or score file is recorded as a new data version of persona_rollouts."
+    ),
+)
+def persona_discovery_sensor(context: dg.SensorEvaluationContext, rollouts: PersonaRollouts) -> dg.SensorResult:
+    seen = json.loads(context.cursor) if context.cursor else {}
+    result = scan_data_root(context.instance, rollouts.root, seen)
+    for line in result.rejected:
+        context.log.warning(f"not a partition: {line}")
+    requests = [
+        PARTITIONS_BY_KIND[kind_name].build_add_request(keys) for kind_name, keys in result.new_keys.items() if keys
+    ]
+    return dg.SensorResult(
+        dynamic_partitions_requests=requests,
+        asset_events=result.observations,
+        cursor=json.dumps(result.seen, separators=(",", ":")),
+        skip_reason=None if requests or result.observations else "no new or changed persona files",
+    )

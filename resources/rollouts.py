@@ -1,0 +1,25 @@
+"""Where the raw persona-subspace rollouts live."""
+
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from steering_assets.personas.layout import Discovery, PersonaKind, PersonaRef, discover_personas
+
+
+class PersonaRollouts(dg.ConfigurableResource):
+    """The data root ``{data_root}/{source_model}/roles_240|traits_240/...`` (read only)."""
+
+    data_root: str = Field(description="Folder of source-model folders (env PERSONA_DATA_ROOT).")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_root).expanduser()
+
+    def discover(self, kind: PersonaKind) -> Discovery:
+        return discover_personas(self.root, kind)
+
+    def ref(self, kind: PersonaKind, partition_key: str) -> PersonaRef:
+        return PersonaRef.from_partition_key(kind, partition_key)

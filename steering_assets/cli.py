@@ -1,0 +1,181 @@
+"""Command line: build and run the demo, discover partitions, backfill persona jobs.
+
+    steering-assets demo [--workspace .demo]
+    steering-assets sync-partitions
+    steering-assets backfill roles [--source-model M] [--partitions k1,k2]
+
+Commands that touch the Dagster instance need DAGSTER_HOME (the Makefile sets it).
+Resources come from PERSONA_DATA_ROOT, PERSONA_ARTIFACT_ROOT and PERSONA_MODEL, as in the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from steering_assets.artifacts import ArtifactIntegrityError, ArtifactStore
+
+
+def _instance():
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        sys.exit("DAGSTER_HOME is not set: point it at a folder holding dagster.yaml (the Makefile uses .dagster_home/)")
+    return dg.DagsterInstance.get()
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        sys.exit(f"{name} is not set; see .env.example for the settings the platform reads")
+    return value
+
+
+def summary_table(store: ArtifactStore, data_root: Path) -> list[tuple]:
+    """One row per persona: dataset rows and the training split's rows and tokens."""
+    from steering_assets.personas.layout import PERSONA_KINDS, discover_personas
+    from steering_assets.personas.pipeline import dataset_folder, split_folder
+
+    rows = []
+    for kind in PERSONA_KINDS.values():
+        for ref in discover_personas(data_root, kind).personas:
+            try:
+                dataset = store.load_manifest(dataset_folder(store, ref), verify=False)["details"]
+                split = store.load_manifest(split_folder(store, ref), verify=False)["details"]
+            except ArtifactIntegrityError:
+                rows.append((kind.name, ref.partition_key, "-", "-", "-", "-", "not materialised"))
+                continue
+            rows.append(
+                (
+                    kind.name,
+                    ref.partition_key,
+                    dataset["rows"],
+                    f"{split['train_rows']}/{split['validation_rows']}",
+                    split["train_tokens"],
+                    split["validation_tokens"],
+                    "yes" if split["train_budget_reached"] else "NO (warned)",
+                )
+            )
+    return rows
+
+
+def print_summary(store: ArtifactStore, data_root: Path) -> None:
+    headers = ("kind", "partition", "rows", "train/val rows", "train tokens", "val tokens", "budget reached")
+    rows = [headers] + [tuple(str(v) for v in row) for row in summary_table(store, data_root)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def _backfill_kind(defs, instance, kind_name: str, keys: list[str]) -> int:
+    from steering_assets.definitions import persona_job_name
+    from steering_assets.runner import run_partitions
+
+    outcomes = run_partitions(defs, instance, persona_job_name(kind_name), keys)
+    return sum(not o.success for o in outcomes)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from steering_assets.definitions import build_definitions
+    from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+    from steering_assets.demo.build import build_demo_workspace
+
+    started = time.perf_counter()
+    workspace, built = build_demo_workspace(args.workspace, force=args.rebuild)
+    print(f"demo workspace {'built' if built else 'reused (cached)'}: {workspace.root}")
+    instance = _instance()
+    scan = sync_partitions(instance, workspace.data_root)
+    print(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
+    defs = build_definitions(str(workspace.data_root), str(workspace.artifact_root), str(workspace.model_path))
+    failed = 0
+    for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
+        keys = instance.get_dynamic_partitions(partitions_def.name)
+        demo_keys = [k for k in keys if k.startswith(f"{workspace_source_model()}/")]
+        failed += _backfill_kind(defs, instance, kind_name, demo_keys)
+    baseline = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[_baseline_key()], raise_on_error=False
+    )
+    failed += not baseline.success
+    print(f"baseline datasets: {'ok' if baseline.success else 'FAILED'}\n")
+    print_summary(ArtifactStore(workspace.artifact_root), workspace.data_root)
+    print(
+        f"\nDone in {time.perf_counter() - started:.0f}s. Where to look:\n"
+        f"  artifacts:   {workspace.artifact_root}\n"
+        f"  raw data:    {workspace.data_root}\n"
+        f"  demo model:  {workspace.model_path}\n"
+        f"  Dagster UI:  make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
+    )
+    return 1 if failed else 0
+
+
+def workspace_source_model() -> str:
+    from steering_assets.demo.corpus import SOURCE_MODEL
+
+    return SOURCE_MODEL
+
+
+def _baseline_key():
+    import dagster as dg
+
+    return dg.AssetKey(["roles", "baseline_dataset"])
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from partitions.personas import sync_partitions
+
+    scan = sync_partitions(_instance(), _env("PERSONA_DATA_ROOT"))
+    for kind_name, keys in scan.new_keys.items():
+        print(f"{kind_name}: {len(keys)} new partitions" + (f" ({', '.join(keys[:5])}{', …' if len(keys) > 5 else ''})" if keys else ""))
+    print(f"data versions recorded: {len(scan.observations)}")
+    for line in scan.rejected:
+        print(f"skipped (not a valid persona name): {line}", file=sys.stderr)
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+    from steering_assets.definitions import defs
+
+    instance = _instance()
+    sync_partitions(instance, _env("PERSONA_DATA_ROOT"))
+    keys = instance.get_dynamic_partitions(PARTITIONS_BY_KIND[args.kind].name)
+    if args.source_model:
+        keys = [k for k in keys if k.startswith(f"{args.source_model}/")]
+    if args.partitions:
+        wanted = [k.strip() for k in args.partitions.split(",") if k.strip()]
+        unknown = sorted(set(wanted) - set(keys))
+        if unknown:
+            sys.exit(f"unknown {args.kind} partitions: {', '.join(unknown)}")
+        keys = wanted
+    if not keys:
+        sys.exit(f"no {args.kind} partitions to backfill under {os.environ['PERSONA_DATA_ROOT']}")
+    failed = _backfill_kind(defs, instance, args.kind, keys)
+    print(f"{len(keys) - failed} of {len(keys)} {args.kind} partitions materialised")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="steering-assets", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="build the offline demo workspace and materialise every asset")
+    demo.add_argument("--workspace", default=".demo", help="demo folder (default .demo)")
+    demo.add_argument("--rebuild", action="store_true", help="rebuild the demo data and model even if cached")
+    demo.set_defaults(func=cmd_demo)
+    sync = sub.add_parser("sync-partitions", help="add partitions for every persona under PERSONA_DATA_ROOT")
+    sync.set_defaults(func=cmd_sync)
+    backfill = sub.add_parser("backfill", help="materialise a persona job for all (or some) partitions")
+    backfill.add_argument("kind", choices=["roles", "traits"])
+    backfill.add_argument("--source-model", help="only this source model's partitions")
+    backfill.add_argument("--partitions", help="comma-separated partition keys (default: all)")
+    backfill.set_defaults(func=cmd_backfill)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

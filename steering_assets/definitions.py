@@ -1,0 +1,64 @@
+"""The code location: every asset, check, job, sensor and resource of the platform.
+
+Nothing heavy happens at import: torch and transformers load inside asset bodies,
+and the data root is only scanned by the discovery sensor.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+
+# Partitioned asset checks and data-versioned observations are marked preview/beta in
+# this Dagster release; the warnings say nothing a user can act on.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+from partitions.personas import PARTITIONS_BY_KIND, persona_discovery_sensor  # noqa: E402
+from resources.language_model import LanguageModelResource  # noqa: E402
+from resources.rollouts import PersonaRollouts  # noqa: E402
+from resources.storage import ArtifactStorage  # noqa: E402
+from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
+from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
+
+
+def persona_job_name(kind_name: str) -> str:
+    return f"{kind_name}_persona_datasets"
+
+
+def build_definitions(
+    data_root: str | None = None,
+    artifact_root: str | None = None,
+    model: str | None = None,
+) -> dg.Definitions:
+    """Definitions with resources from the arguments, or from environment variables when omitted."""
+    assets: list = []
+    jobs = []
+    for kind_name, kind in PERSONA_KINDS.items():
+        assets += build_persona_assets(kind)
+        jobs.append(
+            dg.define_asset_job(
+                persona_job_name(kind_name),
+                selection=dg.AssetSelection.key_prefixes([kind_name]) - dg.AssetSelection.keys(["roles", "baseline_dataset"]),
+                partitions_def=PARTITIONS_BY_KIND[kind_name],
+                description=f"Rollouts to training splits for {kind_name}; backfill it to process every {kind.column}.",
+            )
+        )
+    assets += build_baseline_assets()
+    resources = {
+        "rollouts": PersonaRollouts(data_root=data_root or dg.EnvVar("PERSONA_DATA_ROOT")),
+        "storage": ArtifactStorage(root=artifact_root or dg.EnvVar("PERSONA_ARTIFACT_ROOT")),
+        "language_model": LanguageModelResource(model_name_or_path=model or dg.EnvVar("PERSONA_MODEL")),
+    }
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        sensors=[persona_discovery_sensor],
+        resources=resources,
+        # One process per run: a model or tokenizer is loaded once and serves every step.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,54 @@
+"""Build the offline demo workspace: rollouts, a tiny model and its tokenizer. Cached by a stamp."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from steering_assets.artifacts import write_json_atomic
+from steering_assets.demo.corpus import SOURCE_MODEL, iter_demo_texts, write_demo_rollouts
+
+# Bump when the corpus or the model recipe changes, so cached workspaces are rebuilt.
+DEMO_VERSION = "1"
+STAMP = "demo_stamp.json"
+
+
+@dataclass(frozen=True)
+class DemoWorkspace:
+    root: Path
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / "models" / SOURCE_MODEL
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.root / "artifacts"
+
+
+def build_demo_workspace(root: Path | str, seed: int = 0, force: bool = False) -> tuple[DemoWorkspace, bool]:
+    """Create (or reuse) the demo workspace under ``root``; returns it and whether it was built now."""
+    workspace = DemoWorkspace(Path(root).resolve())
+    stamp_path = workspace.root / STAMP
+    wanted = {"version": DEMO_VERSION, "seed": seed}
+    if not force and stamp_path.is_file() and json.loads(stamp_path.read_text()) == wanted:
+        return workspace, False
+    # A stale or half-built workspace is rebuilt from scratch; artifacts are kept,
+    # their fingerprints decide whether they are still current.
+    stamp_path.unlink(missing_ok=True)
+    for folder in (workspace.data_root, workspace.model_path):
+        shutil.rmtree(folder, ignore_errors=True)
+    from steering_assets.demo.model import save_tiny_model
+
+    started = time.perf_counter()
+    write_demo_rollouts(workspace.data_root, seed=seed)
+    save_tiny_model(iter_demo_texts(workspace.data_root), workspace.model_path, seed=seed)
+    write_json_atomic({**wanted, "seconds": round(time.perf_counter() - started, 1)}, stamp_path)
+    return workspace, True

@@ -1,0 +1,265 @@
+"""Dagster wrappers for the persona family: rollouts -> dataset -> training split, per kind.
+
+Each kind (roles, traits) gets the same three assets under its own key prefix and
+partition set, so "backfill all roles" is one selection: ``roles/*``.
+"""
+
+
+from typing import Any, Optional
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from partitions.personas import PARTITIONS_BY_KIND, rollouts_asset_key
+from resources.language_model import LanguageModelResource
+from resources.rollouts import PersonaRollouts
+from resources.storage import ArtifactStorage
+from steering_assets.artifacts import fingerprint
+from steering_assets.metadata import md_bar_chart, md_counts, md_table
+from steering_assets.personas.budget import BudgetConfig, SelectionConfig
+from steering_assets.personas.dataset import dataset_schema
+from steering_assets.personas.layout import ROLES, PersonaKind, PersonaRef
+from steering_assets.personas.pipeline import (
+    DATASET_FILE,
+    ArtifactResult,
+    materialize_persona_dataset,
+    materialize_training_split,
+    rollout_data_version,
+)
+
+BUDGET_CHECK = "train_budget_reached"
+SURVIVORS_CHECK = "examples_survive_filtering"
+
+
+class TrainingSplitConfig(dg.Config):
+    """Selection and token-budget settings (defaults as in DESIGN.md)."""
+
+    train_tokens: int = Field(default=100_000, description="Train budget in chat-template tokens.")
+    validation_tokens: int = Field(default=10_000, description="Validation budget in chat-template tokens.")
+    seed: int = Field(default=42, description="Shuffle seed for the greedy budget fill.")
+    batch_size: int = Field(default=256, description="Conversations tokenised per batch.")
+    min_score: Optional[int] = Field(default=None, description="Keep scores >= this (default: roles 3, traits 75).")
+    keep_labels: Optional[list[str]] = Field(default=None, description='Labels to keep (default ["pos"]).')
+
+    def budget(self) -> BudgetConfig:
+        return BudgetConfig(self.train_tokens, self.validation_tokens, self.seed, self.batch_size)
+
+    def selection(self, kind: PersonaKind) -> SelectionConfig:
+        default = SelectionConfig.defaults_for(kind)
+        return SelectionConfig(
+            default.min_score if self.min_score is None else self.min_score,
+            default.keep_labels if self.keep_labels is None else tuple(self.keep_labels),
+        )
+
+
+def _column_schema(kind: PersonaKind, with_length: bool = False) -> dg.TableSchema:
+    columns = [dg.TableColumn(name, str(dtype)) for name, dtype in dataset_schema(kind.column).items()]
+    if with_length:
+        columns.append(dg.TableColumn("length", "Int64", description="chat-template tokens"))
+    return dg.TableSchema(columns=columns)
+
+
+def _preview(folder_file, kind: PersonaKind, rows: int = 5) -> dg.MetadataValue:
+    frame = pl.read_parquet(folder_file, n_rows=rows)
+    table = []
+    for row in frame.iter_rows(named=True):
+        answer = next((m["content"] for m in row["messages"] if m["role"] == "assistant"), "")
+        table.append((row["label"], row["extract_score"], row["question"], answer[:100] + ("…" if len(answer) > 100 else "")))
+    return dg.MetadataValue.md(md_table(["label", "score", "question", "answer"], table))
+
+
+def dataset_metadata(result: ArtifactResult, kind: PersonaKind) -> dict[str, Any]:
+    details = result.details
+    join = details["join"]
+    return {
+        "dagster/row_count": details["rows"],
+        "dagster/column_schema": _column_schema(kind),
+        "path": dg.MetadataValue.path(str(result.folder / DATASET_FILE)),
+        "score_histogram": md_bar_chart(details["score_histogram"], "score"),
+        "rows_by_label": dg.MetadataValue.json(details["labels"]),
+        "refusals": join["refusals"],
+        "responses_without_score": join["responses_without_score"],
+        "scores_without_response": join["scores_without_response"],
+        "preview": _preview(result.folder / DATASET_FILE, kind),
+        "reused_existing_artifact": result.skipped,
+    }
+
+
+def split_metadata(result: ArtifactResult) -> dict[str, Any]:
+    d = result.details
+    return {
+        "dagster/row_count": d["train_rows"] + d["validation_rows"],
+        "train_rows": d["train_rows"],
+        "validation_rows": d["validation_rows"],
+        "train_tokens": d["train_tokens"],
+        "validation_tokens": d["validation_tokens"],
+        "train_budget": d["train_budget"],
+        "train_budget_filled": dg.MetadataValue.float(round(d["train_tokens"] / d["train_budget"], 4)),
+        "kept_examples": d["train_rows"] + d["validation_rows"],
+        "dropped_examples": dg.MetadataValue.int(sum(d["dropped"].values())),
+        "dropped_by_reason": md_counts(d["dropped"]),
+        "kept_score_histogram": md_bar_chart(d["kept_score_histogram"], "score"),
+        "selection": dg.MetadataValue.json(d["selection"]),
+        "path": dg.MetadataValue.path(str(result.folder)),
+        "reused_existing_artifact": result.skipped,
+    }
+
+
+def split_check_results(details: dict[str, Any]) -> list[dg.AssetCheckResult]:
+    kept = details["train_rows"] + details["validation_rows"]
+    return [
+        dg.AssetCheckResult(
+            check_name=BUDGET_CHECK,
+            passed=bool(details["train_budget_reached"]),
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{details['train_tokens']} of {details['train_budget']} train tokens",
+            metadata={"train_tokens": details["train_tokens"], "train_budget": details["train_budget"]},
+        ),
+        dg.AssetCheckResult(
+            check_name=SURVIVORS_CHECK,
+            passed=kept > 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{kept} examples kept of {details['dataset_rows']}",
+            metadata={"kept": kept, "dropped": dg.MetadataValue.json(details["dropped"])},
+        ),
+    ]
+
+
+def build_persona_assets(kind: PersonaKind) -> list:
+    """The rollouts -> dataset -> training-split assets of one persona kind."""
+    partitions_def = PARTITIONS_BY_KIND[kind.name]
+    rollouts_key = rollouts_asset_key(kind)
+    dataset_key = dg.AssetKey([kind.name, "persona_dataset"])
+    split_key = dg.AssetKey([kind.name, "persona_training_split"])
+    group = f"{kind.name}_personas"
+
+    @dg.observable_source_asset(
+        key=rollouts_key,
+        partitions_def=partitions_def,
+        group_name=group,
+        description=(
+            f"Raw {kind.name} rollouts: {kind.directory}/responses/<name>.jsonl and extract_scores/<name>.json "
+            "under PERSONA_DATA_ROOT. The data version is a hash of both files' bytes."
+        ),
+    )
+    def persona_rollouts(context: dg.OpExecutionContext, rollouts: PersonaRollouts) -> dg.DataVersionsByPartition:
+        versions = {}
+        for key in context.instance.get_dynamic_partitions(partitions_def.name):
+            ref = PersonaRef.from_partition_key(kind, key)
+            if ref.responses_path(rollouts.root).is_file():
+                versions[key] = rollout_data_version(ref, rollouts.root)
+        return dg.DataVersionsByPartition(versions)
+
+    @dg.asset(
+        key=dataset_key,
+        deps=[rollouts_key],
+        partitions_def=partitions_def,
+        group_name=group,
+        kinds={"polars", "parquet"},
+        code_version="1",
+        description=(
+            f"Every {kind.column} response joined with its judge score, in the processed schema "
+            "(system turns dropped). Load with polars or datasets.load_dataset('parquet', ...)."
+        ),
+    )
+    def persona_dataset(
+        context: dg.AssetExecutionContext, rollouts: PersonaRollouts, storage: ArtifactStorage
+    ) -> dg.MaterializeResult:
+        ref = PersonaRef.from_partition_key(kind, context.partition_key)
+        result = materialize_persona_dataset(ref, rollouts.root, storage.store())
+        join = result.details["join"]
+        if join["responses_without_score"] or join["scores_without_response"]:
+            context.log.warning(
+                f"{ref.partition_key}: {join['responses_without_score']} responses have no score and "
+                f"{join['scores_without_response']} scores have no response "
+                f"(e.g. {join['orphan_score_examples'][:3]}); unscored rows are kept but never trained on"
+            )
+        return dg.MaterializeResult(
+            metadata=dataset_metadata(result, kind),
+            data_version=dg.DataVersion(result.manifest["fingerprint"][:32]),
+        )
+
+    @dg.asset(
+        key=split_key,
+        deps=[dataset_key],
+        partitions_def=partitions_def,
+        group_name=group,
+        kinds={"polars", "parquet"},
+        code_version="1",
+        check_specs=[
+            dg.AssetCheckSpec(BUDGET_CHECK, asset=split_key, description="WARN when the train budget cannot be filled."),
+            dg.AssetCheckSpec(
+                SURVIVORS_CHECK, asset=split_key, blocking=True, description="ERROR when no example survives filtering."
+            ),
+        ],
+        description=(
+            "Score-filtered, seeded, token-budgeted train and validation splits; lengths are counted with "
+            "the target model's chat template (column `length`)."
+        ),
+    )
+    def persona_training_split(
+        context: dg.AssetExecutionContext,
+        config: TrainingSplitConfig,
+        storage: ArtifactStorage,
+        language_model: LanguageModelResource,
+    ) -> dg.MaterializeResult:
+        ref = PersonaRef.from_partition_key(kind, context.partition_key)
+        result = materialize_training_split(
+            ref, storage.store(), language_model.get_tokenizer(), config.budget(), config.selection(kind)
+        )
+        d = result.details
+        context.log.info(
+            f"{ref.partition_key}: {d['train_rows']} train rows / {d['train_tokens']} tokens, "
+            f"{d['validation_rows']} validation rows / {d['validation_tokens']} tokens"
+        )
+        return dg.MaterializeResult(
+            metadata=split_metadata(result),
+            check_results=split_check_results(d),
+            data_version=dg.DataVersion(result.manifest["fingerprint"][:32]),
+        )
+
+    return [persona_rollouts, persona_dataset, persona_training_split]
+
+
+def build_baseline_assets() -> list:
+    """Baseline roles (0_default, 1_default, default): no scores, not training data, kept as negatives."""
+    source_key = dg.AssetKey(["roles", "baseline_rollouts"])
+
+    @dg.observable_source_asset(
+        key=source_key,
+        group_name="roles_personas",
+        description="Baseline-role rollouts (0_default, 1_default, default) of every source model.",
+    )
+    def baseline_rollouts(rollouts: PersonaRollouts) -> dg.DataVersion:
+        refs = rollouts.discover(ROLES).baselines
+        versions = {ref.partition_key: rollout_data_version(ref, rollouts.root) for ref in refs}
+        return dg.DataVersion(fingerprint(versions)[:32])
+
+    @dg.asset(
+        key=["roles", "baseline_dataset"],
+        deps=[source_key],
+        group_name="roles_personas",
+        kinds={"polars", "parquet"},
+        code_version="1",
+        description="Baseline responses of every source model in the processed schema: the negatives for evaluation.",
+    )
+    def baseline_dataset(
+        context: dg.AssetExecutionContext, rollouts: PersonaRollouts, storage: ArtifactStorage
+    ) -> dg.MaterializeResult:
+        store = storage.store()
+        refs = rollouts.discover(ROLES).baselines
+        rows = []
+        for ref in refs:
+            result = materialize_persona_dataset(ref, rollouts.root, store)
+            rows.append((ref.source_model, ref.name, result.details["rows"], str(result.folder / DATASET_FILE)))
+        if not refs:
+            context.log.warning(f"no baseline roles (0_default, 1_default, default) under {rollouts.root}")
+        return dg.MaterializeResult(
+            metadata={
+                "baselines": dg.MetadataValue.md(md_table(["source model", "baseline", "rows", "path"], rows)),
+                "dagster/row_count": sum(r[2] for r in rows),
+            }
+        )
+
+    return [baseline_rollouts, baseline_dataset]

@@ -1,0 +1,50 @@
+"""Run a partitioned job over many partitions against a Dagster instance, one run per partition.
+
+This is what a UI backfill of the persona jobs does, without needing the daemon: each
+partition is its own run (visible in the UI), and one failing partition does not stop
+the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import dagster as dg
+
+
+@dataclass
+class PartitionRun:
+    partition_key: str
+    run_id: str
+    success: bool
+    error: str | None = None
+
+
+def run_partitions(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    partition_keys: Sequence[str],
+    *,
+    run_config: dict | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[PartitionRun]:
+    job = defs.resolve_job_def(job_name)
+    outcomes = []
+    for index, key in enumerate(partition_keys, start=1):
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=key,
+            run_config=run_config or {},
+            raise_on_error=False,
+            tags={"steering_assets/launched_by": "cli"},
+        )
+        error = None
+        if not result.success:
+            failures = [e for e in result.all_events if e.is_step_failure]
+            error = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
+        outcomes.append(PartitionRun(key, result.run_id, result.success, error))
+        status = "ok" if result.success else f"FAILED: {error}"
+        progress(f"[{index}/{len(partition_keys)}] {job_name} {key}: {status}")
+    return outcomes
