@@ -90,6 +90,8 @@ class ArtifactStore:
         """Write each file with its writer (into a temp path), then the manifest last."""
         folder.mkdir(parents=True, exist_ok=True)
         (folder / MANIFEST).unlink(missing_ok=True)
+        for leftover in folder.glob(".*.partial"):  # temp files of a run that was killed
+            leftover.unlink(missing_ok=True)
         files = {}
         for name, writer in writers.items():
             validate_name(name, "artifact file name")

@@ -15,7 +15,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from partitions.personas import PARTITIONS_BY_KIND, persona_discovery_sensor  # noqa: E402
+from partitions.personas import persona_discovery_sensor  # noqa: E402
 from resources.language_model import LanguageModelResource  # noqa: E402
 from resources.rollouts import PersonaRollouts  # noqa: E402
 from resources.storage import ArtifactStorage  # noqa: E402
@@ -40,8 +40,7 @@ def build_definitions(
         jobs.append(
             dg.define_asset_job(
                 persona_job_name(kind_name),
-                selection=dg.AssetSelection.key_prefixes([kind_name]) - dg.AssetSelection.keys(["roles", "baseline_dataset"]),
-                partitions_def=PARTITIONS_BY_KIND[kind_name],
+                selection=dg.AssetSelection.key_prefixes([kind_name]) - dg.AssetSelection.assets(["roles", "baseline_dataset"]),
                 description=f"Rollouts to training splits for {kind_name}; backfill it to process every {kind.column}.",
             )
         )

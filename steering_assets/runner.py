@@ -43,8 +43,19 @@ def run_partitions(
         error = None
         if not result.success:
             failures = [e for e in result.all_events if e.is_step_failure]
-            error = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
+            error = failure_message(failures[0]) if failures else "run failed"
         outcomes.append(PartitionRun(key, result.run_id, result.success, error))
         status = "ok" if result.success else f"FAILED: {error}"
         progress(f"[{index}/{len(partition_keys)}] {job_name} {key}: {status}")
     return outcomes
+
+
+def failure_message(event: dg.DagsterEvent) -> str:
+    """The user-facing reason of a step failure: a Failure's description, else the root exception."""
+    data = event.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()

@@ -38,8 +38,10 @@ def build_demo_workspace(root: Path | str, seed: int = 0, force: bool = False) -
     workspace = DemoWorkspace(Path(root).resolve())
     stamp_path = workspace.root / STAMP
     wanted = {"version": DEMO_VERSION, "seed": seed}
-    if not force and stamp_path.is_file() and json.loads(stamp_path.read_text()) == wanted:
-        return workspace, False
+    if not force and stamp_path.is_file():
+        stamp = json.loads(stamp_path.read_text())
+        if all(stamp.get(key) == value for key, value in wanted.items()):
+            return workspace, False
     # A stale or half-built workspace is rebuilt from scratch; artifacts are kept,
     # their fingerprints decide whether they are still current.
     stamp_path.unlink(missing_ok=True)

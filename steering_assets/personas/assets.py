@@ -5,6 +5,7 @@ partition set, so "backfill all roles" is one selection: ``roles/*``.
 """
 
 
+import contextlib
 from typing import Any, Optional
 
 import dagster as dg
@@ -15,11 +16,12 @@ from partitions.personas import PARTITIONS_BY_KIND, rollouts_asset_key
 from resources.language_model import LanguageModelResource
 from resources.rollouts import PersonaRollouts
 from resources.storage import ArtifactStorage
-from steering_assets.artifacts import fingerprint
+from steering_assets.artifacts import ArtifactIntegrityError, fingerprint
 from steering_assets.metadata import md_bar_chart, md_counts, md_table
-from steering_assets.personas.budget import BudgetConfig, SelectionConfig
+from steering_assets.personas.budget import BudgetConfig, ChatTemplateMissingError, SelectionConfig
 from steering_assets.personas.dataset import dataset_schema
-from steering_assets.personas.layout import ROLES, PersonaKind, PersonaRef
+from steering_assets.personas.layout import ROLES, InvalidNameError, PersonaKind, PersonaRef
+from steering_assets.personas.loading import RolloutFormatError
 from steering_assets.personas.pipeline import (
     DATASET_FILE,
     ArtifactResult,
@@ -27,6 +29,18 @@ from steering_assets.personas.pipeline import (
     materialize_training_split,
     rollout_data_version,
 )
+
+# Errors that mean "fix your data or settings": shown in the UI as a plain message, no stack trace.
+INPUT_ERRORS = (RolloutFormatError, InvalidNameError, ChatTemplateMissingError, ArtifactIntegrityError, FileNotFoundError)
+
+
+@contextlib.contextmanager
+def reported_as_failure(partition_key: str):
+    try:
+        yield
+    except INPUT_ERRORS as err:
+        raise dg.Failure(description=f"{partition_key}: {err}", allow_retries=False) from err
+
 
 BUDGET_CHECK = "train_budget_reached"
 SURVIVORS_CHECK = "examples_survive_filtering"
@@ -166,8 +180,9 @@ def build_persona_assets(kind: PersonaKind) -> list:
     def persona_dataset(
         context: dg.AssetExecutionContext, rollouts: PersonaRollouts, storage: ArtifactStorage
     ) -> dg.MaterializeResult:
-        ref = PersonaRef.from_partition_key(kind, context.partition_key)
-        result = materialize_persona_dataset(ref, rollouts.root, storage.store())
+        with reported_as_failure(context.partition_key):
+            ref = PersonaRef.from_partition_key(kind, context.partition_key)
+            result = materialize_persona_dataset(ref, rollouts.root, storage.store())
         join = result.details["join"]
         if join["responses_without_score"] or join["scores_without_response"]:
             context.log.warning(
@@ -204,10 +219,11 @@ def build_persona_assets(kind: PersonaKind) -> list:
         storage: ArtifactStorage,
         language_model: LanguageModelResource,
     ) -> dg.MaterializeResult:
-        ref = PersonaRef.from_partition_key(kind, context.partition_key)
-        result = materialize_training_split(
-            ref, storage.store(), language_model.get_tokenizer(), config.budget(), config.selection(kind)
-        )
+        with reported_as_failure(context.partition_key):
+            ref = PersonaRef.from_partition_key(kind, context.partition_key)
+            result = materialize_training_split(
+                ref, storage.store(), language_model.get_tokenizer(), config.budget(), config.selection(kind)
+            )
         d = result.details
         context.log.info(
             f"{ref.partition_key}: {d['train_rows']} train rows / {d['train_tokens']} tokens, "
@@ -251,7 +267,8 @@ def build_baseline_assets() -> list:
         refs = rollouts.discover(ROLES).baselines
         rows = []
         for ref in refs:
-            result = materialize_persona_dataset(ref, rollouts.root, store)
+            with reported_as_failure(ref.partition_key):
+                result = materialize_persona_dataset(ref, rollouts.root, store)
             rows.append((ref.source_model, ref.name, result.details["rows"], str(result.folder / DATASET_FILE)))
         if not refs:
             context.log.warning(f"no baseline roles (0_default, 1_default, default) under {rollouts.root}")

@@ -1,0 +1,98 @@
+import copy
+
+import polars as pl
+import pytest
+
+from steering_assets.personas.budget import (
+    BudgetConfig,
+    ChatTemplateMissingError,
+    SelectionConfig,
+    budget_split,
+    build_training_split,
+    chat_token_lengths,
+    chat_token_lengths_one_by_one,
+    select_training_rows,
+)
+from steering_assets.personas.dataset import build_persona_dataset
+from steering_assets.personas.layout import ROLES, TRAITS, PersonaRef
+from tests.conftest import response_row, write_persona
+
+
+@pytest.fixture
+def trait_frame(tmp_path):
+    rows = [response_row(label, p, q) for label in ("pos", "neg") for p in range(2) for q in range(3)]
+    scores = {
+        "pos_p0_q0": 90, "pos_p0_q1": 75, "pos_p0_q2": 74, "pos_p1_q0": "REFUSAL", "pos_p1_q1": 100,
+        "neg_p0_q0": 95, "neg_p0_q1": 5, "neg_p0_q2": 3, "neg_p1_q0": 1, "neg_p1_q1": 2, "neg_p1_q2": 0,
+    }  # pos_p1_q2 has no score
+    write_persona(tmp_path, "traits_240", "humorous", rows, scores)
+    frame, _ = build_persona_dataset(PersonaRef(TRAITS, "model-a", "humorous"), tmp_path)
+    return frame
+
+
+def test_trait_defaults_keep_positive_scores_of_75_and_up(trait_frame):
+    kept, dropped = select_training_rows(trait_frame, SelectionConfig.defaults_for(TRAITS))
+    assert sorted(kept["extract_score"].to_list()) == [75, 90, 100]
+    assert set(kept["label"]) == {"pos"}
+    assert dropped == {"wrong_label": 6, "refusal": 1, "missing_score": 1, "below_threshold": 1}
+
+
+def test_role_defaults_keep_score_3_only(tmp_path):
+    rows = [response_row(question_index=q) for q in range(5)]
+    write_persona(tmp_path, "roles_240", "pirate", rows, {f"pos_p0_q{q}": q % 4 for q in range(4)})
+    frame, _ = build_persona_dataset(PersonaRef(ROLES, "model-a", "pirate"), tmp_path)
+    kept, dropped = select_training_rows(frame, SelectionConfig.defaults_for(ROLES))
+    assert kept["question_index"].to_list() == [3]
+    assert dropped == {"below_threshold": 3, "missing_score": 1}
+
+
+def test_system_turns_are_dropped_from_messages(trait_frame):
+    assert all(m["role"] != "system" for messages in trait_frame["messages"] for m in messages)
+    assert trait_frame["system_prompt"][0] == "Be a pirate."
+
+
+def test_batched_lengths_equal_one_by_one_chat_template(tokenizer, demo_workspace):
+    frame, _ = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "pirate"), demo_workspace.data_root)
+    conversations = frame["messages"].to_list()[:300]
+    batched = chat_token_lengths(tokenizer, conversations, batch_size=64)
+    assert batched == chat_token_lengths_one_by_one(tokenizer, conversations)
+    assert min(batched) > 20
+
+
+def test_tokenizer_without_chat_template_is_refused(tokenizer):
+    bare = copy.deepcopy(tokenizer)
+    bare.chat_template = None
+    with pytest.raises(ChatTemplateMissingError, match="has no chat template"):
+        chat_token_lengths(bare, [[{"role": "user", "content": "hi"}]])
+
+
+def test_budget_split_is_seeded_first_fit_and_disjoint():
+    lengths = [50, 120, 30, 80, 200, 10, 60, 90, 40, 70] * 5
+    config = BudgetConfig(train_tokens=1000, validation_tokens=300, seed=7)
+    train, validation = budget_split(lengths, config)
+    assert budget_split(lengths, config) == (train, validation)
+    assert budget_split(lengths, BudgetConfig(1000, 300, seed=8)) != (train, validation)
+    assert not set(train) & set(validation)
+    assert sum(lengths[i] for i in train) == 1000  # first-fit fills the budget exactly here
+    assert 290 <= sum(lengths[i] for i in validation) <= 300
+
+
+@pytest.mark.parametrize("train, validation", [(0, 10), (-5, 10), (10, -1)])
+def test_budget_config_rejects_impossible_budgets(train, validation):
+    with pytest.raises(ValueError, match="token budgets must be positive"):
+        BudgetConfig(train_tokens=train, validation_tokens=validation)
+
+
+def test_training_split_counts_tokens_and_reports_unreachable_budget(tokenizer, demo_workspace):
+    frame, _ = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "proofreader"), demo_workspace.data_root)
+    split = build_training_split(frame, tokenizer, SelectionConfig.defaults_for(ROLES), BudgetConfig())
+    assert not split.train_budget_reached
+    assert split.train.height == split.candidates and split.validation.height == 0
+    assert split.train["length"].to_list() == chat_token_lengths_one_by_one(tokenizer, split.train["messages"].to_list())
+    full = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "pirate"), demo_workspace.data_root)[0]
+    split = build_training_split(full, tokenizer, SelectionConfig.defaults_for(ROLES), BudgetConfig())
+    assert split.train_budget_reached
+    assert 99_000 < split.train_tokens <= 100_000 and 9_000 < split.validation_tokens <= 10_000
+    assert split.dropped["over_budget"] == split.candidates - split.train.height - split.validation.height
+    assert (split.train["extract_score"] == 3).all()
+    assert isinstance(split.train, pl.DataFrame)

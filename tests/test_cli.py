@@ -1,0 +1,57 @@
+"""The CLI: backfilling every role partition against a real instance, and its errors."""
+
+import shutil
+
+import dagster as dg
+import pytest
+
+from steering_assets import cli
+
+
+@pytest.fixture
+def cli_env(demo_workspace, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(demo_workspace.data_root, data)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("PERSONA_DATA_ROOT", str(data))
+    monkeypatch.setenv("PERSONA_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("PERSONA_MODEL", str(demo_workspace.model_path))
+    return data
+
+
+def materialized_partitions(asset):
+    with dg.DagsterInstance.get() as instance:
+        return instance.get_materialized_partitions(dg.AssetKey(["roles", asset]))
+
+
+def test_backfill_all_roles_materialises_every_partition(cli_env, capsys):
+    assert cli.main(["backfill", "roles"]) == 0
+    expected = {f"demo-qwen3-tiny/{n}" for n in
+                ("astronomer", "chef", "detective", "gardener", "librarian", "mechanic", "pirate", "proofreader")}
+    assert materialized_partitions("persona_dataset") == expected
+    assert materialized_partitions("persona_training_split") == expected
+    assert "8 of 8 roles partitions materialised" in capsys.readouterr().out
+
+
+def test_one_bad_persona_does_not_sink_the_backfill(cli_env, capsys):
+    bad = cli_env / "demo-qwen3-tiny" / "roles_240" / "responses" / "broken.jsonl"
+    bad.write_text('{"label": "pos"}\n')
+    assert cli.main(["backfill", "roles"]) == 1
+    out = capsys.readouterr().out
+    assert "demo-qwen3-tiny/broken: FAILED" in out and "broken.jsonl:1: missing field" in out
+    assert "8 of 9 roles partitions materialised" in out
+    assert len(materialized_partitions("persona_training_split")) == 8
+
+
+def test_unknown_partitions_are_named(cli_env):
+    with pytest.raises(SystemExit, match="unknown roles partitions: demo-qwen3-tiny/nobody"):
+        cli.main(["backfill", "roles", "--partitions", "demo-qwen3-tiny/pirate,demo-qwen3-tiny/nobody"])
+
+
+def test_missing_settings_say_what_to_set(monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(SystemExit, match="DAGSTER_HOME is not set"):
+        cli.main(["sync-partitions"])

@@ -1,0 +1,148 @@
+"""The code location end to end: asset graph, runs per partition, metadata, checks, bad partitions."""
+
+import subprocess
+import sys
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from partitions.personas import sync_partitions
+from steering_assets.definitions import build_definitions, persona_job_name
+from steering_assets.personas.assets import BUDGET_CHECK, SURVIVORS_CHECK
+from steering_assets.personas.pipeline import TRAIN_FILE, VALIDATION_FILE
+from steering_assets.runner import failure_message
+
+
+@pytest.fixture
+def demo_defs(demo_workspace, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    defs = build_definitions(str(demo_workspace.data_root), str(artifacts), str(demo_workspace.model_path))
+    with dg.instance_for_test() as instance:
+        sync_partitions(instance, demo_workspace.data_root)
+        yield defs, instance, artifacts
+
+
+def latest_metadata(instance, key, partition):
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].asset_materialization.metadata
+
+
+def test_code_location_loads_every_asset_without_heavy_imports():
+    code = (
+        "import sys, steering_assets.definitions as d;"
+        "keys = sorted(k.to_user_string() for k in d.defs.resolve_asset_graph().get_all_asset_keys());"
+        "print(keys); print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == str(sorted([
+        "roles/baseline_dataset", "roles/baseline_rollouts", "roles/persona_dataset", "roles/persona_rollouts",
+        "roles/persona_training_split", "traits/persona_dataset", "traits/persona_rollouts", "traits/persona_training_split",
+    ]))
+    assert out[1] == "False False"
+
+
+def test_definitions_validate_and_partitions_line_up():
+    defs = build_definitions("data", "artifacts", "model")
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    for kind in ("roles", "traits"):
+        split = graph.get(dg.AssetKey([kind, "persona_training_split"]))
+        assert split.partitions_def.name == kind
+        assert dg.AssetKey([kind, "persona_dataset"]) in split.parent_keys
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {persona_job_name("roles"), persona_job_name("traits")}
+
+
+def test_one_persona_from_rollouts_to_split_with_metadata_and_checks(demo_defs):
+    defs, instance, artifacts = demo_defs
+    job = defs.resolve_job_def(persona_job_name("roles"))
+    result = job.execute_in_process(instance=instance, partition_key="demo-qwen3-tiny/pirate")
+    assert result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks[BUDGET_CHECK].passed and checks[SURVIVORS_CHECK].passed
+
+    dataset = latest_metadata(instance, ["roles", "persona_dataset"], "demo-qwen3-tiny/pirate")
+    assert dataset["dagster/row_count"].value == 1200
+    assert "█" in dataset["score_histogram"].value
+    assert dataset["responses_without_score"].value > 0
+    split = latest_metadata(instance, ["roles", "persona_training_split"], "demo-qwen3-tiny/pirate")
+    assert 99_000 < split["train_tokens"].value <= 100_000
+    assert "below_threshold" in split["dropped_by_reason"].value
+    folder = artifacts / "roles" / "persona_training_split" / "demo-qwen3-tiny" / "pirate"
+    assert split["path"].value == str(folder)
+    assert pl.read_parquet(folder / TRAIN_FILE).height == split["train_rows"].value
+    assert pl.read_parquet(folder / VALIDATION_FILE)["length"].sum() == split["validation_tokens"].value
+
+
+def test_unreachable_budget_warns_and_empty_selection_errors(demo_defs):
+    defs, instance, _ = demo_defs
+    job = defs.resolve_job_def(persona_job_name("roles"))
+    result = job.execute_in_process(instance=instance, partition_key="demo-qwen3-tiny/proofreader")
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks[BUDGET_CHECK].passed and checks[BUDGET_CHECK].severity == dg.AssetCheckSeverity.WARN
+    assert checks[SURVIVORS_CHECK].passed
+
+    strict = {"ops": {"roles__persona_training_split": {"config": {"min_score": 4}}}}
+    result = job.execute_in_process(instance=instance, partition_key="demo-qwen3-tiny/chef", run_config=strict, raise_on_error=False)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks[SURVIVORS_CHECK].passed
+    assert checks[SURVIVORS_CHECK].severity == dg.AssetCheckSeverity.ERROR
+    assert "0 examples kept" in checks[SURVIVORS_CHECK].description
+
+
+def test_path_escaping_partition_key_is_rejected_and_writes_nothing(demo_defs, tmp_path):
+    defs, instance, artifacts = demo_defs
+    instance.add_dynamic_partitions("roles", ["demo-qwen3-tiny/..", "../outside"])
+    job = defs.resolve_job_def(persona_job_name("roles"))
+    for key in ("demo-qwen3-tiny/..", "../outside"):
+        result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert "path separator or '..'" in failure_message(failure)
+    assert not (tmp_path / "outside").exists()
+    assert not artifacts.exists() or not any(artifacts.rglob("*.parquet"))
+
+
+def test_malformed_rollouts_fail_the_partition_with_file_and_line(demo_workspace, tmp_path):
+    data = tmp_path / "data"
+    responses = data / "m" / "roles_240" / "responses"
+    responses.mkdir(parents=True)
+    (responses / "pirate.jsonl").write_text('{"label": "pos"\n')
+    defs = build_definitions(str(data), str(tmp_path / "artifacts"), str(demo_workspace.model_path))
+    with dg.instance_for_test() as instance:
+        sync_partitions(instance, data)
+        result = defs.resolve_job_def(persona_job_name("roles")).execute_in_process(
+            instance=instance, partition_key="m/pirate", raise_on_error=False
+        )
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert f"{responses / 'pirate.jsonl'}:1: malformed JSON" in failure_message(failure)
+    assert not (tmp_path / "artifacts" / "roles" / "persona_dataset" / "m" / "pirate" / "dataset.parquet").exists()
+
+
+def test_observing_rollouts_versions_every_partition_by_file_content(demo_workspace, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_workspace.data_root, data)
+    defs = build_definitions(str(data), str(tmp_path / "artifacts"), str(demo_workspace.model_path))
+    key = dg.AssetKey(["roles", "persona_rollouts"])
+
+    def observe(instance):
+        job = defs.resolve_implicit_global_asset_job_def()
+        assert job.execute_in_process(instance=instance, asset_selection=[key]).success
+        records = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=["demo-qwen3-tiny/pirate", "demo-qwen3-tiny/chef"]), limit=2
+        ).records
+        return {r.partition_key: r.asset_observation.tags["dagster/data_version"] for r in records}
+
+    with dg.instance_for_test() as instance:
+        sync_partitions(instance, data)
+        before = observe(instance)
+        assert set(before) == {"demo-qwen3-tiny/pirate", "demo-qwen3-tiny/chef"}
+        with open(data / "demo-qwen3-tiny" / "roles_240" / "responses" / "pirate.jsonl", "a") as handle:
+            handle.write("\n")  # same rows, different bytes: still a new version
+        after = observe(instance)
+    assert after["demo-qwen3-tiny/pirate"] != before["demo-qwen3-tiny/pirate"]
+    assert after["demo-qwen3-tiny/chef"] == before["demo-qwen3-tiny/chef"]
