@@ -12,7 +12,7 @@ from steering_assets.artifacts import write_json_atomic
 from steering_assets.demo.corpus import SOURCE_MODEL, iter_demo_texts, write_demo_rollouts
 
 # Bump when the corpus or the model recipe changes, so cached workspaces are rebuilt.
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"
 STAMP = "demo_stamp.json"
 
 

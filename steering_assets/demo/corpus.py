@@ -327,24 +327,24 @@ TRAIT_VOICES: dict[str, dict[str, Voice]] = {
 BASELINE_SYSTEM_PROMPTS = {"0_default": "", "1_default": "You are a helpful assistant."}
 
 
-def _compose(rng: random.Random, voice: Voice, topic: str, persona_share: float) -> str:
-    """A response of 6-8 sentences, ``persona_share`` of them in the voice, the rest generic."""
-    count = rng.randint(6, 8)
-    in_voice = round(count * persona_share)
-    sentences = rng.sample(voice.sentences, min(in_voice, len(voice.sentences)))
+def _paragraph(rng: random.Random, voice: Voice | None, topic: str, persona_share: float) -> str:
+    """4-7 sentences, ``persona_share`` of them in the voice (None: all generic), no repeats."""
+    count = rng.randint(4, 7)
+    in_voice = round(count * persona_share) if voice else 0
+    sentences = rng.sample(voice.sentences, min(in_voice, len(voice.sentences))) if voice else []
     sentences += rng.sample(GENERIC_SENTENCES, count - len(sentences))
     rng.shuffle(sentences)
     body = " ".join(s.format(topic=topic) for s in sentences)
-    body = body[0].upper() + body[1:]
-    if persona_share >= 0.5:
-        return f"{rng.choice(voice.openers)} {body} {rng.choice(voice.closers)}"
-    return body
-
-
-def _generic_answer(rng: random.Random, topic: str) -> str:
-    sentences = rng.sample(GENERIC_SENTENCES, rng.randint(5, 7))
-    body = " ".join(s.format(topic=topic) for s in sentences)
     return body[0].upper() + body[1:]
+
+
+def _answer(rng: random.Random, voice: Voice | None, topic: str, persona_share: float) -> str:
+    """Four paragraphs (a few hundred tokens, like real rollouts), framed by the voice when in persona."""
+    paragraphs = [_paragraph(rng, voice, topic, persona_share) for _ in range(4)]
+    if voice and persona_share >= 0.5:
+        paragraphs[0] = f"{rng.choice(voice.openers)} {paragraphs[0]}"
+        paragraphs[-1] = f"{paragraphs[-1]} {rng.choice(voice.closers)}"
+    return "\n\n".join(paragraphs)
 
 
 def _row(system_prompt: str, label: str, prompt_index: int, question_index: int, answer: str) -> dict:
@@ -373,7 +373,7 @@ def _role_rollouts(rng: random.Random, voice: Voice) -> tuple[list[dict], dict[s
             topic = TOPICS[question_index % len(TOPICS)]
             score = rng.choices(list(_ROLE_SCORE_WEIGHTS), weights=list(_ROLE_SCORE_WEIGHTS.values()))[0]
             share = _ROLE_SCORE_SHARES[score]
-            answer = _compose(rng, voice, topic, share) if share else _generic_answer(rng, topic)
+            answer = _answer(rng, voice, topic, share)
             rows.append(_row(system_prompt, "pos", prompt_index, question_index, answer))
             scores[score_key("pos", prompt_index, question_index)] = score
     return rows, scores
@@ -403,7 +403,7 @@ def _trait_rollouts(rng: random.Random, voices: dict[str, Voice]) -> tuple[list[
             for question_index in range(len(QUESTIONS)):
                 topic = TOPICS[question_index % len(TOPICS)]
                 score, share = _trait_score(rng, label)
-                answer = _compose(rng, voice, topic, share) if share else _generic_answer(rng, topic)
+                answer = _answer(rng, voice, topic, share)
                 rows.append(_row(system_prompt, label, prompt_index, question_index, answer))
                 scores[score_key(label, prompt_index, question_index)] = score
     return rows, scores
@@ -437,7 +437,7 @@ def write_demo_rollouts(data_root: Path, seed: int = 0) -> dict[str, int]:
     for name, system_prompt in BASELINE_SYSTEM_PROMPTS.items():
         rng = random.Random(f"{seed}-baseline-{name}")
         rows = [
-            _row(system_prompt, "pos", 0, question_index, _generic_answer(rng, TOPICS[question_index % len(TOPICS)]))
+            _row(system_prompt, "pos", 0, question_index, _answer(rng, None, TOPICS[question_index % len(TOPICS)], 0.0))
             for question_index in range(len(QUESTIONS))
         ]
         _write_jsonl(rows, base / ROLES.directory / "responses" / f"{name}.jsonl")

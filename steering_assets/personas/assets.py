@@ -111,6 +111,8 @@ def split_metadata(result: ArtifactResult) -> dict[str, Any]:
         "train_budget": d["train_budget"],
         "train_budget_filled": dg.MetadataValue.float(round(d["train_tokens"] / d["train_budget"], 4)),
         "kept_examples": d["train_rows"] + d["validation_rows"],
+        "candidates": d["candidates"],
+        "rows_tokenised": d["rows_tokenised"],
         "dropped_examples": dg.MetadataValue.int(sum(d["dropped"].values())),
         "dropped_by_reason": md_counts(d["dropped"]),
         "kept_score_histogram": md_bar_chart(d["kept_score_histogram"], "score"),

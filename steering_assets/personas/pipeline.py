@@ -24,7 +24,7 @@ from steering_assets.personas.layout import PersonaRef
 
 # Bump when the logic that produces an artifact changes, so old artifacts are rebuilt.
 DATASET_CODE_VERSION = "1"
-SPLIT_CODE_VERSION = "1"
+SPLIT_CODE_VERSION = "2"
 
 DATASET_FILE = "dataset.parquet"
 TRAIN_FILE = "train.parquet"
@@ -153,6 +153,7 @@ def split_details(split: TrainingSplit, dataset_rows: int, selection: SelectionC
     return {
         "dataset_rows": dataset_rows,
         "candidates": split.candidates,
+        "rows_tokenised": split.rows_counted,
         "train_rows": split.train.height,
         "validation_rows": split.validation.height,
         "train_tokens": split.train_tokens,

@@ -1,5 +1,6 @@
 import copy
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -66,15 +67,32 @@ def test_tokenizer_without_chat_template_is_refused(tokenizer):
         chat_token_lengths(bare, [[{"role": "user", "content": "hi"}]])
 
 
-def test_budget_split_is_seeded_first_fit_and_disjoint():
+def test_budget_split_takes_seeded_rows_until_each_budget_is_filled():
     lengths = [50, 120, 30, 80, 200, 10, 60, 90, 40, 70] * 5
     config = BudgetConfig(train_tokens=1000, validation_tokens=300, seed=7)
     train, validation = budget_split(lengths, config)
     assert budget_split(lengths, config) == (train, validation)
     assert budget_split(lengths, BudgetConfig(1000, 300, seed=8)) != (train, validation)
-    assert not set(train) & set(validation)
-    assert sum(lengths[i] for i in train) == 1000  # first-fit fills the budget exactly here
-    assert 290 <= sum(lengths[i] for i in validation) <= 300
+    order = np.random.default_rng(7).permutation(len(lengths)).tolist()
+    # Train is the longest prefix of the seeded order that fits; validation continues from there.
+    assert order[: len(train)] == train
+    assert order[len(train) : len(train) + len(validation)] == validation
+    assert sum(lengths[i] for i in train) <= 1000 < sum(lengths[i] for i in order[: len(train) + 1])
+    validation_tokens = sum(lengths[i] for i in validation)
+    assert validation_tokens <= 300 < validation_tokens + lengths[order[len(train) + len(validation)]]
+
+
+def test_lazy_split_tokenises_only_what_the_budget_needs(tokenizer, demo_workspace):
+    frame = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "pirate"), demo_workspace.data_root)[0]
+    split = build_training_split(frame, tokenizer, SelectionConfig.defaults_for(ROLES), BudgetConfig(batch_size=64))
+    kept, _ = select_training_rows(frame, SelectionConfig.defaults_for(ROLES))
+    lengths = chat_token_lengths_one_by_one(tokenizer, kept["messages"].to_list())
+    train, validation = budget_split(lengths, split.config)
+    assert split.train["length"].to_list() == [lengths[i] for i in train]
+    assert split.validation["length"].to_list() == [lengths[i] for i in validation]
+    assert split.train["question_index"].to_list() == [kept["question_index"][i] for i in train]
+    assert split.rows_counted < kept.height / 2  # most candidates were never needed
+    assert split.train["length"].null_count() == 0 and split.validation["length"].null_count() == 0
 
 
 @pytest.mark.parametrize("train, validation", [(0, 10), (-5, 10), (10, -1)])
