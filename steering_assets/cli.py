@@ -81,9 +81,13 @@ def _backfill_kind(defs, instance, kind_name: str, keys: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from steering_assets.definitions import build_definitions
+    import dagster as dg
+
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+    from steering_assets.definitions import build_definitions
     from steering_assets.demo.build import build_demo_workspace
+    from steering_assets.demo.corpus import SOURCE_MODEL
+    from steering_assets.runner import QUIET_RUN_CONFIG
 
     started = time.perf_counter()
     workspace, built = build_demo_workspace(args.workspace, force=args.rebuild)
@@ -94,11 +98,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     defs = build_definitions(str(workspace.data_root), str(workspace.artifact_root), str(workspace.model_path))
     failed = 0
     for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
-        keys = instance.get_dynamic_partitions(partitions_def.name)
-        demo_keys = [k for k in keys if k.startswith(f"{workspace_source_model()}/")]
-        failed += _backfill_kind(defs, instance, kind_name, demo_keys)
+        keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
+        failed += _backfill_kind(defs, instance, kind_name, keys)
     baseline = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[_baseline_key()], raise_on_error=False
+        instance=instance,
+        asset_selection=[dg.AssetKey(["roles", "baseline_dataset"])],
+        run_config=QUIET_RUN_CONFIG,
+        raise_on_error=False,
     )
     failed += not baseline.success
     print(f"baseline datasets: {'ok' if baseline.success else 'FAILED'}\n")
@@ -111,18 +117,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  Dagster UI:  make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
     )
     return 1 if failed else 0
-
-
-def workspace_source_model() -> str:
-    from steering_assets.demo.corpus import SOURCE_MODEL
-
-    return SOURCE_MODEL
-
-
-def _baseline_key():
-    import dagster as dg
-
-    return dg.AssetKey(["roles", "baseline_dataset"])
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -13,6 +13,10 @@ from typing import Callable, Sequence
 import dagster as dg
 
 
+# Progress is printed per partition; Dagster's own console lines are kept to warnings.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 @dataclass
 class PartitionRun:
     partition_key: str
@@ -31,12 +35,13 @@ def run_partitions(
     progress: Callable[[str], None] = print,
 ) -> list[PartitionRun]:
     job = defs.resolve_job_def(job_name)
+    run_config = {**QUIET_RUN_CONFIG, **(run_config or {})}
     outcomes = []
     for index, key in enumerate(partition_keys, start=1):
         result = job.execute_in_process(
             instance=instance,
             partition_key=key,
-            run_config=run_config or {},
+            run_config=run_config,
             raise_on_error=False,
             tags={"steering_assets/launched_by": "cli"},
         )
