@@ -1,7 +1,9 @@
 """The code location end to end: asset graph, runs per partition, metadata, checks, bad partitions."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -42,6 +44,27 @@ def test_code_location_loads_every_asset_without_heavy_imports():
         "roles/persona_training_split", "traits/persona_dataset", "traits/persona_rollouts", "traits/persona_training_split",
     ]))
     assert out[1] == "False False"
+
+
+def test_dagster_cli_validates_the_code_location(tmp_path):
+    """What `dagster dev` does first: load the location from workspace.yaml with a real instance."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "PERSONA_DATA_ROOT": "d", "PERSONA_ARTIFACT_ROOT": "a", "PERSONA_MODEL": "m"}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_bad_budget_config_is_refused_before_any_work(demo_defs):
+    defs, instance, artifacts = demo_defs
+    job = defs.resolve_job_def(persona_job_name("roles"))
+    bad = {"ops": {"roles__persona_training_split": {"config": {"train_tokens": 0}}}}
+    with pytest.raises(Exception, match="train_tokens"):
+        job.execute_in_process(instance=instance, partition_key="demo-qwen3-tiny/pirate", run_config=bad)
+    assert not (artifacts / "roles" / "persona_training_split").exists()
 
 
 def test_definitions_validate_and_partitions_line_up():

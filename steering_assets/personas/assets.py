@@ -49,10 +49,10 @@ SURVIVORS_CHECK = "examples_survive_filtering"
 class TrainingSplitConfig(dg.Config):
     """Selection and token-budget settings (defaults as in DESIGN.md)."""
 
-    train_tokens: int = Field(default=100_000, description="Train budget in chat-template tokens.")
-    validation_tokens: int = Field(default=10_000, description="Validation budget in chat-template tokens.")
+    train_tokens: int = Field(default=100_000, gt=0, description="Train budget in chat-template tokens.")
+    validation_tokens: int = Field(default=10_000, ge=0, description="Validation budget in chat-template tokens.")
     seed: int = Field(default=42, description="Shuffle seed for the greedy budget fill.")
-    batch_size: int = Field(default=256, description="Conversations tokenised per batch.")
+    batch_size: int = Field(default=256, gt=0, description="Conversations tokenised per batch.")
     min_score: Optional[int] = Field(default=None, description="Keep scores >= this (default: roles 3, traits 75).")
     keep_labels: Optional[list[str]] = Field(default=None, description='Labels to keep (default ["pos"]).')
 
