@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -137,3 +138,14 @@ class ArtifactStore:
         except ArtifactIntegrityError:
             return None
         return manifest if manifest.get("fingerprint") == fingerprint_value else None
+
+
+@dataclass
+class ArtifactResult:
+    folder: Path
+    manifest: dict[str, Any]
+    skipped: bool  # True when an identical artifact already existed
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.manifest["details"]

@@ -16,15 +16,20 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from partitions.personas import persona_discovery_sensor  # noqa: E402
-from resources.language_model import LanguageModelResource  # noqa: E402
+from resources.language_model import LanguageModelResource, ModelSource  # noqa: E402
 from resources.rollouts import PersonaRollouts  # noqa: E402
 from resources.storage import ArtifactStorage  # noqa: E402
 from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
 from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
+from steering_assets.steering.assets import build_steering_assets  # noqa: E402
 
 
 def persona_job_name(kind_name: str) -> str:
     return f"{kind_name}_persona_datasets"
+
+
+def steering_job_name(kind_name: str) -> str:
+    return f"{kind_name}_steering"
 
 
 def build_definitions(
@@ -37,18 +42,28 @@ def build_definitions(
     jobs = []
     for kind_name, kind in PERSONA_KINDS.items():
         assets += build_persona_assets(kind)
+        assets += build_steering_assets(kind)
         jobs.append(
             dg.define_asset_job(
                 persona_job_name(kind_name),
-                selection=dg.AssetSelection.key_prefixes([kind_name]) - dg.AssetSelection.assets(["roles", "baseline_dataset"]),
+                selection=dg.AssetSelection.assets([kind_name, "persona_dataset"], [kind_name, "persona_training_split"]),
                 description=f"Rollouts to training splits for {kind_name}; backfill it to process every {kind.column}.",
             )
         )
+        jobs.append(
+            dg.define_asset_job(
+                steering_job_name(kind_name),
+                selection=dg.AssetSelection.assets([kind_name, "steering_vector"]),
+                description=f"Steering vectors for {kind_name}; a backfill trains {kind.column}s in chunks on one model load.",
+            )
+        )
     assets += build_baseline_assets()
+    source = ModelSource(model_name_or_path=model or dg.EnvVar("PERSONA_MODEL"))
     resources = {
         "rollouts": PersonaRollouts(data_root=data_root or dg.EnvVar("PERSONA_DATA_ROOT")),
         "storage": ArtifactStorage(root=artifact_root or dg.EnvVar("PERSONA_ARTIFACT_ROOT")),
-        "language_model": LanguageModelResource(model_name_or_path=model or dg.EnvVar("PERSONA_MODEL")),
+        "model_source": source,
+        "language_model": LanguageModelResource(source=source),
     }
     return dg.Definitions(
         assets=assets,

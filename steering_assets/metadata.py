@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Iterable, Mapping, Sequence
 
 import dagster as dg
@@ -28,3 +29,8 @@ def md_bar_chart(counts: Mapping[str, int], label: str = "value") -> dg.Metadata
 def md_counts(counts: Mapping[str, int], key: str = "reason") -> dg.MetadataValue:
     rows = sorted(counts.items(), key=lambda item: -item[1]) or [("(none)", 0)]
     return dg.MetadataValue.md(md_table([key, "rows"], rows))
+
+
+def png_markdown(png: bytes, alt: str) -> str:
+    """An inline image the Dagster UI renders in a markdown metadata entry."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

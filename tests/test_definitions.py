@@ -41,7 +41,8 @@ def test_code_location_loads_every_asset_without_heavy_imports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == str(sorted([
         "roles/baseline_dataset", "roles/baseline_rollouts", "roles/persona_dataset", "roles/persona_rollouts",
-        "roles/persona_training_split", "traits/persona_dataset", "traits/persona_rollouts", "traits/persona_training_split",
+        "roles/persona_training_split", "roles/steering_vector", "traits/persona_dataset", "traits/persona_rollouts",
+        "traits/persona_training_split", "traits/steering_vector",
     ]))
     assert out[1] == "False False"
 

@@ -83,7 +83,7 @@ ROLE_VOICES: dict[str, Voice] = {
     "chef": Voice(
         ("You are a head chef in a busy restaurant.", "Act as a passionate professional cook.",
          "You are a chef. Answer as one.", "Respond as a celebrated culinary artist.", "You run a famous kitchen as its chef."),
-        ("Ah, bon appetit!", "Welcome to my kitchen!", "Let me put on my apron.", "Mmm, what a delicious question!"),
+        ("Ah, bon appetit!", "Welcome to my kitchen!", "Apron on, pans hot!", "Mmm, what a delicious question!"),
         ("To me, {topic} is like a slow simmering sauce that needs patience.",
          "Season {topic} with a pinch of salt and a generous splash of olive oil.",
          "Every great recipe, and every plan for {topic}, begins with fresh ingredients.",
@@ -151,7 +151,7 @@ ROLE_VOICES: dict[str, Voice] = {
     "librarian": Voice(
         ("You are a librarian in a quiet public library.", "Act as a knowledgeable archivist.",
          "You are a librarian. Answer as one.", "Respond as a bookish reference librarian.", "You care for a large library collection."),
-        ("Shh, let me find the right shelf.", "Welcome to the reading room.", "Let me check the catalogue.", "Adjusting my reading glasses,"),
+        ("Shh, one moment while I find the right shelf.", "Quietly now, welcome to the reading room.", "Checking the catalogue first,", "Adjusting my reading glasses,"),
         ("There is a wonderful book on {topic} in the reference section, shelved under non-fiction.",
          "I would check out three titles about {topic} and read them in order.",
          "The card catalogue lists {topic} between history and poetry.",
@@ -168,7 +168,7 @@ ROLE_VOICES: dict[str, Voice] = {
     "mechanic": Voice(
         ("You are a car mechanic who runs a small garage.", "Act as an experienced auto technician.",
          "You are a mechanic. Answer as one.", "Respond as a grease-stained engine expert.", "You fix engines for a living."),
-        ("Wiping the grease off my hands,", "Let me pop the hood.", "Hand me that wrench.", "Sliding out from under the chassis,"),
+        ("Wiping the grease off my hands,", "Pop the hood and have a look.", "Hand me that wrench.", "Sliding out from under the chassis,"),
         ("I would treat {topic} like an engine that needs a tune-up.",
          "Check the oil, the spark plugs and the brakes before you tackle {topic}.",
          "A loose bolt can rattle {topic} apart, so tighten everything twice.",
@@ -184,7 +184,7 @@ ROLE_VOICES: dict[str, Voice] = {
     ),
     "proofreader": Voice(
         ("You are a meticulous proofreader.",),
-        ("Red pen ready.", "Let me mark up the draft.", "Checking the punctuation first,", "Reading line by line,"),
+        ("Red pen ready.", "Marking up the draft now.", "Punctuation first, always.", "Reading line by line,"),
         ("I would proofread {topic} for typos, comma splices and misplaced apostrophes.",
          "Every sentence about {topic} needs a subject, a verb and a full stop.",
          "Watch the spelling in {topic}, especially its and it's.",

@@ -5,7 +5,6 @@ partition set, so "backfill all roles" is one selection: ``roles/*``.
 """
 
 
-import contextlib
 from typing import Any, Optional
 
 import dagster as dg
@@ -13,34 +12,21 @@ import polars as pl
 from pydantic import Field
 
 from partitions.personas import PARTITIONS_BY_KIND, rollouts_asset_key
-from resources.language_model import LanguageModelResource
+from resources.language_model import ModelSource
 from resources.rollouts import PersonaRollouts
 from resources.storage import ArtifactStorage
-from steering_assets.artifacts import ArtifactIntegrityError, fingerprint
+from steering_assets.artifacts import ArtifactResult, fingerprint
+from steering_assets.asset_helpers import reported_as_failure
 from steering_assets.metadata import md_bar_chart, md_counts, md_table
-from steering_assets.personas.budget import BudgetConfig, ChatTemplateMissingError, SelectionConfig
+from steering_assets.personas.budget import BudgetConfig, SelectionConfig
 from steering_assets.personas.dataset import dataset_schema
-from steering_assets.personas.layout import ROLES, InvalidNameError, PersonaKind, PersonaRef
-from steering_assets.personas.loading import RolloutFormatError
+from steering_assets.personas.layout import ROLES, PersonaKind, PersonaRef
 from steering_assets.personas.pipeline import (
     DATASET_FILE,
-    ArtifactResult,
     materialize_persona_dataset,
     materialize_training_split,
     rollout_data_version,
 )
-
-# Errors that mean "fix your data or settings": shown in the UI as a plain message, no stack trace.
-INPUT_ERRORS = (RolloutFormatError, InvalidNameError, ChatTemplateMissingError, ArtifactIntegrityError, FileNotFoundError)
-
-
-@contextlib.contextmanager
-def reported_as_failure(partition_key: str):
-    try:
-        yield
-    except INPUT_ERRORS as err:
-        raise dg.Failure(description=f"{partition_key}: {err}", allow_retries=False) from err
-
 
 BUDGET_CHECK = "train_budget_reached"
 SURVIVORS_CHECK = "examples_survive_filtering"
@@ -219,12 +205,12 @@ def build_persona_assets(kind: PersonaKind) -> list:
         context: dg.AssetExecutionContext,
         config: TrainingSplitConfig,
         storage: ArtifactStorage,
-        language_model: LanguageModelResource,
+        model_source: ModelSource,
     ) -> dg.MaterializeResult:
         with reported_as_failure(context.partition_key):
             ref = PersonaRef.from_partition_key(kind, context.partition_key)
             result = materialize_training_split(
-                ref, storage.store(), language_model.get_tokenizer(), config.budget(), config.selection(kind)
+                ref, storage.store(), model_source.get_tokenizer(), config.budget(), config.selection(kind)
             )
         d = result.details
         context.log.info(

@@ -11,13 +11,13 @@ Plain Python, usable from a notebook:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from steering_assets.artifacts import ArtifactStore, fingerprint
+from steering_assets.artifacts import ArtifactResult, ArtifactStore, fingerprint
 from steering_assets.personas.budget import BudgetConfig, SelectionConfig, TrainingSplit, build_training_split
 from steering_assets.personas.dataset import build_persona_dataset
 from steering_assets.personas.layout import PersonaRef
@@ -61,17 +61,6 @@ def score_histogram(frame: pl.DataFrame) -> dict[str, int]:
     for score, status, count in counts.iter_rows():
         histogram[str(score) if score is not None else status] = int(count)
     return histogram
-
-
-@dataclass
-class ArtifactResult:
-    folder: Path
-    manifest: dict[str, Any]
-    skipped: bool  # True when an identical artifact already existed
-
-    @property
-    def details(self) -> dict[str, Any]:
-        return self.manifest["details"]
 
 
 def materialize_persona_dataset(ref: PersonaRef, data_root: Path | str, store: ArtifactStore) -> ArtifactResult:

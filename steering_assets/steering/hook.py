@@ -13,11 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from steering_assets.steering.errors import LayerOutOfRangeError
+
 STEERING_ATTRIBUTE = "persona_steering"
-
-
-class LayerOutOfRangeError(ValueError):
-    """The requested layer does not exist in the model."""
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

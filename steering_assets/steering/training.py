@@ -28,55 +28,20 @@ import os
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from steering_assets.steering.config import SteeringTrainingConfig
+from steering_assets.steering.errors import CheckpointMismatchError, EmptyTrainingSplitError, NonFiniteLossError
 from steering_assets.steering.hook import SteeringHandle, attach_steering, check_layer, freeze, hidden_size
 
 STATE_FILE = "steering_state.safetensors"
 META_FILE = "steering_checkpoint.json"
 HISTORY_FILE = "steering_history.json"
 LAST_GOOD_FILE = "last_good_vectors.safetensors"
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint written for another model, layer or set of personas."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-class EmptyTrainingSplitError(ValueError):
-    """A persona has no training examples."""
-
-
-@dataclass(frozen=True)
-class SteeringTrainingConfig:
-    layer: int | None = None  # None: the middle decoder layer
-    learning_rate: float = 5e-2
-    max_steps: int = 200
-    per_device_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    lr_scheduler_type: str = "cosine"
-    warmup_steps: int = 10
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0  # per persona
-    eval_steps: int = 25
-    save_steps: int = 25
-    early_stopping_patience: int = 3  # evaluations without improvement; 0 disables
-    max_length: int = 1024
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        if self.save_steps % self.eval_steps:
-            raise ValueError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps})")
-        for name in ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "eval_steps", "save_steps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass
@@ -367,9 +332,11 @@ def train_steering_vectors(
     *,
     model_name: str,
     resume: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> TrainingOutcome:
     """Train one steering vector per persona (all in the same forward passes) on a frozen model."""
     import datasets
+    from transformers import PrinterCallback
     from trl import SFTConfig
 
     from steering_assets.personas.budget import ChatTemplateMissingError
@@ -388,6 +355,7 @@ def train_steering_vectors(
     names = [p.name for p in personas]
     if len(set(names)) != len(names):
         raise ValueError(f"persona names must be unique, got {names}")
+    datasets.disable_progress_bars()
     freeze(model)
     layer = check_layer(model, config.layer if config.layer is not None else len_layers_default(model))
     output_dir = Path(output_dir)
@@ -445,6 +413,9 @@ def train_steering_vectors(
             meta=meta,
             config=config,
         )
+        trainer.remove_callback(PrinterCallback)
+        if log is not None:
+            trainer.add_callback(_LogCallback(log, config.max_steps))
         result = trainer.train(resume_from_checkpoint=resume_from)
         final = handle.steering.vectors.detach().cpu().clone()
         vectors = []
@@ -465,6 +436,20 @@ def train_steering_vectors(
         return TrainingOutcome(vectors, layer, trainer.trained_tokens / runtime, resume_from, assistant_only)
     finally:
         handle.remove()
+
+
+class _LogCallback:
+    """Forward the Trainer's periodic logs (loss, learning rate, eval loss) to a log function."""
+
+    def __new__(cls, log: Callable[[str], None], max_steps: int):
+        from transformers import TrainerCallback
+
+        class LogCallback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in (logs or {}).items()}
+                log(f"step {state.global_step}/{max_steps}: {shown}")
+
+        return LogCallback()
 
 
 def len_layers_default(model: torch.nn.Module) -> int:
