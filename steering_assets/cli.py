@@ -87,7 +87,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from steering_assets.definitions import build_definitions
     from steering_assets.demo.build import build_demo_workspace
     from steering_assets.demo.corpus import SOURCE_MODEL
-    from steering_assets.runner import QUIET_RUN_CONFIG
+    from steering_assets.definitions import steering_job_name
+    from steering_assets.demo.settings import steering_run_config
+    from steering_assets.runner import QUIET_RUN_CONFIG, contiguous_chunks, run_partition_chunks
+    from steering_assets.steering.assets import PERSONAS_PER_RUN
 
     started = time.perf_counter()
     workspace, built = build_demo_workspace(args.workspace, force=args.rebuild)
@@ -98,8 +101,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     defs = build_definitions(str(workspace.data_root), str(workspace.artifact_root), str(workspace.model_path))
     failed = 0
     for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
-        keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
+        all_keys = instance.get_dynamic_partitions(partitions_def.name)
+        keys = [k for k in all_keys if k.startswith(f"{SOURCE_MODEL}/")]
         failed += _backfill_kind(defs, instance, kind_name, keys)
+        chunks = contiguous_chunks(all_keys, keys, PERSONAS_PER_RUN)
+        outcomes = run_partition_chunks(defs, instance, steering_job_name(kind_name), chunks, run_config=steering_run_config(kind_name))
+        failed += sum(not o.success for o in outcomes)
     baseline = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=instance,
         asset_selection=[dg.AssetKey(["roles", "baseline_dataset"])],

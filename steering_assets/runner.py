@@ -55,6 +55,55 @@ def run_partitions(
     return outcomes
 
 
+def contiguous_chunks(all_keys: Sequence[str], selected: Sequence[str], size: int) -> list[list[str]]:
+    """Split ``selected`` into runs that are contiguous in ``all_keys`` order, at most ``size`` long.
+
+    A ranged run covers every partition between its first and last key, so a chunk
+    must never straddle a partition that was not selected.
+    """
+    wanted = set(selected)
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    for key in all_keys:
+        if key in wanted and len(current) < size:
+            current.append(key)
+            continue
+        if current:
+            chunks.append(current)
+        current = [key] if key in wanted else []
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def run_partition_chunks(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    chunks: Sequence[Sequence[str]],
+    *,
+    run_config: dict | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[PartitionRun]:
+    """One run per chunk of partitions (a ranged run), as a chunked backfill launches them."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    job = defs.resolve_job_def(job_name)
+    run_config = {**QUIET_RUN_CONFIG, **(run_config or {})}
+    outcomes = []
+    for index, chunk in enumerate(chunks, start=1):
+        tags = {ASSET_PARTITION_RANGE_START_TAG: chunk[0], ASSET_PARTITION_RANGE_END_TAG: chunk[-1], "steering_assets/launched_by": "cli"}
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
+        error = None
+        if not result.success:
+            failures = [e for e in result.all_events if e.is_step_failure]
+            error = failure_message(failures[0]) if failures else "run failed"
+        outcomes += [PartitionRun(key, result.run_id, result.success, error) for key in chunk]
+        status = "ok" if result.success else f"FAILED: {error}"
+        progress(f"[chunk {index}/{len(chunks)}] {job_name} {chunk[0]} … {chunk[-1]} ({len(chunk)} partitions): {status}")
+    return outcomes
+
+
 def failure_message(event: dg.DagsterEvent) -> str:
     """The user-facing reason of a step failure: a Failure's description, else the root exception."""
     data = event.step_failure_data

@@ -18,7 +18,8 @@ SHARED_PERSONA_NAMES = Path(__file__).resolve().parents[2] / "shared" / "fixture
 def demo_workspace(tmp_path_factory):
     from steering_assets.demo.build import build_demo_workspace
 
-    workspace, _ = build_demo_workspace(tmp_path_factory.mktemp("demo"))
+    # Untrained weights: the tests check mechanics, not what the demo model has learned.
+    workspace, _ = build_demo_workspace(tmp_path_factory.mktemp("demo"), pretrain_steps=0)
     return workspace
 
 

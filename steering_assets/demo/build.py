@@ -12,7 +12,7 @@ from steering_assets.artifacts import write_json_atomic
 from steering_assets.demo.corpus import SOURCE_MODEL, iter_demo_texts, write_demo_rollouts
 
 # Bump when the corpus or the model recipe changes, so cached workspaces are rebuilt.
-DEMO_VERSION = "2"
+DEMO_VERSION = "3"
 STAMP = "demo_stamp.json"
 
 
@@ -33,11 +33,18 @@ class DemoWorkspace:
         return self.root / "artifacts"
 
 
-def build_demo_workspace(root: Path | str, seed: int = 0, force: bool = False) -> tuple[DemoWorkspace, bool]:
+# Base-model training steps: enough for every persona's voice to become a mode of the
+# model's plain assistant turn (about two minutes on 2 CPU cores). 0 leaves it random.
+PRETRAIN_STEPS = 400
+
+
+def build_demo_workspace(
+    root: Path | str, seed: int = 0, force: bool = False, pretrain_steps: int = PRETRAIN_STEPS
+) -> tuple[DemoWorkspace, bool]:
     """Create (or reuse) the demo workspace under ``root``; returns it and whether it was built now."""
     workspace = DemoWorkspace(Path(root).resolve())
     stamp_path = workspace.root / STAMP
-    wanted = {"version": DEMO_VERSION, "seed": seed}
+    wanted = {"version": DEMO_VERSION, "seed": seed, "pretrain_steps": pretrain_steps}
     if not force and stamp_path.is_file():
         stamp = json.loads(stamp_path.read_text())
         if all(stamp.get(key) == value for key, value in wanted.items()):
@@ -52,5 +59,10 @@ def build_demo_workspace(root: Path | str, seed: int = 0, force: bool = False) -
     started = time.perf_counter()
     write_demo_rollouts(workspace.data_root, seed=seed)
     save_tiny_model(iter_demo_texts(workspace.data_root), workspace.model_path, seed=seed)
-    write_json_atomic({**wanted, "seconds": round(time.perf_counter() - started, 1)}, stamp_path)
+    pretraining = {}
+    if pretrain_steps:
+        from steering_assets.demo.pretrain import pretrain_demo_model
+
+        pretraining = pretrain_demo_model(workspace.model_path, workspace.data_root, steps=pretrain_steps, seed=seed)
+    write_json_atomic({**wanted, "seconds": round(time.perf_counter() - started, 1), "pretraining": pretraining}, stamp_path)
     return workspace, True

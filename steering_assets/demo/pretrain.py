@@ -60,7 +60,7 @@ def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, 
         use_cpu=True,
         report_to=[],
         max_length=256,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         disable_tqdm=True,
     )
     trainer = SFTTrainer(

@@ -116,6 +116,10 @@ class StepBatches(torch.utils.data.Dataset):
         return batch
 
 
+def _only_item(items: list):
+    return items[0]
+
+
 def per_persona_token_losses(logits: torch.Tensor, labels: torch.Tensor, persona_index: torch.Tensor, n_personas: int):
     """Sum of next-token losses and number of counted tokens, per persona."""
     shifted = logits[:, :-1, :].float()
@@ -175,7 +179,8 @@ def _build_trainer_class():
                 self.train_dataset, self._persona_rows(self.train_dataset), self.names,
                 self.args.per_device_train_batch_size, steps, self.steering_config.seed, self.data_collator,
             )
-            return torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
+            # batch_size=1 + unwrap (not batch_size=None) so accelerate can skip batches on resume.
+            return torch.utils.data.DataLoader(batches, batch_size=1, shuffle=False, collate_fn=_only_item)
 
         # ---- loss ----
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -394,7 +399,7 @@ def train_steering_vectors(
         assistant_only_loss=assistant_only,
         max_length=config.max_length,
         remove_unused_columns=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         disable_tqdm=True,
         dataset_num_proc=None,
     )

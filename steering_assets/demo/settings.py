@@ -1,0 +1,20 @@
+"""Run settings the demo uses where they differ from the defaults, and why.
+
+The demo model is tiny and trained briefly, and each demo answer's persona is decided in
+its first few tokens; short examples put the training signal there and keep `make demo`
+fast on two CPU cores. Real runs use the defaults (longer examples, more steps).
+"""
+
+DEMO_STEERING_TRAINING = {
+    "max_steps": 80,
+    "learning_rate": 0.1,
+    "max_length": 48,
+    "eval_steps": 20,
+    "save_steps": 20,
+    "per_device_batch_size": 8,
+    "warmup_steps": 5,
+}
+
+
+def steering_run_config(kind_name: str) -> dict:
+    return {"ops": {f"{kind_name}__steering_vector": {"config": DEMO_STEERING_TRAINING}}}

@@ -1,0 +1,63 @@
+"""The steering_vector asset in Dagster: one chunked run trains several personas on one model load."""
+
+import dagster as dg
+import pytest
+
+from partitions.personas import sync_partitions
+from steering_assets.definitions import build_definitions, persona_job_name, steering_job_name
+from steering_assets.runner import contiguous_chunks, failure_message, run_partition_chunks
+from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE
+
+TINY = {"max_steps": 4, "eval_steps": 2, "save_steps": 2, "per_device_batch_size": 2, "max_length": 40, "warmup_steps": 0}
+KEYS = ["demo-qwen3-tiny/astronomer", "demo-qwen3-tiny/chef"]
+
+
+@pytest.fixture
+def env(demo_workspace, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    defs = build_definitions(str(demo_workspace.data_root), str(artifacts), str(demo_workspace.model_path))
+    with dg.instance_for_test() as instance:
+        sync_partitions(instance, demo_workspace.data_root)
+        job = defs.resolve_job_def(persona_job_name("roles"))
+        for key in KEYS:
+            budget = {"ops": {"roles__persona_training_split": {"config": {"train_tokens": 3000, "validation_tokens": 600}}}}
+            assert job.execute_in_process(instance=instance, partition_key=key, run_config=budget).success
+        yield defs, instance, artifacts
+
+
+def test_chunked_run_writes_each_persona_with_its_own_metadata(env):
+    defs, instance, artifacts = env
+    config = {"ops": {"roles__steering_vector": {"config": TINY}}}
+    chunks = contiguous_chunks(instance.get_dynamic_partitions("roles"), KEYS, 8)
+    assert chunks == [KEYS]
+    outcomes = run_partition_chunks(defs, instance, steering_job_name("roles"), chunks, run_config=config, progress=lambda _: None)
+    assert all(o.success for o in outcomes), [o.error for o in outcomes]
+    norms = set()
+    for key in KEYS:
+        folder = artifacts / "roles" / "steering_vector" / key
+        assert {VECTOR_FILE, INTEROP_FILE, LOSS_CURVE_FILE, "steering_config.json", "manifest.json"} <= {p.name for p in folder.iterdir()}
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["roles", "steering_vector"]), asset_partitions=[key]), limit=1
+        ).records[0]
+        metadata = record.asset_materialization.metadata
+        assert metadata["trained_with_personas"].value == 2
+        assert metadata["loss_curve"].value.startswith("![loss curve](data:image/png;base64,")
+        norms.add(metadata["vector_norm"].value)
+    assert len(norms) == 2  # each partition shows its own vector, not the chunk's
+    # Nothing changed: the second run reuses both vectors.
+    outcomes = run_partition_chunks(defs, instance, steering_job_name("roles"), chunks, run_config=config, progress=lambda _: None)
+    record = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["roles", "steering_vector"]), asset_partitions=[KEYS[0]]), limit=1
+    ).records[0]
+    assert record.asset_materialization.metadata["reused_existing_artifact"].value is True
+
+
+def test_layer_outside_the_model_fails_the_run_with_a_clear_message(env):
+    defs, instance, artifacts = env
+    config = {"ops": {"roles__steering_vector": {"config": {**TINY, "layer": 12}}}}
+    result = defs.resolve_job_def(steering_job_name("roles")).execute_in_process(
+        instance=instance, partition_key=KEYS[0], run_config=config, raise_on_error=False
+    )
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "layer 12 is outside the model" in failure_message(failure)
+    assert not (artifacts / "roles" / "steering_vector").exists()
