@@ -63,10 +63,14 @@ def summary_table(store: ArtifactStore, data_root: Path) -> list[tuple]:
 
 
 def print_summary(store: ArtifactStore, data_root: Path) -> None:
-    headers = ("kind", "partition", "rows", "train/val rows", "train tokens", "val tokens", "budget reached")
-    rows = [headers] + [tuple(str(v) for v in row) for row in summary_table(store, data_root)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-    for index, row in enumerate(rows):
+    headers = ["kind", "partition", "rows", "train/val rows", "train tokens", "val tokens", "budget reached"]
+    _print_table(headers, [[str(v) for v in row] for row in summary_table(store, data_root)])
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    table = [headers] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
+    for index, row in enumerate(table):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
         if index == 0:
             print("  ".join("-" * width for width in widths))
@@ -84,38 +88,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
-    from steering_assets.definitions import build_definitions
+    from steering_assets.definitions import build_definitions, steering_job_name
     from steering_assets.demo.build import build_demo_workspace
     from steering_assets.demo.corpus import SOURCE_MODEL
-    from steering_assets.definitions import steering_job_name
     from steering_assets.demo.settings import steering_run_config
     from steering_assets.runner import QUIET_RUN_CONFIG, contiguous_chunks, run_partition_chunks
     from steering_assets.steering.assets import PERSONAS_PER_RUN
 
     started = time.perf_counter()
+    print("building the demo workspace (cached after the first run; the first build trains the demo model, ~2 min)")
     workspace, built = build_demo_workspace(args.workspace, force=args.rebuild)
     print(f"demo workspace {'built' if built else 'reused (cached)'}: {workspace.root}")
     instance = _instance()
     scan = sync_partitions(instance, workspace.data_root)
     print(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
     defs = build_definitions(str(workspace.data_root), str(workspace.artifact_root), str(workspace.model_path))
+    everything = defs.resolve_implicit_global_asset_job_def()
     failed = 0
+
+    def run_unpartitioned(*keys: list[str]) -> None:
+        nonlocal failed
+        result = everything.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(k) for k in keys], run_config=QUIET_RUN_CONFIG, raise_on_error=False
+        )
+        failed += not result.success
+        print(f"{', '.join('/'.join(k) for k in keys)}: {'ok' if result.success else 'FAILED'}")
+
+    demo_keys = {}
     for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
         all_keys = instance.get_dynamic_partitions(partitions_def.name)
-        keys = [k for k in all_keys if k.startswith(f"{SOURCE_MODEL}/")]
-        failed += _backfill_kind(defs, instance, kind_name, keys)
+        demo_keys[kind_name] = (all_keys, [k for k in all_keys if k.startswith(f"{SOURCE_MODEL}/")])
+        failed += _backfill_kind(defs, instance, kind_name, demo_keys[kind_name][1])
+    run_unpartitioned(["roles", "baseline_dataset"])
+    for kind_name, (all_keys, keys) in demo_keys.items():
+        run_unpartitioned([kind_name, "persona_classifier"])
         chunks = contiguous_chunks(all_keys, keys, PERSONAS_PER_RUN)
         outcomes = run_partition_chunks(defs, instance, steering_job_name(kind_name), chunks, run_config=steering_run_config(kind_name))
         failed += sum(not o.success for o in outcomes)
-    baseline = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance,
-        asset_selection=[dg.AssetKey(["roles", "baseline_dataset"])],
-        run_config=QUIET_RUN_CONFIG,
-        raise_on_error=False,
-    )
-    failed += not baseline.success
-    print(f"baseline datasets: {'ok' if baseline.success else 'FAILED'}\n")
-    print_summary(ArtifactStore(workspace.artifact_root), workspace.data_root)
+        run_unpartitioned([kind_name, "steering_eval_summary"])
+    store = ArtifactStore(workspace.artifact_root)
+    print("\nPersona datasets")
+    print_summary(store, workspace.data_root)
+    print("\nSteering vectors (persona-classifier probability of the target persona on generations from neutral prompts)")
+    print_evaluations(store, workspace.data_root)
     print(
         f"\nDone in {time.perf_counter() - started:.0f}s. Where to look:\n"
         f"  artifacts:   {workspace.artifact_root}\n"
@@ -124,6 +139,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  Dagster UI:  make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
     )
     return 1 if failed else 0
+
+
+def print_evaluations(store: ArtifactStore, data_root: Path) -> None:
+    from steering_assets.personas.layout import PERSONA_KINDS, discover_personas
+    from steering_assets.steering.eval_pipeline import evaluation_table
+
+    refs = [ref for kind in PERSONA_KINDS.values() for ref in discover_personas(data_root, kind).personas]
+    rows = evaluation_table(store, refs)
+    if not rows:
+        print("(no evaluations)")
+        return
+    _print_table(list(rows[0]), [[str(v) for v in row.values()] for row in rows])
+    roles = [r for r in rows if r["persona"] in {ref.partition_key for ref in refs if ref.kind.name == "roles"}]
+    print(f"steering effect (p >= 0.5 and >= 2x unsteered) for {sum(r['effect'] == 'yes' for r in roles)} of {len(roles)} roles")
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

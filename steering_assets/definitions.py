@@ -16,6 +16,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from partitions.personas import persona_discovery_sensor  # noqa: E402
+from resources.encoder import SentenceEncoderResource  # noqa: E402
 from resources.language_model import LanguageModelResource, ModelSource  # noqa: E402
 from resources.rollouts import PersonaRollouts  # noqa: E402
 from resources.storage import ArtifactStorage  # noqa: E402
@@ -53,7 +54,9 @@ def build_definitions(
         jobs.append(
             dg.define_asset_job(
                 steering_job_name(kind_name),
-                selection=dg.AssetSelection.assets([kind_name, "steering_vector"]),
+                selection=dg.AssetSelection.assets(
+                    [kind_name, "steering_vector"], [kind_name, "persona_activation_vector"], [kind_name, "steering_eval"]
+                ),
                 description=f"Steering vectors for {kind_name}; a backfill trains {kind.column}s in chunks on one model load.",
             )
         )
@@ -64,6 +67,7 @@ def build_definitions(
         "storage": ArtifactStorage(root=artifact_root or dg.EnvVar("PERSONA_ARTIFACT_ROOT")),
         "model_source": source,
         "language_model": LanguageModelResource(source=source),
+        "sentence_encoder": SentenceEncoderResource(),
     }
     return dg.Definitions(
         assets=assets,

@@ -37,7 +37,7 @@ def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, 
     """Fine-tune all weights of the saved demo model on demo conversations (TRL SFT), in place."""
     import datasets
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     datasets.disable_progress_bars()
@@ -69,6 +69,7 @@ def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, 
         train_dataset=datasets.Dataset.from_list([{"messages": c} for c in conversations]),
         processing_class=tokenizer,
     )
+    trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     result = trainer.train()
     model.save_pretrained(model_path)

