@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+
+from steering_assets.steering.evaluation import (
+    SteeringEffect,
+    assistant_mean_hidden,
+    assistant_perplexity,
+    cosine,
+    projection_classifier,
+    projection_regression,
+)
+from steering_assets.steering.hook import attach_steering
+from steering_assets.steering.persona_classifier import PersonaClassifier
+
+
+def test_projection_probe_separates_along_the_vector_only():
+    rng = np.random.default_rng(0)
+    direction = np.zeros(16)
+    direction[0] = 1.0
+    negatives = rng.normal(size=(60, 16))
+    positives = rng.normal(size=(60, 16)) + 4 * direction
+    assert projection_classifier(positives, negatives, direction, seed=0)["roc_auc"] > 0.95
+    orthogonal = np.zeros(16)
+    orthogonal[1] = 1.0
+    assert projection_classifier(positives, negatives, orthogonal, seed=0)["roc_auc"] < 0.8
+    with pytest.raises(ValueError, match="at least 5 examples per class"):
+        projection_classifier(positives[:3], negatives, direction, seed=0)
+
+
+def test_projection_regression_recovers_a_linear_trait_score():
+    rng = np.random.default_rng(1)
+    direction = rng.normal(size=8)
+    hidden = rng.normal(size=(100, 8))
+    scores = 50 + 10 * hidden @ (direction / np.linalg.norm(direction)) + rng.normal(scale=0.5, size=100)
+    metrics = projection_regression(hidden, scores, direction, seed=0)
+    assert metrics["r2"] > 0.95 and metrics["mse"] < 2
+
+
+def test_steering_effect_bar():
+    assert SteeringEffect([0.0, 2.0], [0.1, 0.6], 2.0).shows_effect
+    assert not SteeringEffect([0.0, 2.0], [0.3, 0.55], 2.0).shows_effect  # not twice the unsteered value
+    assert not SteeringEffect([0.0, 2.0], [0.05, 0.4], 2.0).shows_effect  # below 0.5
+    assert cosine(np.array([1.0, 0.0]), np.array([2.0, 0.0])) == pytest.approx(1.0)
+
+
+def test_classifier_round_trips_without_pickle(tmp_path):
+    class FakeEncoder:
+        def encode(self, texts):
+            return np.array([[len(t), t.count("arr")] for t in texts], dtype=float)
+
+    texts = {"pirate": [f"arr arr {i}" for i in range(20)], "<baseline>": [f"hello there friend {i}" for i in range(20)]}
+    classifier, info = PersonaClassifier.fit(texts, FakeEncoder())
+    path = tmp_path / "classifier.npz"
+    classifier.save(path)
+    with np.load(path, allow_pickle=False) as data:
+        assert set(data.files) == {"classes", "coef", "intercept"}
+    loaded = PersonaClassifier.load(path)
+    probe = ["arr arr arr", "hello there"]
+    assert np.allclose(loaded.probabilities(probe, FakeEncoder()), classifier.probabilities(probe, FakeEncoder()))
+    assert loaded.classes == ["<baseline>", "pirate"] and info["held_out_accuracy"] == 1.0
+
+
+def test_reply_activations_and_perplexity_see_the_steering(tiny_model_factory, tokenizer, demo_conversations):
+    model = tiny_model_factory()
+    conversations = demo_conversations("pirate", 6)
+    base = assistant_mean_hidden(model, tokenizer, conversations, layer=1, batch_size=4)
+    assert base.shape == (6, model.config.hidden_size)
+    vector = torch.randn(model.config.hidden_size)
+    with attach_steering(model, 1, 1, vector[None]):
+        steered = assistant_mean_hidden(model, tokenizer, conversations, layer=1, batch_size=4)
+        steered_ppl = assistant_perplexity(model, tokenizer, conversations)
+    assert np.allclose(steered - base, vector.numpy(), atol=1e-4)
+    assert steered_ppl != pytest.approx(assistant_perplexity(model, tokenizer, conversations))
+    # Batching and padding do not change a row's mean activation.
+    single = assistant_mean_hidden(model, tokenizer, conversations[:1], layer=1)
+    assert np.allclose(single[0], base[0], atol=1e-4)
