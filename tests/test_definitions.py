@@ -39,11 +39,10 @@ def test_code_location_loads_every_asset_without_heavy_imports():
         "print(keys); print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out[0] == str(sorted([
-        "roles/baseline_dataset", "roles/baseline_rollouts", "roles/persona_dataset", "roles/persona_rollouts",
-        "roles/persona_training_split", "roles/steering_vector", "traits/persona_dataset", "traits/persona_rollouts",
-        "traits/persona_training_split", "traits/steering_vector",
-    ]))
+    per_kind = ["persona_activation_vector", "persona_classifier", "persona_dataset", "persona_rollouts",
+                "persona_training_split", "steering_eval", "steering_eval_summary", "steering_vector"]
+    expected = ["roles/baseline_dataset", "roles/baseline_rollouts"] + [f"{k}/{a}" for k in ("roles", "traits") for a in per_kind]
+    assert out[0] == str(sorted(expected))
     assert out[1] == "False False"
 
 
