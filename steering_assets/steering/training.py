@@ -78,12 +78,28 @@ def persona_seed(seed: int, name: str) -> int:
     return zlib.crc32(f"{seed}:{name}".encode())
 
 
-class StepBatches(torch.utils.data.Dataset):
-    """Item s is micro-step s: one batch from every persona's own seeded stream, collated together."""
+def _epoch_permutation(seed: int, epoch: int, size: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(size)
 
-    def __init__(self, dataset, persona_rows: list[list[int]], names: list[str], batch_size: int, n_micro_steps: int, seed: int, collator):
+
+def rows_needed(size: int, micro_steps: int, batch_size: int, seed: int) -> list[int]:
+    """The rows of a persona that ``micro_steps`` batches will draw (all of them once an epoch completes)."""
+    if micro_steps * batch_size >= size:
+        return list(range(size))
+    return sorted(_epoch_permutation(seed, 0, size)[: micro_steps * batch_size].tolist())
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item s is micro-step s: one batch from every persona's own seeded stream, collated together.
+
+    Persona k's stream permutes all its ``sizes[k]`` training rows every epoch, whatever
+    subset was tokenised; ``lookup[k]`` maps a persona row to its row in ``dataset``.
+    """
+
+    def __init__(self, dataset, lookup: list[dict[int, int]], sizes: list[int], names: list[str], batch_size: int, n_micro_steps: int, seed: int, collator):
         self.dataset = dataset
-        self.persona_rows = persona_rows
+        self.lookup = lookup
+        self.sizes = sizes
         self.seeds = [persona_seed(seed, name) for name in names]
         self.batch_size = batch_size
         self.n_micro_steps = n_micro_steps
@@ -94,19 +110,17 @@ class StepBatches(torch.utils.data.Dataset):
         return self.n_micro_steps
 
     def rows_for(self, k: int, step: int) -> list[int]:
-        rows = self.persona_rows[k]
-        per_epoch = math.ceil(len(rows) / self.batch_size)
+        per_epoch = math.ceil(self.sizes[k] / self.batch_size)
         epoch, position = divmod(step, per_epoch)
-        key = (k, epoch)
-        if key not in self._permutations:
-            self._permutations = {kk: v for kk, v in self._permutations.items() if kk[0] != k or kk[1] >= epoch}
-            self._permutations[key] = np.random.default_rng([self.seeds[k], epoch]).permutation(len(rows))
-        chosen = self._permutations[key][position * self.batch_size : (position + 1) * self.batch_size]
-        return [rows[i] for i in chosen]
+        if (k, epoch) not in self._permutations:
+            self._permutations = {key: v for key, v in self._permutations.items() if key[0] != k}
+            self._permutations[(k, epoch)] = _epoch_permutation(self.seeds[k], epoch, self.sizes[k])
+        chosen = self._permutations[(k, epoch)][position * self.batch_size : (position + 1) * self.batch_size]
+        return [self.lookup[k][int(i)] for i in chosen]
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         examples, index = [], []
-        for k in range(len(self.persona_rows)):
+        for k in range(len(self.sizes)):
             for row in self.rows_for(k, step):
                 item = self.dataset[row]
                 examples.append({"input_ids": item["input_ids"], "labels": item["labels"]})
@@ -148,9 +162,10 @@ def _build_trainer_class():
                 grad.mul_((self.max_norm / (norms + 1e-6)).clamp(max=1.0))
 
     class SteeringTrainer(SFTTrainer):
-        def __init__(self, *args, steering_handle: SteeringHandle, persona_names: list[str], meta: dict, config: SteeringTrainingConfig, **kwargs):
+        def __init__(self, *args, steering_handle: SteeringHandle, persona_names: list[str], persona_sizes: list[int], meta: dict, config: SteeringTrainingConfig, **kwargs):
             self.handle = steering_handle
             self.names = persona_names
+            self.persona_sizes = persona_sizes
             self.meta = meta
             self.steering_config = config
             k = len(persona_names)
@@ -166,17 +181,16 @@ def _build_trainer_class():
             self.add_callback(PerPersonaGradClip(steering_handle.steering.vectors, config.max_grad_norm))
 
         # ---- data ----
-        def _persona_rows(self, dataset) -> list[list[int]]:
-            column = dataset["persona_index"]
-            rows: list[list[int]] = [[] for _ in self.names]
-            for row, k in enumerate(column):
-                rows[k].append(row)
-            return rows
+        def _row_lookup(self, dataset) -> list[dict[int, int]]:
+            lookup: list[dict[int, int]] = [{} for _ in self.names]
+            for row, (k, source) in enumerate(zip(dataset["persona_index"], dataset["source_row"])):
+                lookup[k][source] = row
+            return lookup
 
         def get_train_dataloader(self):
             steps = self.args.max_steps * self.args.gradient_accumulation_steps
             batches = StepBatches(
-                self.train_dataset, self._persona_rows(self.train_dataset), self.names,
+                self.train_dataset, self._row_lookup(self.train_dataset), self.persona_sizes, self.names,
                 self.args.per_device_train_batch_size, steps, self.steering_config.seed, self.data_collator,
             )
             # batch_size=1 + unwrap (not batch_size=None) so accelerate can skip batches on resume.
@@ -369,8 +383,13 @@ def train_steering_vectors(
     if resume_from:
         check_checkpoint_meta(Path(resume_from), meta)
 
-    def rows(split: str) -> list[dict]:
-        return [{"messages": m, "persona_index": k} for k, p in enumerate(personas) for m in getattr(p, split)]
+    micro_steps = config.max_steps * config.gradient_accumulation_steps
+    train_rows = []
+    for k, persona in enumerate(personas):
+        # Only the rows the schedule will draw are tokenised: short runs skip most of a large split.
+        needed = rows_needed(len(persona.train), micro_steps, config.per_device_batch_size, persona_seed(config.seed, persona.name))
+        train_rows += [{"messages": persona.train[i], "persona_index": k, "source_row": i} for i in needed]
+    validation_rows = [{"messages": m, "persona_index": k} for k, p in enumerate(personas) for m in p.validation]
 
     assistant_only = has_generation_markers(tokenizer)
     use_cpu = next(model.parameters()).device.type == "cpu"
@@ -385,7 +404,8 @@ def train_steering_vectors(
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
         max_grad_norm=0.0,  # clipped per persona by PerPersonaGradClip
-        eval_strategy="steps",
+        # Without any validation rows there is nothing to validate on: keep the final vector.
+        eval_strategy="steps" if any(p.validation for p in personas) else "no",
         eval_steps=config.eval_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -406,15 +426,15 @@ def train_steering_vectors(
     handle = attach_steering(model, layer, n_vectors=len(personas))
     try:
         trainer_class = _build_trainer_class()
-        validation_rows = rows("validation")
         trainer = trainer_class(
             model=model,
             args=args,
-            train_dataset=datasets.Dataset.from_list(rows("train")),
+            train_dataset=datasets.Dataset.from_list(train_rows),
             eval_dataset=datasets.Dataset.from_list(validation_rows) if validation_rows else None,
             processing_class=tokenizer,
             steering_handle=handle,
             persona_names=names,
+            persona_sizes=[len(p.train) for p in personas],
             meta=meta,
             config=config,
         )

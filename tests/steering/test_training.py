@@ -99,3 +99,10 @@ def test_tokenizer_without_chat_template_is_refused(tiny_model_factory, tokenize
     bare.chat_template = None
     with pytest.raises(ChatTemplateMissingError, match="has no chat template"):
         train(tiny_model_factory(), personas[:1], tmp_path, tokenizer=bare)
+
+
+def test_persona_without_validation_rows_keeps_its_final_vector(tiny_model_factory, tokenizer, personas, tmp_path):
+    outcome = train(tiny_model_factory(), [PersonaData("demo/short", personas[0].train, [])], tmp_path, tokenizer=tokenizer)
+    trained = outcome.vectors[0]
+    assert trained.best_step is None and trained.best_validation_loss is None
+    assert trained.steps == FAST.max_steps and trained.vector.norm() > 0
