@@ -47,7 +47,8 @@ ui: install dagster-home
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
 
 bench: install
-	$(PY) benchmarks/persona_budget.py
+	$(PY) benchmarks/persona_budget.py --workspace "$(DEMO_DIR)"
+	$(PY) benchmarks/batched_training.py --workspace "$(DEMO_DIR)"
 
 sync-partitions: install dagster-home
 	$(VENV)/bin/steering-assets sync-partitions

@@ -2,7 +2,7 @@
 
     steering-assets demo [--workspace .demo]
     steering-assets sync-partitions
-    steering-assets backfill roles [--source-model M] [--partitions k1,k2]
+    steering-assets backfill roles [--source-model M] [--partitions k1,k2] [--steering]
 
 Commands that touch the Dagster instance need DAGSTER_HOME (the Makefile sets it).
 Resources come from PERSONA_DATA_ROOT, PERSONA_ARTIFACT_ROOT and PERSONA_MODEL, as in the UI.
@@ -84,16 +84,44 @@ def _backfill_kind(defs, instance, kind_name: str, keys: list[str]) -> int:
     return sum(not o.success for o in outcomes)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _run_assets(defs, instance, *keys: list[str]) -> bool:
+    """Materialise unpartitioned assets in this process (one recorded run)."""
     import dagster as dg
 
+    from steering_assets.runner import QUIET_RUN_CONFIG
+
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey(k) for k in keys], run_config=QUIET_RUN_CONFIG, raise_on_error=False
+    )
+    print(f"{', '.join('/'.join(k) for k in keys)}: {'ok' if result.success else 'FAILED'}")
+    return result.success
+
+
+def _steering_stage(defs, instance, kind_name: str, keys: list[str], run_config: dict | None = None) -> int:
+    """Baselines and persona classifier, then vectors, activation vectors and evaluations in chunks, then the summary."""
+    from partitions.personas import PARTITIONS_BY_KIND
+    from steering_assets.definitions import steering_job_name
+    from steering_assets.runner import contiguous_chunks, run_partition_chunks
+    from steering_assets.steering.assets import PERSONAS_PER_RUN
+
+    failed = 0
+    for prerequisite in (["roles", "baseline_dataset"], [kind_name, "persona_classifier"]):
+        if not _run_assets(defs, instance, prerequisite):
+            return len(keys)
+    all_keys = instance.get_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name)
+    chunks = contiguous_chunks(all_keys, keys, PERSONAS_PER_RUN)
+    outcomes = run_partition_chunks(defs, instance, steering_job_name(kind_name), chunks, run_config=run_config)
+    failed += sum(not o.success for o in outcomes)
+    _run_assets(defs, instance, [kind_name, "steering_eval_summary"])
+    return failed
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
-    from steering_assets.definitions import build_definitions, steering_job_name
+    from steering_assets.definitions import build_definitions
     from steering_assets.demo.build import build_demo_workspace
     from steering_assets.demo.corpus import SOURCE_MODEL
     from steering_assets.demo.settings import steering_run_config
-    from steering_assets.runner import QUIET_RUN_CONFIG, contiguous_chunks, run_partition_chunks
-    from steering_assets.steering.assets import PERSONAS_PER_RUN
 
     started = time.perf_counter()
     print("building the demo workspace (cached after the first run; the first build trains the demo model, ~2 min)")
@@ -103,29 +131,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scan = sync_partitions(instance, workspace.data_root)
     print(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
     defs = build_definitions(str(workspace.data_root), str(workspace.artifact_root), str(workspace.model_path))
-    everything = defs.resolve_implicit_global_asset_job_def()
     failed = 0
-
-    def run_unpartitioned(*keys: list[str]) -> None:
-        nonlocal failed
-        result = everything.execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey(k) for k in keys], run_config=QUIET_RUN_CONFIG, raise_on_error=False
-        )
-        failed += not result.success
-        print(f"{', '.join('/'.join(k) for k in keys)}: {'ok' if result.success else 'FAILED'}")
-
-    demo_keys = {}
     for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
-        all_keys = instance.get_dynamic_partitions(partitions_def.name)
-        demo_keys[kind_name] = (all_keys, [k for k in all_keys if k.startswith(f"{SOURCE_MODEL}/")])
-        failed += _backfill_kind(defs, instance, kind_name, demo_keys[kind_name][1])
-    run_unpartitioned(["roles", "baseline_dataset"])
-    for kind_name, (all_keys, keys) in demo_keys.items():
-        run_unpartitioned([kind_name, "persona_classifier"])
-        chunks = contiguous_chunks(all_keys, keys, PERSONAS_PER_RUN)
-        outcomes = run_partition_chunks(defs, instance, steering_job_name(kind_name), chunks, run_config=steering_run_config(kind_name))
-        failed += sum(not o.success for o in outcomes)
-        run_unpartitioned([kind_name, "steering_eval_summary"])
+        keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
+        failed += _backfill_kind(defs, instance, kind_name, keys)
+        failed += _steering_stage(defs, instance, kind_name, keys, steering_run_config(kind_name))
     store = ArtifactStore(workspace.artifact_root)
     print("\nPersona datasets")
     print_summary(store, workspace.data_root)
@@ -186,6 +196,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         sys.exit(f"no {args.kind} partitions to backfill under {os.environ['PERSONA_DATA_ROOT']}")
     failed = _backfill_kind(defs, instance, args.kind, keys)
     print(f"{len(keys) - failed} of {len(keys)} {args.kind} partitions materialised")
+    if args.steering:
+        steering_failed = _steering_stage(defs, instance, args.kind, keys)
+        print(f"{len(keys) - steering_failed} of {len(keys)} {args.kind} steering vectors trained and evaluated")
+        failed += steering_failed
     return 1 if failed else 0
 
 
@@ -202,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("kind", choices=["roles", "traits"])
     backfill.add_argument("--source-model", help="only this source model's partitions")
     backfill.add_argument("--partitions", help="comma-separated partition keys (default: all)")
+    backfill.add_argument("--steering", action="store_true", help="also train and evaluate steering vectors (needs the model)")
     backfill.set_defaults(func=cmd_backfill)
     args = parser.parse_args(argv)
     return args.func(args)
