@@ -16,5 +16,16 @@ DEMO_STEERING_TRAINING = {
 }
 
 
+# Fewer replies per side than the defaults: the demo voices are distinct after a few dozen.
+DEMO_ACTIVATION = {"rows": 96}
+DEMO_EVALUATION = {"held_out_rows": 60, "n_prompts": 16}
+
+
 def steering_run_config(kind_name: str) -> dict:
-    return {"ops": {f"{kind_name}__steering_vector": {"config": DEMO_STEERING_TRAINING}}}
+    return {
+        "ops": {
+            f"{kind_name}__steering_vector": {"config": DEMO_STEERING_TRAINING},
+            f"{kind_name}__persona_activation_vector": {"config": DEMO_ACTIVATION},
+            f"{kind_name}__steering_eval": {"config": DEMO_EVALUATION},
+        }
+    }

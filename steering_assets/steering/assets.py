@@ -25,6 +25,7 @@ class SteeringVectorConfig(dg.Config):
     layer: Optional[int] = Field(default=None, description="Decoder layer to steer (default: the middle layer).")
     learning_rate: float = Field(default=5e-2, gt=0)
     max_steps: int = Field(default=200, gt=0)
+    epochs: Optional[float] = Field(default=None, gt=0, description="Passes over the largest split; overrides max_steps when set.")
     per_device_batch_size: int = Field(default=8, gt=0, description="Examples per persona per step.")
     gradient_accumulation_steps: int = Field(default=1, gt=0)
     lr_scheduler_type: str = Field(default="cosine")
@@ -39,6 +40,11 @@ class SteeringVectorConfig(dg.Config):
 
     def training(self) -> SteeringTrainingConfig:
         return SteeringTrainingConfig(**self.model_dump())
+
+
+class ActivationVectorConfig(dg.Config):
+    rows: int = Field(default=256, gt=0, description="Replies averaged on each side (persona, baseline).")
+    seed: int = 0
 
 
 class SteeringEvalConfig(dg.Config):
@@ -200,7 +206,10 @@ def build_steering_assets(kind: PersonaKind) -> list:
         ),
     )
     def persona_activation_vector(
-        context: dg.AssetExecutionContext, storage: ArtifactStorage, language_model: LanguageModelResource
+        context: dg.AssetExecutionContext,
+        config: ActivationVectorConfig,
+        storage: ArtifactStorage,
+        language_model: LanguageModelResource,
     ):
         from steering_assets.steering.eval_pipeline import materialize_activation_vectors
 
@@ -208,7 +217,8 @@ def build_steering_assets(kind: PersonaKind) -> list:
         with reported_as_failure(", ".join(keys)):
             results = materialize_activation_vectors(
                 [PersonaRef.from_partition_key(kind, k) for k in keys], storage.store(), language_model.get_model(),
-                language_model.get_tokenizer(), language_model.model_name, log=context.log.info,
+                language_model.get_tokenizer(), language_model.model_name, rows=config.rows, seed=config.seed,
+                log=context.log.info,
             )
         yield from partition_results(context, {
             k: {"layer": results[k].details["layer"], "vector_norm": dg.MetadataValue.float(results[k].details["norm"]),

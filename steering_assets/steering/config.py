@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 VECTOR_FILE = "vector.safetensors"
@@ -15,6 +16,7 @@ class SteeringTrainingConfig:
     layer: int | None = None  # None: the middle decoder layer
     learning_rate: float = 5e-2
     max_steps: int = 200
+    epochs: float | None = None  # when set, overrides max_steps: passes over the largest persona's split
     per_device_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     lr_scheduler_type: str = "cosine"
@@ -27,7 +29,16 @@ class SteeringTrainingConfig:
     max_length: int = 1024
     seed: int = 42
 
+    def steps_for(self, largest_split: int) -> int:
+        """Optimizer steps to run: ``max_steps``, or enough for ``epochs`` over the largest split."""
+        if self.epochs is None:
+            return self.max_steps
+        per_step = self.per_device_batch_size * self.gradient_accumulation_steps
+        return max(1, math.ceil(self.epochs * largest_split / per_step))
+
     def __post_init__(self) -> None:
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
         if self.save_steps % self.eval_steps:
             raise ValueError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps})")
         for name in ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "eval_steps", "save_steps"):

@@ -383,7 +383,8 @@ def train_steering_vectors(
     if resume_from:
         check_checkpoint_meta(Path(resume_from), meta)
 
-    micro_steps = config.max_steps * config.gradient_accumulation_steps
+    max_steps = config.steps_for(max(len(p.train) for p in personas))
+    micro_steps = max_steps * config.gradient_accumulation_steps
     train_rows = []
     for k, persona in enumerate(personas):
         # Only the rows the schedule will draw are tokenised: short runs skip most of a large split.
@@ -395,7 +396,7 @@ def train_steering_vectors(
     use_cpu = next(model.parameters()).device.type == "cpu"
     args = SFTConfig(
         output_dir=str(output_dir),
-        max_steps=config.max_steps,
+        max_steps=max_steps,
         per_device_train_batch_size=config.per_device_batch_size,
         per_device_eval_batch_size=config.per_device_batch_size * 2,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -440,7 +441,7 @@ def train_steering_vectors(
         )
         trainer.remove_callback(PrinterCallback)
         if log is not None:
-            trainer.add_callback(_LogCallback(log, config.max_steps))
+            trainer.add_callback(_LogCallback(log, max_steps))
         result = trainer.train(resume_from_checkpoint=resume_from)
         final = handle.steering.vectors.detach().cpu().clone()
         vectors = []

@@ -106,3 +106,12 @@ def test_persona_without_validation_rows_keeps_its_final_vector(tiny_model_facto
     trained = outcome.vectors[0]
     assert trained.best_step is None and trained.best_validation_loss is None
     assert trained.steps == FAST.max_steps and trained.vector.norm() > 0
+
+
+def test_epochs_set_the_number_of_steps(tiny_model_factory, tokenizer, personas, tmp_path):
+    config = SteeringTrainingConfig(**{**FAST.__dict__, "epochs": 1.0, "eval_steps": 2, "save_steps": 2})
+    outcome = train(tiny_model_factory(), personas[:2], tmp_path, config, tokenizer=tokenizer)
+    # The larger split has 11 rows and 2 rows per step: one epoch is 6 steps.
+    assert outcome.vectors[0].steps == 6
+    with pytest.raises(ValueError, match="epochs must be positive"):
+        SteeringTrainingConfig(epochs=0)

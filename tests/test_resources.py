@@ -1,0 +1,31 @@
+"""The language-model resource: loaded once per run, frozen, on the resolved device, freed in teardown."""
+
+import dagster as dg
+import pytest
+
+from resources.language_model import LanguageModelResource, ModelSource
+
+
+def test_model_is_loaded_frozen_and_released(demo_workspace):
+    resource = LanguageModelResource(source=ModelSource(model_name_or_path=str(demo_workspace.model_path), local_files_only=True))
+    context = dg.build_init_resource_context()
+    resource.setup_for_execution(context)
+    model = resource.get_model()
+    assert model.device.type == "cpu" and not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    assert resource.get_tokenizer().chat_template
+    resource.teardown_after_execution(context)
+    with pytest.raises(RuntimeError, match="only available while a run executes"):
+        resource.get_model()
+
+
+def test_missing_model_names_the_setting(tmp_path):
+    resource = LanguageModelResource(source=ModelSource(model_name_or_path=str(tmp_path / "nowhere"), local_files_only=True))
+    with pytest.raises(OSError, match="Set PERSONA_MODEL"):
+        resource.setup_for_execution(dg.build_init_resource_context())
+
+
+def test_bad_dtype_is_refused(demo_workspace):
+    resource = LanguageModelResource(source=ModelSource(model_name_or_path=str(demo_workspace.model_path)), dtype="float8")
+    with pytest.raises(ValueError, match='dtype .float8. is not one of'):
+        resource.setup_for_execution(dg.build_init_resource_context())
