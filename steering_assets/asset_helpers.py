@@ -1,13 +1,13 @@
 """Dagster glue shared by the asset families: input errors as Failures, per-partition results of a chunk."""
 
 import contextlib
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import dagster as dg
 
 from steering_assets.artifacts import ArtifactIntegrityError
 from steering_assets.personas.budget import ChatTemplateMissingError
-from steering_assets.personas.layout import InvalidNameError
+from steering_assets.personas.layout import InvalidNameError, PersonaKind, PersonaRef
 from steering_assets.personas.loading import RolloutFormatError
 from steering_assets.steering.errors import (
     CheckpointMismatchError,
@@ -55,3 +55,16 @@ def partition_results(context: dg.AssetExecutionContext, metadata: Mapping[str, 
     yield dg.MaterializeResult(metadata={"chunk_partitions": dg.MetadataValue.json(keys)})
     for key in keys:
         yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=dict(metadata[key]))
+
+
+def materialize_chunk(
+    context: dg.AssetExecutionContext,
+    kind: PersonaKind,
+    materialize: Callable[[Sequence[PersonaRef]], Mapping[str, Any]],
+    metadata: Callable[[Any], Mapping[str, Any]],
+) -> Iterator:
+    """Run ``materialize`` on every persona of the run's partitions, then record each partition."""
+    keys = list(context.partition_keys)
+    with reported_as_failure(", ".join(keys)):
+        results = materialize([PersonaRef.from_partition_key(kind, key) for key in keys])
+    yield from partition_results(context, {key: metadata(results[key]) for key in keys})

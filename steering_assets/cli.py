@@ -88,13 +88,12 @@ def _run_assets(defs, instance, *keys: list[str]) -> bool:
     """Materialise unpartitioned assets in this process (one recorded run)."""
     import dagster as dg
 
-    from steering_assets.runner import QUIET_RUN_CONFIG
+    from steering_assets.runner import execute
 
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[dg.AssetKey(k) for k in keys], run_config=QUIET_RUN_CONFIG, raise_on_error=False
-    )
-    print(f"{', '.join('/'.join(k) for k in keys)}: {'ok' if result.success else 'FAILED'}")
-    return result.success
+    job = defs.resolve_implicit_global_asset_job_def()
+    _, success, error = execute(job, instance, None, asset_selection=[dg.AssetKey(k) for k in keys])
+    print(f"{', '.join('/'.join(k) for k in keys)}: {'ok' if success else f'FAILED: {error}'}")
+    return success
 
 
 def _steering_stage(defs, instance, kind_name: str, keys: list[str], run_config: dict | None = None) -> int:

@@ -25,6 +25,17 @@ class PartitionRun:
     error: str | None = None
 
 
+def execute(job, instance: dg.DagsterInstance, run_config: dict | None, **kwargs) -> tuple[str, bool, str | None]:
+    """Run ``job`` in this process; returns (run id, success, the user-facing failure reason)."""
+    result = job.execute_in_process(
+        instance=instance, run_config={**QUIET_RUN_CONFIG, **(run_config or {})}, raise_on_error=False, **kwargs
+    )
+    if result.success:
+        return result.run_id, True, None
+    failures = [e for e in result.all_events if e.is_step_failure]
+    return result.run_id, False, failure_message(failures[0]) if failures else "run failed"
+
+
 def run_partitions(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -35,23 +46,11 @@ def run_partitions(
     progress: Callable[[str], None] = print,
 ) -> list[PartitionRun]:
     job = defs.resolve_job_def(job_name)
-    run_config = {**QUIET_RUN_CONFIG, **(run_config or {})}
     outcomes = []
     for index, key in enumerate(partition_keys, start=1):
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=key,
-            run_config=run_config,
-            raise_on_error=False,
-            tags={"steering_assets/launched_by": "cli"},
-        )
-        error = None
-        if not result.success:
-            failures = [e for e in result.all_events if e.is_step_failure]
-            error = failure_message(failures[0]) if failures else "run failed"
-        outcomes.append(PartitionRun(key, result.run_id, result.success, error))
-        status = "ok" if result.success else f"FAILED: {error}"
-        progress(f"[{index}/{len(partition_keys)}] {job_name} {key}: {status}")
+        run_id, success, error = execute(job, instance, run_config, partition_key=key, tags={"steering_assets/launched_by": "cli"})
+        outcomes.append(PartitionRun(key, run_id, success, error))
+        progress(f"[{index}/{len(partition_keys)}] {job_name} {key}: {'ok' if success else f'FAILED: {error}'}")
     return outcomes
 
 
@@ -89,17 +88,12 @@ def run_partition_chunks(
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     job = defs.resolve_job_def(job_name)
-    run_config = {**QUIET_RUN_CONFIG, **(run_config or {})}
     outcomes = []
     for index, chunk in enumerate(chunks, start=1):
         tags = {ASSET_PARTITION_RANGE_START_TAG: chunk[0], ASSET_PARTITION_RANGE_END_TAG: chunk[-1], "steering_assets/launched_by": "cli"}
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
-        error = None
-        if not result.success:
-            failures = [e for e in result.all_events if e.is_step_failure]
-            error = failure_message(failures[0]) if failures else "run failed"
-        outcomes += [PartitionRun(key, result.run_id, result.success, error) for key in chunk]
-        status = "ok" if result.success else f"FAILED: {error}"
+        run_id, success, error = execute(job, instance, run_config, tags=tags)
+        outcomes += [PartitionRun(key, run_id, success, error) for key in chunk]
+        status = "ok" if success else f"FAILED: {error}"
         progress(f"[chunk {index}/{len(chunks)}] {job_name} {chunk[0]} … {chunk[-1]} ({len(chunk)} partitions): {status}")
     return outcomes
 

@@ -9,7 +9,7 @@ from partitions.personas import PARTITIONS_BY_KIND
 from resources.language_model import LanguageModelResource
 from resources.storage import ArtifactStorage
 from steering_assets.artifacts import ArtifactResult
-from steering_assets.asset_helpers import partition_results, reported_as_failure
+from steering_assets.asset_helpers import materialize_chunk, reported_as_failure
 from steering_assets.personas.layout import PersonaKind, PersonaRef
 from resources.encoder import SentenceEncoderResource
 from steering_assets.metadata import md_table, png_markdown
@@ -88,6 +88,15 @@ def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
     }
 
 
+def activation_metadata(result: ArtifactResult) -> dict[str, Any]:
+    return {
+        "layer": result.details["layer"],
+        "vector_norm": dg.MetadataValue.float(result.details["norm"]),
+        "path": dg.MetadataValue.path(str(result.folder)),
+        "reused_existing_artifact": result.skipped,
+    }
+
+
 def vector_metadata(result: ArtifactResult) -> dict[str, Any]:
     d = result.details
     png = (result.folder / LOSS_CURVE_FILE).read_bytes()
@@ -134,19 +143,15 @@ def build_steering_assets(kind: PersonaKind) -> list:
     ):
         from steering_assets.steering.pipeline import materialize_steering_vectors
 
-        keys = list(context.partition_keys)
-        with reported_as_failure(", ".join(keys)):
-            refs = [PersonaRef.from_partition_key(kind, key) for key in keys]
-            results = materialize_steering_vectors(
-                refs,
-                storage.store(),
-                language_model.get_model(),
-                language_model.get_tokenizer(),
-                language_model.model_name,
-                config.training(),
-                log=context.log.info,
-            )
-        yield from partition_results(context, {key: vector_metadata(results[key]) for key in keys})
+        yield from materialize_chunk(
+            context,
+            kind,
+            lambda refs: materialize_steering_vectors(
+                refs, storage.store(), language_model.get_model(), language_model.get_tokenizer(),
+                language_model.model_name, config.training(), log=context.log.info,
+            ),
+            vector_metadata,
+        )
 
     vector_key = dg.AssetKey([kind.name, "steering_vector"])
     activation_key = dg.AssetKey([kind.name, "persona_activation_vector"])
@@ -213,18 +218,15 @@ def build_steering_assets(kind: PersonaKind) -> list:
     ):
         from steering_assets.steering.eval_pipeline import materialize_activation_vectors
 
-        keys = list(context.partition_keys)
-        with reported_as_failure(", ".join(keys)):
-            results = materialize_activation_vectors(
-                [PersonaRef.from_partition_key(kind, k) for k in keys], storage.store(), language_model.get_model(),
-                language_model.get_tokenizer(), language_model.model_name, rows=config.rows, seed=config.seed,
-                log=context.log.info,
-            )
-        yield from partition_results(context, {
-            k: {"layer": results[k].details["layer"], "vector_norm": dg.MetadataValue.float(results[k].details["norm"]),
-                "path": dg.MetadataValue.path(str(results[k].folder)), "reused_existing_artifact": results[k].skipped}
-            for k in keys
-        })
+        yield from materialize_chunk(
+            context,
+            kind,
+            lambda refs: materialize_activation_vectors(
+                refs, storage.store(), language_model.get_model(), language_model.get_tokenizer(),
+                language_model.model_name, rows=config.rows, seed=config.seed, log=context.log.info,
+            ),
+            activation_metadata,
+        )
 
     @dg.asset(
         key=eval_key,
@@ -250,14 +252,15 @@ def build_steering_assets(kind: PersonaKind) -> list:
     ):
         from steering_assets.steering.eval_pipeline import materialize_steering_evals
 
-        keys = list(context.partition_keys)
-        with reported_as_failure(", ".join(keys)):
-            results = materialize_steering_evals(
-                [PersonaRef.from_partition_key(kind, k) for k in keys], storage.store(), language_model.get_model(),
-                language_model.get_tokenizer(), language_model.model_name, sentence_encoder.get_encoder(),
-                config.evaluation(), log=context.log.info,
-            )
-        yield from partition_results(context, {k: eval_metadata(results[k]) for k in keys})
+        yield from materialize_chunk(
+            context,
+            kind,
+            lambda refs: materialize_steering_evals(
+                refs, storage.store(), language_model.get_model(), language_model.get_tokenizer(),
+                language_model.model_name, sentence_encoder.get_encoder(), config.evaluation(), log=context.log.info,
+            ),
+            eval_metadata,
+        )
 
     @dg.asset(
         key=[kind.name, "steering_eval_summary"],
