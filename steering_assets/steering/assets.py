@@ -120,15 +120,20 @@ def build_steering_assets(kind: PersonaKind) -> list:
     partitions_def = PARTITIONS_BY_KIND[kind.name]
     split_key = dg.AssetKey([kind.name, "persona_training_split"])
 
+    # Model assets: one persona per partition, 8 per run (one model load), one at a time on the device.
+    model_asset = {
+        "partitions_def": partitions_def,
+        "group_name": f"{kind.name}_steering",
+        "pool": "gpu",
+        "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=PERSONAS_PER_RUN),
+        "code_version": "1",
+    }
+
     @dg.asset(
         key=[kind.name, "steering_vector"],
         deps=[split_key],
-        partitions_def=partitions_def,
-        group_name=f"{kind.name}_steering",
         kinds={"pytorch", "safetensors"},
-        pool="gpu",
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PERSONAS_PER_RUN),
-        code_version="1",
+        **model_asset,
         description=(
             "One trained steering vector per persona: a single vector added to the residual stream at one layer "
             "of the frozen model, learned with TRL's SFTTrainer on the training split. A backfill chunk trains "
@@ -199,12 +204,8 @@ def build_steering_assets(kind: PersonaKind) -> list:
     @dg.asset(
         key=activation_key,
         deps=[vector_key, baseline_key],
-        partitions_def=partitions_def,
-        group_name=group,
         kinds={"pytorch"},
-        pool="gpu",
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PERSONAS_PER_RUN),
-        code_version="1",
+        **model_asset,
         description=(
             "The classic difference-of-means vector: mean residual activation over the persona's replies minus the "
             "mean over the baseline assistant's, at the trained vector's layer."
@@ -231,12 +232,8 @@ def build_steering_assets(kind: PersonaKind) -> list:
     @dg.asset(
         key=eval_key,
         deps=[vector_key, activation_key, classifier_key, split_key],
-        partitions_def=partitions_def,
-        group_name=group,
         kinds={"pytorch", "sklearn"},
-        pool="gpu",
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PERSONAS_PER_RUN),
-        code_version="1",
+        **model_asset,
         description=(
             "The vector as a linear probe (held-out replies vs baseline; trait score regression), validation "
             "perplexity with the vector vs a zero vector, steered generations scored by the persona classifier "

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from steering_assets.steering.config import SteeringTrainingConfig
 from steering_assets.steering.errors import CheckpointMismatchError, EmptyTrainingSplitError, NonFiniteLossError
-from steering_assets.steering.hook import SteeringHandle, attach_steering, check_layer, freeze, hidden_size
+from steering_assets.steering.hook import SteeringHandle, attach_steering, check_layer, default_layer, freeze, hidden_size
 
 STATE_FILE = "steering_state.safetensors"
 META_FILE = "steering_checkpoint.json"
@@ -376,7 +376,7 @@ def train_steering_vectors(
         raise ValueError(f"persona names must be unique, got {names}")
     datasets.disable_progress_bars()
     freeze(model)
-    layer = check_layer(model, config.layer if config.layer is not None else len_layers_default(model))
+    layer = check_layer(model, config.layer if config.layer is not None else default_layer(model))
     output_dir = Path(output_dir)
     meta = {"model": model_name, "layer": layer, "hidden_size": hidden_size(model), "personas": names}
     resume_from = last_checkpoint(output_dir) if resume else None
@@ -441,7 +441,7 @@ def train_steering_vectors(
         )
         trainer.remove_callback(PrinterCallback)
         if log is not None:
-            trainer.add_callback(_LogCallback(log, max_steps))
+            trainer.add_callback(_log_callback(log, max_steps))
         result = trainer.train(resume_from_checkpoint=resume_from)
         final = handle.steering.vectors.detach().cpu().clone()
         vectors = []
@@ -464,24 +464,16 @@ def train_steering_vectors(
         handle.remove()
 
 
-class _LogCallback:
-    """Forward the Trainer's periodic logs (loss, learning rate, eval loss) to a log function."""
+def _log_callback(log: Callable[[str], None], max_steps: int):
+    """A TrainerCallback forwarding the periodic logs (loss, learning rate, eval loss) to ``log``."""
+    from transformers import TrainerCallback
 
-    def __new__(cls, log: Callable[[str], None], max_steps: int):
-        from transformers import TrainerCallback
+    class LogCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in (logs or {}).items()}
+            log(f"step {state.global_step}/{max_steps}: {shown}")
 
-        class LogCallback(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in (logs or {}).items()}
-                log(f"step {state.global_step}/{max_steps}: {shown}")
-
-        return LogCallback()
-
-
-def len_layers_default(model: torch.nn.Module) -> int:
-    from steering_assets.steering.hook import default_layer
-
-    return default_layer(model)
+    return LogCallback()
 
 
 def _per_step_mean(points: list) -> list[tuple[int, float]]:
@@ -489,7 +481,3 @@ def _per_step_mean(points: list) -> list[tuple[int, float]]:
     for step, value in points:
         by_step.setdefault(int(step), []).append(float(value))
     return [(step + 1, sum(v) / len(v)) for step, v in sorted(by_step.items())]
-
-
-def config_dict(config: SteeringTrainingConfig) -> dict:
-    return asdict(config)
