@@ -49,6 +49,7 @@ ui: install dagster-home
 bench: install
 	$(PY) benchmarks/persona_budget.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/batched_training.py --workspace "$(DEMO_DIR)"
+	$(PY) benchmarks/prefix_features.py --workspace "$(DEMO_DIR)"
 
 sync-partitions: install dagster-home
 	$(VENV)/bin/steering-assets sync-partitions
