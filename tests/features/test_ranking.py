@@ -16,7 +16,7 @@ def test_a_feature_that_rises_with_the_label_ranks_first():
     top = rank_features(scores, top=3)
     assert [s.feature for s in top][:2] == [3, 1]
     assert top[0].monotonic and top[0].pearson > 0.9 and top[0].gap > 3
-    assert top[0].tpr_minus_fpr == pytest.approx(1.0)
+    assert top[0].tpr_minus_fpr > 0.9  # every label-3 sentence clears the label-0 95th percentile
     assert not scores[4].monotonic and scores[4].pearson < -0.9
     assert all(s.feature != 4 for s in rank_features(scores, top=5))
 
