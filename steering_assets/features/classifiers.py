@@ -1,0 +1,96 @@
+"""Classifiers on classifier datasets: a factory, cross-validation without leakage, metrics.
+
+Labels (concept strength) are classified; SAE feature activations are regressed. The
+normalisation the dataset was built with is re-fitted inside every fold, so no fold
+sees statistics of its test rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from steering_assets.features.datasets import raw_inputs
+
+MODELS = ("logistic", "ridge", "linear_svm", "mlp")
+
+
+class ClassifierDataError(ValueError):
+    """A dataset the chosen classifier cannot learn from."""
+
+
+def _scaler(method: str):
+    from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
+
+    return {"standardize": StandardScaler(), "minmax": MinMaxScaler()}.get(method, FunctionTransformer())
+
+
+def make_model(name: str, task: str, seed: int = 0):
+    """An sklearn estimator for ``task`` "classification" or "regression"."""
+    from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.svm import LinearSVC, LinearSVR
+
+    table = {
+        ("logistic", "classification"): lambda: LogisticRegression(max_iter=2000),
+        ("ridge", "classification"): lambda: RidgeClassifier(),
+        ("ridge", "regression"): lambda: Ridge(),
+        ("linear_svm", "classification"): lambda: LinearSVC(random_state=seed, max_iter=5000),
+        ("linear_svm", "regression"): lambda: LinearSVR(random_state=seed, max_iter=5000),
+        ("mlp", "classification"): lambda: MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=seed),
+        ("mlp", "regression"): lambda: MLPRegressor(hidden_layer_sizes=(64,), max_iter=500, random_state=seed),
+    }
+    if (name, task) not in table:
+        options = sorted(n for n, t in table if t == task)
+        raise ValueError(f"no {task} model named {name!r}; choose one of {options}")
+    return table[(name, task)]()
+
+
+def task_of(dataset: dict[str, np.ndarray]) -> str:
+    return "classification" if str(dataset["meta_strategy"]).endswith("concept") else "regression"
+
+
+def cross_validate(dataset: dict[str, np.ndarray], model_name: str, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Stratified (classification) or plain (regression) k-fold CV; metrics averaged over folds."""
+    from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score, roc_auc_score
+    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+
+    task = task_of(dataset)
+    x, y = raw_inputs(dataset), dataset["y"]
+    method = str(dataset["norm_method"])
+    if task == "classification":
+        classes, counts = np.unique(y, return_counts=True)
+        if len(classes) < 2:
+            raise ClassifierDataError(
+                f"{dataset['meta_strategy']}: every sentence has label {classes.tolist()}; a classifier needs at least two classes"
+            )
+        if counts.min() < folds:
+            raise ClassifierDataError(
+                f"{dataset['meta_strategy']}: label {classes[counts.argmin()]} has {counts.min()} sentences, fewer than {folds} folds"
+            )
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        if np.ptp(y) == 0:
+            raise ClassifierDataError(f"{dataset['meta_strategy']}: the target feature is constant; nothing to regress")
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    per_fold: list[dict[str, float]] = []
+    for train, test in splitter.split(x, y):
+        pipeline = make_pipeline(_scaler(method), make_model(model_name, task, seed)).fit(x[train], y[train])
+        predicted = pipeline.predict(x[test])
+        if task == "classification":
+            metrics = {"accuracy": accuracy_score(y[test], predicted), "f1": f1_score(y[test], predicted, average="macro")}
+            if hasattr(pipeline, "predict_proba") and len(np.unique(y[test])) == len(np.unique(y)):
+                scores = pipeline.predict_proba(x[test])
+                metrics["roc_auc"] = (roc_auc_score(y[test], scores[:, 1]) if scores.shape[1] == 2
+                                      else roc_auc_score(y[test], scores, multi_class="ovr"))
+        else:
+            metrics = {"r2": r2_score(y[test], predicted), "mse": mean_squared_error(y[test], predicted)}
+        per_fold.append({k: float(v) for k, v in metrics.items()})
+    keys = sorted({k for fold in per_fold for k in fold})
+    return {
+        "model": model_name, "task": task, "folds": folds,
+        **{k: float(np.mean([f[k] for f in per_fold if k in f])) for k in keys},
+        **{f"{k}_std": float(np.std([f[k] for f in per_fold if k in f])) for k in keys},
+    }
