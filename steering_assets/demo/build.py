@@ -14,6 +14,8 @@ from steering_assets.demo.corpus import SOURCE_MODEL, iter_demo_texts, write_dem
 # Bump when the corpus or the model recipe changes, so cached workspaces are rebuilt.
 DEMO_VERSION = "3"
 STAMP = "demo_stamp.json"
+FEATURES_STAMP = "features_stamp.json"
+FEATURES_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,14 @@ class DemoWorkspace:
     def artifact_root(self) -> Path:
         return self.root / "artifacts"
 
+    @property
+    def concepts_root(self) -> Path:
+        return self.root / "concepts"
+
+    @property
+    def sae_config(self) -> Path:
+        return self.root / "saes" / "saes.json"
+
 
 # Base-model training steps: enough for every persona's voice to become a mode of the
 # model's plain assistant turn (about two minutes on 2 CPU cores). 0 leaves it random.
@@ -48,7 +58,7 @@ def build_demo_workspace(
     if not force and stamp_path.is_file():
         stamp = json.loads(stamp_path.read_text())
         if all(stamp.get(key) == value for key, value in wanted.items()):
-            return workspace, False
+            return workspace, _build_feature_inputs(workspace, seed, force)
     # A stale or half-built workspace is rebuilt from scratch; artifacts are kept,
     # their fingerprints decide whether they are still current.
     stamp_path.unlink(missing_ok=True)
@@ -65,4 +75,20 @@ def build_demo_workspace(
 
         pretraining = pretrain_demo_model(workspace.model_path, workspace.data_root, steps=pretrain_steps, seed=seed)
     write_json_atomic({**wanted, "seconds": round(time.perf_counter() - started, 1), "pretraining": pretraining}, stamp_path)
+    _build_feature_inputs(workspace, seed, force=True)
     return workspace, True
+
+
+def _build_feature_inputs(workspace: DemoWorkspace, seed: int, force: bool) -> bool:
+    """Concept sentences and SAEs (the interpretability inputs): a cached stage of its own."""
+    stamp_path = workspace.root / FEATURES_STAMP
+    wanted = {"version": FEATURES_VERSION, "seed": seed}
+    if not force and stamp_path.is_file() and json.loads(stamp_path.read_text()) == wanted and workspace.sae_config.is_file():
+        return False
+    from steering_assets.demo.features import train_demo_saes, write_demo_concepts
+
+    stamp_path.unlink(missing_ok=True)
+    write_demo_concepts(workspace.concepts_root, seed=seed)
+    train_demo_saes(workspace.model_path, workspace.data_root, workspace.sae_config.parent, seed=seed)
+    write_json_atomic(wanted, stamp_path)
+    return True

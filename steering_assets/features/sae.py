@@ -116,7 +116,7 @@ def load_sae_set(config_path: Path | str, d_model: int | None = None, n_layers: 
     return dict(sorted(saes.items()))
 
 
-def train_small_sae(activations: np.ndarray, d_sae: int, *, steps: int = 300, l1: float = 3e-3, seed: int = 0, layer: int = 0) -> JumpReLUSAE:
+def train_small_sae(activations: np.ndarray, d_sae: int, *, steps: int = 300, l1: float = 0.3, seed: int = 0, layer: int = 0) -> JumpReLUSAE:
     """A small SAE fitted to residual activations (ReLU + L1, then a JumpReLU threshold).
 
     The demo has no published SAEs, so it trains its own and saves them in the same
