@@ -47,6 +47,11 @@ def make_model(name: str, task: str, seed: int = 0):
     return table[(name, task)]()
 
 
+def models_for(task: str) -> tuple[str, ...]:
+    """Model names that handle ``task`` (logistic regression only classifies)."""
+    return tuple(name for name in MODELS if not (name == "logistic" and task == "regression"))
+
+
 def task_of(dataset: dict[str, np.ndarray]) -> str:
     return "classification" if str(dataset["meta_strategy"]).endswith("concept") else "regression"
 
