@@ -13,6 +13,8 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PERSONA_DATA_ROOT ?= $(DEMO_DIR)/data
 export PERSONA_ARTIFACT_ROOT ?= $(DEMO_DIR)/artifacts
 export PERSONA_MODEL ?= $(DEMO_DIR)/models/demo-qwen3-tiny
+export PERSONA_CONCEPTS_ROOT ?= $(DEMO_DIR)/concepts
+export PERSONA_SAE_CONFIG ?= $(DEMO_DIR)/saes/saes.json
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 

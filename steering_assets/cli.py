@@ -116,9 +116,11 @@ def _steering_stage(defs, instance, kind_name: str, keys: list[str], run_config:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from partitions.concepts import sync_concept_partitions
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from steering_assets.definitions import build_definitions
     from steering_assets.demo.build import build_demo_workspace
+    from steering_assets.runner import run_partitions
     from steering_assets.demo.corpus import SOURCE_MODEL
     from steering_assets.demo.settings import steering_run_config
 
@@ -129,8 +131,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     instance = _instance()
     scan = sync_partitions(instance, workspace.data_root)
     print(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
-    defs = build_definitions(str(workspace.data_root), str(workspace.artifact_root), str(workspace.model_path))
+    defs = build_definitions(
+        str(workspace.data_root), str(workspace.artifact_root), str(workspace.model_path),
+        str(workspace.concepts_root), str(workspace.sae_config),
+    )
     failed = 0
+    sync_concept_partitions(instance, workspace.concepts_root)
+    for concept in instance.get_dynamic_partitions("concepts"):
+        failed += sum(not o.success for o in run_partitions(defs, instance, "concept_features", [concept]))
     for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
         keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
         failed += _backfill_kind(defs, instance, kind_name, keys)
@@ -140,6 +148,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_summary(store, workspace.data_root)
     print("\nSteering vectors (persona-classifier probability of the target persona on generations from neutral prompts)")
     print_evaluations(store, workspace.data_root)
+    print("\nConcept classifiers (cross-validated, best model per dataset)")
+    print_concept_classifiers(store, instance.get_dynamic_partitions("concepts"))
     print(
         f"\nDone in {time.perf_counter() - started:.0f}s. Where to look:\n"
         f"  artifacts:   {workspace.artifact_root}\n"
@@ -148,6 +158,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  Dagster UI:  make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
     )
     return 1 if failed else 0
+
+
+def print_concept_classifiers(store: ArtifactStore, concepts: list[str]) -> None:
+    rows = []
+    for concept in concepts:
+        try:
+            details = store.load_manifest(store.folder("concepts", "trait_classifiers", concept), verify=False)["details"]
+        except ArtifactIntegrityError:
+            continue
+        for dataset, best in sorted(details["best"].items()):
+            rows.append([concept, dataset, best["model"], f"{best['score']:.3f}"])
+    if rows:
+        _print_table(["concept", "dataset", "best model", "score (ROC-AUC, else accuracy; R2 for features)"], rows)
+    else:
+        print("(no concept classifiers)")
 
 
 def print_evaluations(store: ArtifactStore, data_root: Path) -> None:

@@ -15,11 +15,14 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
+from partitions.concepts import concept_discovery_sensor  # noqa: E402
 from partitions.personas import persona_discovery_sensor  # noqa: E402
 from resources.encoder import SentenceEncoderResource  # noqa: E402
 from resources.language_model import LanguageModelResource, ModelSource  # noqa: E402
 from resources.rollouts import PersonaRollouts  # noqa: E402
+from resources.sae import ConceptSentences, SAEResource  # noqa: E402
 from resources.storage import ArtifactStorage  # noqa: E402
+from steering_assets.features.assets import FEATURE_ASSETS  # noqa: E402
 from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
 from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
 from steering_assets.steering.assets import build_steering_assets  # noqa: E402
@@ -37,6 +40,8 @@ def build_definitions(
     data_root: str | None = None,
     artifact_root: str | None = None,
     model: str | None = None,
+    concepts_root: str | None = None,
+    sae_config: str | None = None,
 ) -> dg.Definitions:
     """Definitions with resources from the arguments, or from environment variables when omitted."""
     assets: list = []
@@ -61,6 +66,9 @@ def build_definitions(
             )
         )
     assets += build_baseline_assets()
+    assets += FEATURE_ASSETS
+    jobs.append(dg.define_asset_job("concept_features", selection=dg.AssetSelection.groups("concept_features"),
+                                    description="Sentence features to cross-validated classifiers, per concept."))
     source = ModelSource(model_name_or_path=model or dg.EnvVar("PERSONA_MODEL"))
     resources = {
         "rollouts": PersonaRollouts(data_root=data_root or dg.EnvVar("PERSONA_DATA_ROOT")),
@@ -68,11 +76,13 @@ def build_definitions(
         "model_source": source,
         "language_model": LanguageModelResource(source=source),
         "sentence_encoder": SentenceEncoderResource(),
+        "saes": SAEResource(config_path=sae_config or dg.EnvVar("PERSONA_SAE_CONFIG")),
+        "concepts": ConceptSentences(root=concepts_root or dg.EnvVar("PERSONA_CONCEPTS_ROOT")),
     }
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        sensors=[persona_discovery_sensor],
+        sensors=[persona_discovery_sensor, concept_discovery_sensor],
         resources=resources,
         # One process per run: a model or tokenizer is loaded once and serves every step.
         executor=dg.in_process_executor,
