@@ -3,6 +3,7 @@
     steering-assets demo [--workspace .demo]
     steering-assets sync-partitions
     steering-assets backfill roles [--source-model M] [--partitions k1,k2] [--steering]
+    steering-assets classifier-dataset --strategy S --input DIR [--layers L] [--target-layer N --target-feature F] --output OUT
 
 Commands that touch the Dagster instance need DAGSTER_HOME (the Makefile sets it).
 Resources come from PERSONA_DATA_ROOT, PERSONA_ARTIFACT_ROOT and PERSONA_MODEL, as in the UI.
@@ -227,6 +228,36 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_classifier_dataset(args: argparse.Namespace) -> int:
+    """The dataset generator researchers know, over a folder of feature NPZs; same code as the asset."""
+    from steering_assets.features.datasets import DatasetSpec, DatasetSpecError, build_classifier_dataset, save_dataset
+    from steering_assets.features.layers import LayerSpecError
+    from steering_assets.features.prefixes import SentenceFeatures
+    from steering_assets.artifacts import atomic_path
+
+    folder = Path(args.input)
+    files = sorted(folder.glob("*.npz")) if folder.is_dir() else []
+    if not files:
+        sys.exit(f"{folder}: no feature NPZs (expected the sentence_features folder of a concept)")
+    try:
+        features = []
+        for path in files:
+            try:
+                features.append(SentenceFeatures.load(path))
+            except (ValueError, KeyError) as err:
+                raise DatasetSpecError(f"{path}: not a feature NPZ ({err})") from None
+        spec = DatasetSpec(args.strategy, args.layers, args.target_layer, args.target_feature, args.normalize)
+        arrays = build_classifier_dataset(features, spec)
+    except (DatasetSpecError, LayerSpecError) as err:
+        sys.exit(f"error: {err}")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
+        save_dataset(arrays, tmp)
+    print(f"{output}: X {arrays['X'].shape}, y {arrays['y'].shape}, strategy {args.strategy}, normalize {args.normalize}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steering-assets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -242,6 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--partitions", help="comma-separated partition keys (default: all)")
     backfill.add_argument("--steering", action="store_true", help="also train and evaluate steering vectors (needs the model)")
     backfill.set_defaults(func=cmd_backfill)
+    dataset = sub.add_parser("classifier-dataset", help="build one classifier dataset NPZ from feature NPZs")
+    dataset.add_argument("--strategy", required=True, choices=["embedding-to-feature", "hidden-to-feature", "hidden-to-concept", "embedding-to-concept"])
+    dataset.add_argument("--input", required=True, help="folder of sentence feature NPZs")
+    dataset.add_argument("--layers", help="hidden-* strategies: e.g. '6' or '0-2,10,15-17'")
+    dataset.add_argument("--target-layer", type=int, help="*-to-feature strategies: SAE layer")
+    dataset.add_argument("--target-feature", type=int, help="*-to-feature strategies: SAE feature index")
+    dataset.add_argument("--normalize", default="standardize", choices=["standardize", "minmax", "none"])
+    dataset.add_argument("--output", required=True, help="NPZ to write")
+    dataset.set_defaults(func=cmd_classifier_dataset)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -127,3 +127,23 @@ def test_factory_builds_every_model(name):
     assert hasattr(make_model(name, "classification"), "fit")
     with pytest.raises(ValueError, match="no regression model named 'logistic'"):
         make_model("logistic", "regression")
+
+
+def test_cli_builds_the_same_dataset_as_the_library(tmp_path):
+    from steering_assets import cli
+
+    features = make_features(40)
+    (tmp_path / "features").mkdir()
+    for f in features:
+        f.save(tmp_path / "features" / f"sentence_{f.sentence_index:05d}.npz")
+    output = tmp_path / "out" / "dataset.npz"
+    assert cli.main(["classifier-dataset", "--strategy", "hidden-to-feature", "--input", str(tmp_path / "features"),
+                     "--layers", "0-1,3", "--target-layer", "3", "--target-feature", "7", "--normalize", "minmax",
+                     "--output", str(output)]) == 0
+    expected = build_classifier_dataset(features, DatasetSpec("hidden-to-feature", "0-1,3", 3, 7, "minmax"))
+    written = load_dataset(output)
+    assert set(written) == set(expected) and np.allclose(written["X"], expected["X"]) and np.allclose(written["y"], expected["y"])
+    with pytest.raises(SystemExit, match=r"range '3-1' is reversed"):
+        cli.main(["classifier-dataset", "--strategy", "hidden-to-concept", "--input", str(tmp_path / "features"),
+                  "--layers", "3-1", "--output", str(tmp_path / "x.npz")])
+    assert not (tmp_path / "x.npz").exists()
