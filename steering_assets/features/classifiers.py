@@ -99,3 +99,25 @@ def cross_validate(dataset: dict[str, np.ndarray], model_name: str, folds: int =
         **{k: float(np.mean([f[k] for f in per_fold if k in f])) for k in keys},
         **{f"{k}_std": float(np.std([f[k] for f in per_fold if k in f])) for k in keys},
     }
+
+
+def fit_best(dataset: dict[str, np.ndarray], model_name: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Refit ``model_name`` (with its normaliser) on the whole dataset; its parameters as plain arrays."""
+    from sklearn.pipeline import make_pipeline
+
+    task = task_of(dataset)
+    pipeline = make_pipeline(_scaler(str(dataset["norm_method"])), make_model(model_name, task, seed))
+    pipeline.fit(raw_inputs(dataset), dataset["y"])
+    scaler, estimator = pipeline[0], pipeline[-1]
+    arrays: dict[str, np.ndarray] = {"model": np.str_(model_name), "task": np.str_(task)}
+    for name in ("mean_", "scale_", "data_min_", "data_range_"):
+        if hasattr(scaler, name):
+            arrays[f"scaler_{name.rstrip('_')}"] = np.asarray(getattr(scaler, name))
+    if hasattr(estimator, "coefs_"):  # MLP: one weight matrix and bias per layer
+        for index, (weights, bias) in enumerate(zip(estimator.coefs_, estimator.intercepts_)):
+            arrays[f"coef_{index}"], arrays[f"intercept_{index}"] = weights, bias
+    else:
+        arrays["coef"], arrays["intercept"] = np.asarray(estimator.coef_), np.atleast_1d(estimator.intercept_)
+    if hasattr(estimator, "classes_"):
+        arrays["classes"] = np.asarray(estimator.classes_)
+    return arrays

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from steering_assets.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint
-from steering_assets.features.classifiers import MODELS, cross_validate, models_for, task_of
+from steering_assets.features.classifiers import MODELS, cross_validate, fit_best, models_for, task_of
 from steering_assets.features.concepts import read_concept_sentences
 from steering_assets.features.datasets import DatasetSpec, build_classifier_dataset, save_dataset
 from steering_assets.features.prefixes import SentenceFeatures, sentence_features
@@ -189,6 +189,16 @@ def materialize_trait_classifiers(concept: str, store: ArtifactStore, models: Se
         if row["dataset"] not in best or score > best[row["dataset"]]["score"]:
             best[row["dataset"]] = {"model": row["model"], "score": score}
     summary = {"results": results, "best": best}
-    manifest = store.write_artifact(folder, {"metrics.json": lambda p: p.write_text(json.dumps(summary, indent=2))},
-                                    fingerprint_value=key, details=summary)
+    writers: dict[str, Callable[[Path], None]] = {"summary.json": lambda p: p.write_text(json.dumps(summary, indent=2))}
+    for dataset_name, choice in best.items():
+        rows = [r for r in results if r["dataset"] == dataset_name]
+        writers[f"{dataset_name}.metrics.json"] = lambda p, rows=rows: p.write_text(json.dumps(rows, indent=2))
+        params = fit_best(load_dataset(datasets_folder / f"{dataset_name}.npz"), choice["model"], seed)
+        writers[f"{dataset_name}.best_model.npz"] = lambda p, params=params: _save_npz(params, p)
+    manifest = store.write_artifact(folder, writers, fingerprint_value=key, details=summary)
     return ArtifactResult(folder, manifest, skipped=False)
+
+
+def _save_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)

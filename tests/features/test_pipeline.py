@@ -46,7 +46,12 @@ def test_every_stage_writes_its_artifact_and_reruns_are_skipped(store_with_featu
     datasets = pipeline.materialize_classifier_datasets("humorous", store)
     assert len(datasets.details["datasets"]) == 5
     classifiers = pipeline.materialize_trait_classifiers("humorous", store, models=("ridge",), folds=4)
-    assert {row["dataset"] for row in classifiers.details["results"]} == {n.removesuffix(".npz") for n in datasets.details["datasets"]}
+    names = {n.removesuffix(".npz") for n in datasets.details["datasets"]}
+    assert {row["dataset"] for row in classifiers.details["results"]} == names
+    for name in names:  # a metrics file and the refitted best model (plain arrays, no pickle) per dataset
+        assert (classifiers.folder / f"{name}.metrics.json").is_file()
+        with np.load(classifiers.folder / f"{name}.best_model.npz", allow_pickle=False) as best:
+            assert str(best["model"]) == "ridge" and "coef" in best.files
     again = pipeline.materialize_sentence_features("humorous", workspace.concepts_root, store, model, tokenizer,
                                                    HashingEncoder(), saes, workspace.sae_config, "tiny")
     assert again.skipped and pipeline.materialize_trait_classifiers("humorous", store, models=("ridge",), folds=4).skipped
