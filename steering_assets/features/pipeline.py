@@ -4,7 +4,6 @@ classifier datasets and cross-validated classifiers.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from steering_assets.features.datasets import DatasetSpec, build_classifier_data
 from steering_assets.features.prefixes import SentenceFeatures, sentence_features
 from steering_assets.features.ranking import FeatureScore, rank_features, score_features
 from steering_assets.personas.layout import validate_name
+from steering_assets.plots import line_plot_png
 
 FEATURES_CODE_VERSION = "1"
 RANKING_FILE = "top_features.json"
@@ -86,30 +86,19 @@ def materialize_top_features(concept: str, store: ArtifactStore, top: int = 20) 
 
 def activation_graph_png(features: Sequence[SentenceFeatures], layer_row: int, feature: int, title: str) -> bytes:
     """Mean activation of one feature along the prefix position, one line per label."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def draw(axis) -> None:
+        for label in range(4):
+            curves = [f.activations[layer_row, :, feature] for f in features if f.concept_strength_label == label]
+            if not curves:
+                continue
+            width = max(len(c) for c in curves)
+            padded = np.full((len(curves), width), np.nan)
+            for i, curve in enumerate(curves):
+                padded[i, : len(curve)] = curve
+            axis.plot(np.arange(1, width + 1), np.nanmean(padded, axis=0), label=f"label {label}")
 
-    figure, axis = plt.subplots(figsize=(5, 3), dpi=90)
-    for label in range(4):
-        curves = [f.activations[layer_row, :, feature] for f in features if f.concept_strength_label == label]
-        if not curves:
-            continue
-        width = max(len(c) for c in curves)
-        padded = np.full((len(curves), width), np.nan)
-        for i, curve in enumerate(curves):
-            padded[i, : len(curve)] = curve
-        axis.plot(np.arange(1, width + 1), np.nanmean(padded, axis=0), label=f"label {label}")
-    axis.set_xlabel("prefix length (tokens)")
-    axis.set_ylabel("activation")
-    axis.set_title(title, fontsize=9)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return line_plot_png(draw, "prefix length (tokens)", "activation", title)
 
 
 def materialize_activation_graphs(concept: str, store: ArtifactStore, count: int = 4) -> ArtifactResult:

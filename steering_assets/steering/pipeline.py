@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -14,16 +13,15 @@ from typing import Any, Callable, Sequence
 
 from steering_assets.artifacts import ArtifactResult, ArtifactStore, fingerprint
 from steering_assets.personas.layout import PersonaRef
-from steering_assets.metadata import png_markdown  # noqa: F401  (re-exported for notebooks)
 from steering_assets.personas.pipeline import load_training_split, split_folder
-from steering_assets.steering.config import SteeringTrainingConfig
+from steering_assets.plots import line_plot_png
 from steering_assets.steering.training import (
     PersonaData,
     TrainedVector,
     TrainingOutcome,
     train_steering_vectors,
 )
-from steering_assets.steering.config import CONFIG_FILE, INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE
+from steering_assets.steering.config import CONFIG_FILE, INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE, SteeringTrainingConfig
 from steering_assets.steering.vectors import write_interop, write_vector
 
 VECTOR_CODE_VERSION = "1"
@@ -39,29 +37,17 @@ def vector_fingerprint(store: ArtifactStore, ref: PersonaRef, model_name: str, c
 
 
 def loss_curve_png(trained: TrainedVector, title: str) -> bytes:
-    import matplotlib
+    def draw(axis) -> None:
+        if trained.train_loss:
+            steps, losses = zip(*trained.train_loss)
+            axis.plot(steps, losses, label="train", linewidth=1)
+        if trained.validation_loss:
+            steps, losses = zip(*trained.validation_loss)
+            axis.plot(steps, losses, "o-", label="validation", linewidth=1.5)
+        if trained.best_step is not None:
+            axis.axvline(trained.best_step, color="grey", linestyle=":", label=f"best (step {trained.best_step})")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 3), dpi=90)
-    if trained.train_loss:
-        steps, losses = zip(*trained.train_loss)
-        axis.plot(steps, losses, label="train", linewidth=1)
-    if trained.validation_loss:
-        steps, losses = zip(*trained.validation_loss)
-        axis.plot(steps, losses, "o-", label="validation", linewidth=1.5)
-    if trained.best_step is not None:
-        axis.axvline(trained.best_step, color="grey", linestyle=":", label=f"best (step {trained.best_step})")
-    axis.set_xlabel("optimizer step")
-    axis.set_ylabel("loss")
-    axis.set_title(title, fontsize=9)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return line_plot_png(draw, "optimizer step", "loss", title)
 
 
 def materialize_steering_vectors(
