@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from steering_assets.jsonl import iter_json_objects
 from steering_assets.personas.layout import validate_name
 
 
@@ -23,21 +24,13 @@ def read_concept_sentences(path: Path | str) -> list[ConceptSentence]:
     """Parse one concept file; problems name the file and the 1-based line."""
     path = Path(path)
     sentences = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ConceptFileError(f"{where}: malformed JSON ({err.msg})") from None
-            sentence, label = row.get("sentence") if isinstance(row, dict) else None, row.get("concept_strength_label") if isinstance(row, dict) else None
-            if not isinstance(sentence, str) or not sentence.strip():
-                raise ConceptFileError(f"{where}: 'sentence' should be a non-empty string")
-            if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label <= 3:
-                raise ConceptFileError(f"{where}: concept_strength_label {label!r} is outside 0-3")
-            sentences.append(ConceptSentence(sentence, label))
+    for where, _, row in iter_json_objects(path, ConceptFileError):
+        sentence, label = row.get("sentence"), row.get("concept_strength_label")
+        if not isinstance(sentence, str) or not sentence.strip():
+            raise ConceptFileError(f"{where}: 'sentence' should be a non-empty string")
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label <= 3:
+            raise ConceptFileError(f"{where}: concept_strength_label {label!r} is outside 0-3")
+        sentences.append(ConceptSentence(sentence, label))
     if not sentences:
         raise ConceptFileError(f"{path}: no sentences")
     return sentences

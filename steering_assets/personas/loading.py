@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steering_assets.jsonl import iter_json_objects
 from steering_assets.personas.layout import PersonaKind
 
 REFUSAL = "REFUSAL"
@@ -69,34 +70,24 @@ def read_responses(path: Path | str, kind: PersonaKind) -> list[Response]:
     path = Path(path)
     responses: list[Response] = []
     seen: dict[str, int] = {}
-    with path.open("r", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RolloutFormatError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(obj, dict):
-                raise RolloutFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            label = _field(obj, "label", str, where)
-            if label not in kind.labels:
-                raise RolloutFormatError(f"{where}: label {label!r} is not one of {list(kind.labels)} for {kind.name}")
-            response = Response(
-                system_prompt=_field(obj, "system_prompt", str, where),
-                label=label,
-                prompt_index=_field(obj, "prompt_index", int, where),
-                question_index=_field(obj, "question_index", int, where),
-                question=_field(obj, "question", str, where),
-                conversation=_parse_conversation(obj.get("conversation"), where),
+    for where, line_number, obj in iter_json_objects(path, RolloutFormatError):
+        label = _field(obj, "label", str, where)
+        if label not in kind.labels:
+            raise RolloutFormatError(f"{where}: label {label!r} is not one of {list(kind.labels)} for {kind.name}")
+        response = Response(
+            system_prompt=_field(obj, "system_prompt", str, where),
+            label=label,
+            prompt_index=_field(obj, "prompt_index", int, where),
+            question_index=_field(obj, "question_index", int, where),
+            question=_field(obj, "question", str, where),
+            conversation=_parse_conversation(obj.get("conversation"), where),
+        )
+        if response.score_key in seen:
+            raise RolloutFormatError(
+                f"{where}: duplicate response {response.score_key!r} (first seen on line {seen[response.score_key]})"
             )
-            if response.score_key in seen:
-                raise RolloutFormatError(
-                    f"{where}: duplicate response {response.score_key!r} (first seen on line {seen[response.score_key]})"
-                )
-            seen[response.score_key] = line_number
-            responses.append(response)
+        seen[response.score_key] = line_number
+        responses.append(response)
     if not responses:
         raise RolloutFormatError(f"{path}: responses file is empty; expected one JSON object per line")
     return responses
