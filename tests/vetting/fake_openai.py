@@ -1,0 +1,100 @@
+"""A small local server speaking the OpenAI chat-completions wire format, with scripted faults.
+
+The user prompt chooses the behaviour: ``score:NN`` answers with logprobs centred on NN;
+``[text]`` answers words, ``[refusal]`` answers REFUSAL, ``[nologprobs]`` omits logprobs,
+``[malformed]`` sends a body that is not JSON, and ``[429-once]``, ``[500-once]``,
+``[timeout-once]`` fail the first request for that prompt and succeed after.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _entry(token, probability):
+    return {"token": token, "logprob": math.log(probability), "bytes": None}
+
+
+def completion_body(top):
+    return {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": "fake-judge",
+        "choices": [{
+            "index": 0, "finish_reason": "length",
+            "message": {"role": "assistant", "content": top[0][0]},
+            "logprobs": {"content": [{**_entry(*top[0]), "top_logprobs": [_entry(t, p) for t, p in top]}]},
+        }],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+class FakeJudgeServer:
+    def __init__(self, latency: float = 0.0):
+        self.latency = latency
+        self.calls = 0
+        self.seen: dict[str, int] = {}
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body: bytes, headers=None):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = request["messages"][-1]["content"]
+                with server.lock:
+                    server.calls += 1
+                    attempt = server.seen.get(prompt, 0)
+                    server.seen[prompt] = attempt + 1
+                if server.latency:
+                    time.sleep(server.latency)
+                if "[429-once]" in prompt and attempt == 0:
+                    return self._send(429, b'{"error": {"message": "rate limited"}}', {"retry-after-ms": "10"})
+                if "[500-once]" in prompt and attempt == 0:
+                    return self._send(500, b'{"error": {"message": "boom"}}')
+                if "[timeout-once]" in prompt and attempt == 0:
+                    time.sleep(1.5)
+                if "[malformed]" in prompt:
+                    return self._send(200, b'{"choices": [ this is not json')
+                if "[text]" in prompt:
+                    return self._send(200, json.dumps(completion_body([("The", 0.5), ("I", 0.3), ("It", 0.15), ("7", 0.05)])).encode())
+                if "[refusal]" in prompt:
+                    return self._send(200, json.dumps(completion_body([("REFUSAL", 0.9), ("50", 0.05)])).encode())
+                if "[nologprobs]" in prompt:
+                    body = completion_body([("50", 1.0)])
+                    body["choices"][0]["logprobs"] = None
+                    return self._send(200, json.dumps(body).encode())
+                match = re.search(r"score:(\d+)", prompt)
+                centre = int(match.group(1)) if match else 50
+                top = [(str(centre), 0.6), (str(min(100, centre + 10)), 0.3), ("Hello", 0.1)]
+                return self._send(200, json.dumps(completion_body(top)).encode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
