@@ -41,6 +41,9 @@ class FakeJudgeServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+            disable_nagle_algorithm = True  # no 40 ms Nagle/delayed-ACK stalls between headers and body
+
             def log_message(self, *args):
                 pass
 
@@ -98,3 +101,16 @@ class FakeJudgeServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+if __name__ == "__main__":
+    # Run as its own process (the benchmark does), printing the base URL once it listens.
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.0)
+    options = parser.parse_args()
+    with FakeJudgeServer(latency=options.latency) as running:
+        print(running.base_url, flush=True)
+        sys.stdin.read()  # serve until the parent closes our stdin
