@@ -1,0 +1,107 @@
+"""The offline judge and base-model completions, on a local causal LM.
+
+``LocalJudge`` computes the same probability-weighted 0-100 score as the OpenAI-compatible
+judge, from the next-token logprobs of a local model, and shares its cache format.
+``complete_scenarios`` continues scenarios with a base model (no chat template).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from steering_assets.vetting.judge import Judgment, JudgmentCache, ScoringSettings, cache_key, weighted_score
+
+
+class LocalJudge:
+    """Scores prompts with a local model: chat-formatted prompt, top-k next-token logprobs, weighted score."""
+
+    def __init__(self, model: Any, tokenizer: Any, model_name: str, *, settings: ScoringSettings = ScoringSettings(),
+                 cache: JudgmentCache | None = None, batch_size: int = 16):
+        self.model, self.tokenizer = model, tokenizer
+        self.model_name = model_name
+        self.settings = settings
+        self.cache = cache
+        self.batch_size = batch_size
+        self.calls = 0
+
+    def _render(self, prompt: str) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+        return prompt
+
+    def _score_batch(self, prompts: Sequence[str]) -> list[Judgment]:
+        import torch
+
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # the next token is then at the last position of every row
+        try:
+            batch = self.tokenizer([self._render(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            self.tokenizer.padding_side = side
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits[:, -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        top = logprobs.topk(self.settings.top_logprobs, dim=-1)
+        judgments = []
+        for values, indices in zip(top.values.tolist(), top.indices.tolist()):
+            tokens = self.tokenizer.convert_ids_to_tokens(indices)
+            # Byte-level BPE marks a leading space with 'Ġ'; the judge's answer is the bare number.
+            pairs = [(self.tokenizer.convert_tokens_to_string([t]), v) for t, v in zip(tokens, values)]
+            judgments.append(weighted_score(pairs, self.settings))
+        self.calls += len(prompts)
+        return judgments
+
+    def score(self, prompts: Sequence[str]) -> list[Judgment]:
+        keys = [cache_key(self.model_name, p, self.settings) for p in prompts]
+        results: list[Judgment | None] = [self.cache.get(k) if self.cache else None for k in keys]
+        pending = [i for i, r in enumerate(results) if r is None]
+        for start in range(0, len(pending), self.batch_size):
+            chunk = pending[start : start + self.batch_size]
+            for index, judgment in zip(chunk, self._score_batch([prompts[i] for i in chunk])):
+                results[index] = judgment
+                if self.cache is not None:
+                    self.cache.put(keys[index], judgment)
+        return [r for r in results if r is not None]
+
+
+def complete_scenarios(model: Any, tokenizer: Any, scenarios: Sequence[str], *, max_new_tokens: int = 50,
+                       do_sample: bool = False, temperature: float = 0.8, top_p: float = 0.95, seed: int = 0,
+                       batch_size: int = 16) -> list[str]:
+    """Continue each scenario as plain text (a base model, no chat template), in batches."""
+    import torch
+
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    outputs: list[str] = []
+    try:
+        for start in range(0, len(scenarios), batch_size):
+            chunk = list(scenarios[start : start + batch_size])
+            batch = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
+            torch.manual_seed(seed + start)
+            options = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+            generated = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **options)
+            outputs += [text.strip() for text in tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = side
+    return outputs
+
+
+def scenario_prompt(definition: str, scenario: str) -> str:
+    """Stage 0: does this scenario set up the trait? (0 = clearly its opposite, 100 = clearly the trait)."""
+    return (
+        f"Trait: {definition}\n\nScenario: {scenario}\n\n"
+        "On a scale from 0 to 100, how strongly does this scenario invite a response that shows the trait "
+        "(0 = it invites the opposite, 100 = it clearly invites the trait)? Answer with a single number, "
+        "or REFUSAL if you cannot answer."
+    )
+
+
+def response_prompt(definition: str, scenario: str, completion: str) -> str:
+    """Stage 2: does this completion express the trait?"""
+    return (
+        f"Trait: {definition}\n\nScenario: {scenario}\nCompletion: {completion}\n\n"
+        "On a scale from 0 to 100, how strongly does the completion express the trait? Answer with a single "
+        "number, or REFUSAL if you cannot answer."
+    )
