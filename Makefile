@@ -52,6 +52,7 @@ bench: install
 	$(PY) benchmarks/persona_budget.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/batched_training.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/prefix_features.py --workspace "$(DEMO_DIR)"
+	$(PY) benchmarks/judge_throughput.py
 
 sync-partitions: install dagster-home
 	$(VENV)/bin/steering-assets sync-partitions
