@@ -22,7 +22,15 @@ from resources.language_model import LanguageModelResource, ModelSource  # noqa:
 from resources.rollouts import PersonaRollouts  # noqa: E402
 from resources.sae import ConceptSentences, SAEResource  # noqa: E402
 from resources.storage import ArtifactStorage  # noqa: E402
+from resources.judge import JudgeResource  # noqa: E402
 from steering_assets.features.assets import FEATURE_ASSETS  # noqa: E402
+from steering_assets.vetting.assets import (  # noqa: E402
+    VETTING_ASSETS,
+    ScenarioSource,
+    revetting_schedule,
+    scenario_discovery_sensor,
+    vetting_job,
+)
 from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
 from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
 from steering_assets.steering.assets import build_steering_assets  # noqa: E402
@@ -36,12 +44,28 @@ def steering_job_name(kind_name: str) -> str:
     return f"{kind_name}_steering"
 
 
+def default_judge() -> JudgeResource:
+    """PERSONA_JUDGE_BACKEND picks "openai" (key from OPENAI_API_KEY, optional OPENAI_BASE_URL) or "local"."""
+    import os
+
+    if os.environ.get("PERSONA_JUDGE_BACKEND", "openai") == "local":
+        return JudgeResource(backend="local")
+    return JudgeResource(
+        backend="openai",
+        model=os.environ.get("PERSONA_JUDGE_MODEL", "gpt-4.1-mini"),
+        api_key=dg.EnvVar("OPENAI_API_KEY"),
+        base_url=os.environ.get("OPENAI_BASE_URL") or None,
+    )
+
+
 def build_definitions(
     data_root: str | None = None,
     artifact_root: str | None = None,
     model: str | None = None,
     concepts_root: str | None = None,
     sae_config: str | None = None,
+    scenarios_root: str | None = None,
+    judge: JudgeResource | None = None,
 ) -> dg.Definitions:
     """Definitions with resources from the arguments, or from environment variables when omitted."""
     assets: list = []
@@ -67,6 +91,8 @@ def build_definitions(
         )
     assets += build_baseline_assets()
     assets += FEATURE_ASSETS
+    assets += VETTING_ASSETS
+    jobs.append(vetting_job)
     jobs.append(dg.define_asset_job("concept_features", selection=dg.AssetSelection.groups("concept_features"),
                                     description="Sentence features to cross-validated classifiers, per concept."))
     source = ModelSource(model_name_or_path=model or dg.EnvVar("PERSONA_MODEL"))
@@ -78,11 +104,14 @@ def build_definitions(
         "sentence_encoder": SentenceEncoderResource(),
         "saes": SAEResource(config_path=sae_config or dg.EnvVar("PERSONA_SAE_CONFIG")),
         "concepts": ConceptSentences(root=concepts_root or dg.EnvVar("PERSONA_CONCEPTS_ROOT")),
+        "scenarios": ScenarioSource(root=scenarios_root or dg.EnvVar("PERSONA_SCENARIOS_ROOT")),
+        "judge": judge or default_judge(),
     }
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        sensors=[persona_discovery_sensor, concept_discovery_sensor],
+        sensors=[persona_discovery_sensor, concept_discovery_sensor, scenario_discovery_sensor],
+        schedules=[revetting_schedule],
         resources=resources,
         # One process per run: a model or tokenizer is loaded once and serves every step.
         executor=dg.in_process_executor,

@@ -43,6 +43,7 @@ def test_code_location_loads_every_asset_without_heavy_imports():
                 "persona_training_split", "steering_eval", "steering_eval_summary", "steering_vector"]
     expected = ["roles/baseline_dataset", "roles/baseline_rollouts"] + [f"{k}/{a}" for k in ("roles", "traits") for a in per_kind]
     expected += [f"concepts/{a}" for a in ("classifier_datasets", "feature_activation_graphs", "sentence_features", "top_features", "trait_classifiers")]
+    expected += [f"vetting/{a}" for a in ("response_vetting", "scenario_files", "scenario_responses", "scenario_vetting")]
     assert out[0] == str(sorted(expected))
     assert out[1] == "False False"
 
@@ -50,7 +51,7 @@ def test_code_location_loads_every_asset_without_heavy_imports():
 def test_dagster_cli_validates_the_code_location(tmp_path):
     """What `dagster dev` does first: load the location from workspace.yaml with a real instance."""
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "PERSONA_DATA_ROOT": "d", "PERSONA_ARTIFACT_ROOT": "a", "PERSONA_MODEL": "m",
-           "PERSONA_CONCEPTS_ROOT": "c", "PERSONA_SAE_CONFIG": "s.json"}
+           "PERSONA_CONCEPTS_ROOT": "c", "PERSONA_SAE_CONFIG": "s.json", "PERSONA_SCENARIOS_ROOT": "v", "OPENAI_API_KEY": "k"}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.run(
