@@ -6,6 +6,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import dagster as dg
 
 from steering_assets.artifacts import ArtifactIntegrityError
+from steering_assets.features.classifiers import ClassifierDataError
+from steering_assets.features.concepts import ConceptFileError
+from steering_assets.features.datasets import DatasetSpecError
+from steering_assets.features.layers import LayerSpecError
+from steering_assets.features.prefixes import EmptySentenceError, NonFiniteHiddenStatesError
+from steering_assets.features.sae import SAEFormatError
 from steering_assets.personas.budget import ChatTemplateMissingError
 from steering_assets.personas.layout import InvalidNameError, PersonaKind, PersonaRef
 from steering_assets.personas.loading import RolloutFormatError
@@ -16,6 +22,7 @@ from steering_assets.steering.errors import (
     NonFiniteLossError,
     VectorShapeError,
 )
+from steering_assets.vetting.scenarios import ScenarioFormatError
 
 # Errors that mean "fix your data or settings": shown in the UI as a plain message, no stack trace.
 INPUT_ERRORS = (
@@ -29,6 +36,14 @@ INPUT_ERRORS = (
     CheckpointMismatchError,
     NonFiniteLossError,
     VectorShapeError,
+    ConceptFileError,
+    SAEFormatError,
+    DatasetSpecError,
+    LayerSpecError,
+    ClassifierDataError,
+    EmptySentenceError,
+    NonFiniteHiddenStatesError,
+    ScenarioFormatError,
 )
 
 

@@ -98,16 +98,12 @@ def feature_activation_graphs(context: dg.AssetExecutionContext, storage: Artifa
     code_version="1", description="Classifier datasets (final tokens) for each configured strategy, with saved normalisation.",
 )
 def classifier_datasets(context: dg.AssetExecutionContext, config: ClassifierDatasetsConfig, storage: ArtifactStorage) -> dg.MaterializeResult:
-    from steering_assets.features.datasets import DatasetSpec, DatasetSpecError
-    from steering_assets.features.layers import LayerSpecError
+    from steering_assets.features.datasets import DatasetSpec
     from steering_assets.features.pipeline import materialize_classifier_datasets
 
-    try:
+    with reported_as_failure(context.partition_key):
         specs = [DatasetSpec(**spec.model_dump()) for spec in config.specs] or None
-        with reported_as_failure(context.partition_key):
-            result = materialize_classifier_datasets(context.partition_key, storage.store(), specs)
-    except (DatasetSpecError, LayerSpecError) as err:
-        raise dg.Failure(description=f"{context.partition_key}: {err}", allow_retries=False) from err
+        result = materialize_classifier_datasets(context.partition_key, storage.store(), specs)
     rows = [(name, info["samples"], info["dims"]) for name, info in result.details["datasets"].items()]
     return dg.MaterializeResult(metadata={
         "datasets": dg.MetadataValue.md(md_table(["dataset", "samples", "input dims"], rows)),
@@ -121,14 +117,10 @@ def classifier_datasets(context: dg.AssetExecutionContext, config: ClassifierDat
     description="Every classifier on every dataset, stratified k-fold CV with in-fold normalisation; comparison table.",
 )
 def trait_classifiers(context: dg.AssetExecutionContext, config: TraitClassifiersConfig, storage: ArtifactStorage) -> dg.MaterializeResult:
-    from steering_assets.features.classifiers import ClassifierDataError
     from steering_assets.features.pipeline import materialize_trait_classifiers
 
-    try:
-        with reported_as_failure(context.partition_key):
-            result = materialize_trait_classifiers(context.partition_key, storage.store(), config.models, config.folds, config.seed)
-    except ClassifierDataError as err:
-        raise dg.Failure(description=f"{context.partition_key}: {err}", allow_retries=False) from err
+    with reported_as_failure(context.partition_key):
+        result = materialize_trait_classifiers(context.partition_key, storage.store(), config.models, config.folds, config.seed)
     rows = []
     for r in result.details["results"]:
         score = f"acc {r['accuracy']:.3f} F1 {r['f1']:.3f}" + (f" AUC {r['roc_auc']:.3f}" if "roc_auc" in r else "") if r["task"] == "classification" else f"R2 {r['r2']:.3f} MSE {r['mse']:.4f}"

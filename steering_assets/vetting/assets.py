@@ -78,6 +78,18 @@ def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) ->
     return dg.DataVersionsByPartition({k: scenario_files_digest(trait_folder(Path(scenarios.root), k))[:32] for k in keys})
 
 
+def _judge_stage(context, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource, scenarios: ScenarioSource,
+                 language_model: LanguageModelResource, vet) -> dg.MaterializeResult:
+    """Run one judge stage (``vet_scenarios`` or ``vet_responses``) for the run's trait."""
+    from steering_assets.vetting.scenarios import Thresholds
+
+    store = storage.store()
+    with reported_as_failure(context.partition_key):
+        backend = judge.judge(store.folder("vetting", "judgments"), language_model if judge.backend == "local" else None)
+        result = vet(_folder(context, scenarios), store, backend, repr(backend), Thresholds(config.pos_threshold, config.neg_threshold))
+    return _report_result(context, result, config.pass_bar)
+
+
 def _vetting_asset(name: str, deps: list, description: str):
     return dg.asset(
         key=["vetting", name], deps=deps, partitions_def=VETTING_PARTITIONS, group_name=GROUP, code_version="1",
@@ -91,16 +103,8 @@ def _vetting_asset(name: str, deps: list, description: str):
 def scenario_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
                      scenarios: ScenarioSource, language_model: LanguageModelResource) -> dg.MaterializeResult:
     from steering_assets.vetting.pipeline import vet_scenarios
-    from steering_assets.vetting.scenarios import ScenarioFormatError, Thresholds
 
-    store = storage.store()
-    try:
-        with reported_as_failure(context.partition_key):
-            backend = judge.judge(store.folder("vetting", "judgments"), language_model if judge.backend == "local" else None)
-            result = vet_scenarios(_folder(context, scenarios), store, backend, repr(backend), Thresholds(config.pos_threshold, config.neg_threshold))
-    except ScenarioFormatError as err:
-        raise dg.Failure(description=f"{context.partition_key}: {err}", allow_retries=False) from err
-    return _report_result(context, result, config.pass_bar)
+    return _judge_stage(context, config, storage, judge, scenarios, language_model, vet_scenarios)
 
 
 @dg.asset(key=["vetting", "scenario_responses"], deps=[SCENARIO_FILES_KEY], partitions_def=VETTING_PARTITIONS, group_name=GROUP,
@@ -109,14 +113,10 @@ def scenario_vetting(context: dg.AssetExecutionContext, config: VettingConfig, s
 def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfig, storage: ArtifactStorage,
                        scenarios: ScenarioSource, language_model: LanguageModelResource) -> dg.MaterializeResult:
     from steering_assets.vetting.pipeline import generate_responses
-    from steering_assets.vetting.scenarios import ScenarioFormatError
 
-    try:
-        with reported_as_failure(context.partition_key):
-            result = generate_responses(_folder(context, scenarios), storage.store(), language_model.get_model(),
-                                        language_model.get_tokenizer(), language_model.model_name, **config.model_dump())
-    except ScenarioFormatError as err:
-        raise dg.Failure(description=f"{context.partition_key}: {err}", allow_retries=False) from err
+    with reported_as_failure(context.partition_key):
+        result = generate_responses(_folder(context, scenarios), storage.store(), language_model.get_model(),
+                                    language_model.get_tokenizer(), language_model.model_name, **config.model_dump())
     examples = json.loads((result.folder / "responses.json").read_text())
     return dg.MaterializeResult(metadata={
         "completions": dg.MetadataValue.json(result.details["count"]),
@@ -129,16 +129,8 @@ def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfi
 def response_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
                      scenarios: ScenarioSource, language_model: LanguageModelResource) -> dg.MaterializeResult:
     from steering_assets.vetting.pipeline import vet_responses
-    from steering_assets.vetting.scenarios import ScenarioFormatError, Thresholds
 
-    store = storage.store()
-    try:
-        with reported_as_failure(context.partition_key):
-            backend = judge.judge(store.folder("vetting", "judgments"), language_model if judge.backend == "local" else None)
-            result = vet_responses(_folder(context, scenarios), store, backend, repr(backend), Thresholds(config.pos_threshold, config.neg_threshold))
-    except ScenarioFormatError as err:
-        raise dg.Failure(description=f"{context.partition_key}: {err}", allow_retries=False) from err
-    return _report_result(context, result, config.pass_bar)
+    return _judge_stage(context, config, storage, judge, scenarios, language_model, vet_responses)
 
 
 vetting_job = dg.define_asset_job("vetting", selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets(SCENARIO_FILES_KEY),
