@@ -65,6 +65,14 @@ def write_json_atomic(obj: Any, final: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
+def write_npz(arrays: dict[str, Any], path: Path) -> None:
+    """``np.savez`` to exactly ``path`` (through a handle, since savez appends ".npz" to bare names)."""
+    import numpy as np
+
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
 class ArtifactStore:
     """Resolves artifact paths under ``root`` and writes artifacts atomically."""
 

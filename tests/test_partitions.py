@@ -3,7 +3,6 @@
 import json
 
 import dagster as dg
-import pytest
 
 from partitions.personas import persona_discovery_sensor, sync_partitions
 from resources.rollouts import PersonaRollouts

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from steering_assets.artifacts import write_npz
 from steering_assets.features.layers import parse_layers
 from steering_assets.features.prefixes import SentenceFeatures
 
@@ -123,8 +124,7 @@ def raw_inputs(dataset: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def save_dataset(arrays: dict[str, np.ndarray], path: Path) -> None:
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+    write_npz(arrays, path)
 
 
 def load_dataset(path: Path) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from steering_assets.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint
+from steering_assets.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint, write_npz
 from steering_assets.features.classifiers import MODELS, cross_validate, fit_best, models_for, task_of
 from steering_assets.features.concepts import read_concept_sentences
 from steering_assets.features.datasets import DatasetSpec, build_classifier_dataset, save_dataset
@@ -183,11 +183,7 @@ def materialize_trait_classifiers(concept: str, store: ArtifactStore, models: Se
         rows = [r for r in results if r["dataset"] == dataset_name]
         writers[f"{dataset_name}.metrics.json"] = lambda p, rows=rows: p.write_text(json.dumps(rows, indent=2))
         params = fit_best(load_dataset(datasets_folder / f"{dataset_name}.npz"), choice["model"], seed)
-        writers[f"{dataset_name}.best_model.npz"] = lambda p, params=params: _save_npz(params, p)
+        writers[f"{dataset_name}.best_model.npz"] = lambda p, params=params: write_npz(params, p)
     manifest = store.write_artifact(folder, writers, fingerprint_value=key, details=summary)
     return ArtifactResult(folder, manifest, skipped=False)
 
-
-def _save_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from steering_assets.artifacts import ArtifactResult, ArtifactStore, fingerprint
+from steering_assets.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint
 from steering_assets.personas.budget import BudgetConfig, SelectionConfig, TrainingSplit, build_training_split
 from steering_assets.personas.dataset import build_persona_dataset
 from steering_assets.personas.layout import PersonaRef
@@ -33,16 +33,8 @@ VALIDATION_FILE = "validation.parquet"
 
 def rollout_data_version(ref: PersonaRef, data_root: Path | str) -> str:
     """Content hash of a persona's raw files; it changes exactly when their bytes change."""
-    digest = hashlib.sha256()
-    for path in (ref.responses_path(data_root), ref.scores_path(data_root)):
-        digest.update(path.name.encode())
-        if path.is_file():
-            with open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-        else:
-            digest.update(b"<absent>")
-    return digest.hexdigest()[:32]
+    paths = (ref.responses_path(data_root), ref.scores_path(data_root))
+    return fingerprint({path.name: file_digest(path) if path.is_file() else "<absent>" for path in paths})[:32]
 
 
 def dataset_folder(store: ArtifactStore, ref: PersonaRef) -> Path:

@@ -127,10 +127,11 @@ def materialize_activation_vectors(
 
     results: dict[str, ArtifactResult] = {}
     baseline_means: dict[tuple[str, int], np.ndarray] = {}
+    baselines = {model: baseline_conversations(store, model) for model in {ref.source_model for ref in refs}}
     for ref in refs:
         _, vector_config = read_vector(vector_folder(store, ref))
         layer = int(vector_config["layer"])
-        baseline, baseline_prints = baseline_conversations(store, ref.source_model)
+        baseline, baseline_prints = baselines[ref.source_model]
         key = fingerprint({"code": EVAL_CODE_VERSION, "split": _split_print(store, ref), "baselines": baseline_prints,
                            "model": model_name, "layer": layer, "rows": rows, "seed": seed})
         folder = activation_folder(store, ref)
@@ -181,7 +182,7 @@ def held_out_rows(store: ArtifactStore, ref: PersonaRef) -> pl.DataFrame:
 
 def evaluate_persona(
     ref: PersonaRef, store: ArtifactStore, model: Any, tokenizer: Any, classifier: PersonaClassifier, encoder: Any,
-    config: EvaluationConfig,
+    config: EvaluationConfig, baseline: list | None = None,
 ) -> dict[str, Any]:
     from steering_assets.steering.hook import attach_steering
     from steering_assets.steering.vectors import check_fits, read_vector
@@ -191,7 +192,8 @@ def evaluate_persona(
     check_fits(vector, layer, model, str(vector_folder(store, ref)))
     activation = load_activation_vector(store, ref)
     direction = vector.numpy()
-    baseline, _ = baseline_conversations(store, ref.source_model)
+    if baseline is None:
+        baseline, _ = baseline_conversations(store, ref.source_model)
     held_out = held_out_rows(store, ref)
     seed = config.seed
     result: dict[str, Any] = {"layer": layer, "vector_norm": float(np.linalg.norm(direction))}
@@ -251,6 +253,7 @@ def materialize_steering_evals(
     results: dict[str, ArtifactResult] = {}
     kind = refs[0].kind
     classifier, classifier_print = load_persona_classifier(store, kind)
+    baselines: dict[str, list] = {}
     for ref in refs:
         vector_print = store.load_manifest(vector_folder(store, ref), verify=False)["fingerprint"]
         activation_print = store.load_manifest(activation_folder(store, ref), verify=False)["fingerprint"]
@@ -261,7 +264,9 @@ def materialize_steering_evals(
         if existing is not None:
             results[ref.partition_key] = ArtifactResult(folder, existing, skipped=True)
             continue
-        evaluation = evaluate_persona(ref, store, model, tokenizer, classifier, encoder, config)
+        if ref.source_model not in baselines:
+            baselines[ref.source_model] = baseline_conversations(store, ref.source_model)[0]
+        evaluation = evaluate_persona(ref, store, model, tokenizer, classifier, encoder, config, baselines[ref.source_model])
         steering = evaluation["steering"]
         log(f"{ref.partition_key}: target probability {steering['unsteered_probability']:.2f} unsteered -> "
             f"{steering['best_probability']:.2f} at coefficient {steering['best_coefficient']}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,9 +312,10 @@ def _build_trainer_class():
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(f".{path.name}.partial")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    from steering_assets.artifacts import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
 
 
 def check_checkpoint_meta(folder: Path, expected: dict) -> None:

@@ -1,6 +1,5 @@
 """The local judge backend and base-model completions on the demo model."""
 
-import math
 
 import pytest
 import torch
