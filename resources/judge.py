@@ -1,14 +1,25 @@
-"""The LLM judge: an OpenAI-compatible endpoint, or a local model through the language-model resource."""
+"""The LLM judge: an OpenAI-compatible endpoint, or a local causal LM of its own."""
 
+import functools
 from pathlib import Path
 from typing import Any, Optional
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
+
+
+@functools.lru_cache(maxsize=2)
+def _load_local_judge(name_or_path: str, device: str, dtype: str) -> tuple[Any, Any]:
+    # One load per process: every partition of a run (and every run of `make demo`) shares it.
+    from transformers import AutoTokenizer
+
+    from steering_assets.models import load_causal_lm
+
+    return load_causal_lm(name_or_path, device=device, dtype=dtype), AutoTokenizer.from_pretrained(name_or_path)
 
 
 class JudgeResource(dg.ConfigurableResource):
-    """``backend="openai"`` (any OpenAI-compatible URL) or ``backend="local"`` (offline, next-token logprobs)."""
+    """``backend="openai"`` (any OpenAI-compatible URL) or ``backend="local"`` (a local model's next-token logprobs)."""
 
     backend: str = Field(default="openai", description='"openai" or "local".')
     model: str = Field(default="gpt-4.1-mini", description="Judge model name (openai backend).")
@@ -17,29 +28,52 @@ class JudgeResource(dg.ConfigurableResource):
     concurrency: int = Field(default=16, gt=0)
     timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
+    local_model: Optional[str] = Field(
+        default=None, description="Local judge model folder or hub id (local backend; env PERSONA_JUDGE_LOCAL_MODEL)."
+    )
+    device: str = Field(default="auto", description='Local backend: "auto", "cpu", "cuda", ...')
+    dtype: str = Field(default="auto", description='Local backend: "auto", "float32", "bfloat16", ...')
+
+    _judge: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Fail before any work when the judge cannot run (the key itself is never shown).
-        if self.backend == "openai" and not self.api_key:
-            from steering_assets.vetting.judge import JudgeConfigurationError
+        from steering_assets.vetting.judge import JudgeConfigurationError
 
+        if self.backend not in ("openai", "local"):
+            raise JudgeConfigurationError(f'judge backend {self.backend!r} is not "openai" or "local"')
+        if self.backend == "openai" and not self.api_key:
             raise JudgeConfigurationError(
                 "the judge backend is 'openai' but no API key is set: export OPENAI_API_KEY (any non-empty value "
-                "for a local server), or set backend='local' to judge with the local model"
+                "for a local server), or set PERSONA_JUDGE_BACKEND=local with PERSONA_JUDGE_LOCAL_MODEL"
             )
-        if self.backend not in ("openai", "local"):
-            raise ValueError(f'judge backend {self.backend!r} is not "openai" or "local"')
+        if self.backend == "local" and not self.local_model:
+            raise JudgeConfigurationError(
+                "the judge backend is 'local' but no judge model is set: export PERSONA_JUDGE_LOCAL_MODEL "
+                "(a local model folder or hub id)"
+            )
 
-    def judge(self, cache_dir: Path, language_model: Any = None) -> Any:
+    @property
+    def judge_name(self) -> str:
+        if self.backend == "openai":
+            return self.model
+        from steering_assets.models import local_model_identity
+
+        return f"local:{local_model_identity(self.local_model)}"
+
+    def judge(self, cache_dir: Path) -> Any:
+        """The scorer for this run, with its judgment cache under ``cache_dir``."""
         from steering_assets.artifacts import fingerprint
         from steering_assets.vetting.judge import JudgmentCache, OpenAIJudge
         from steering_assets.vetting.local import LocalJudge
 
-        name = self.model if self.backend == "openai" else f"local:{language_model.model_name}"
-        cache = JudgmentCache(Path(cache_dir) / f"judgments-{fingerprint(name)[:16]}.jsonl")
-        if self.backend == "local":
-            if language_model is None:
-                raise ValueError("the local judge needs the language_model resource")
-            return LocalJudge(language_model.get_model(), language_model.get_tokenizer(), name, cache=cache)
-        return OpenAIJudge(self.model, api_key=self.api_key, base_url=self.base_url, concurrency=self.concurrency,
-                           timeout=self.timeout, max_retries=self.max_retries, cache=cache)
+        if self._judge is None:
+            cache = JudgmentCache(Path(cache_dir) / f"judgments-{fingerprint(self.judge_name)[:16]}.jsonl")
+            if self.backend == "local":
+                model, tokenizer = _load_local_judge(self.local_model, self.device, self.dtype)
+                self._judge = LocalJudge(model, tokenizer, self.judge_name, cache=cache)
+            else:
+                self._judge = OpenAIJudge(self.model, api_key=self.api_key, base_url=self.base_url,
+                                          concurrency=self.concurrency, timeout=self.timeout,
+                                          max_retries=self.max_retries, cache=cache)
+        return self._judge

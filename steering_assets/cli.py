@@ -119,6 +119,8 @@ def _steering_stage(defs, instance, kind_name: str, keys: list[str], run_config:
 def cmd_demo(args: argparse.Namespace) -> int:
     from partitions.concepts import sync_concept_partitions
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+    from partitions.scenarios import sync_scenario_partitions
+    from resources.judge import JudgeResource
     from steering_assets.definitions import build_definitions
     from steering_assets.demo.build import build_demo_workspace
     from steering_assets.runner import run_partitions
@@ -134,12 +136,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
     defs = build_definitions(
         str(workspace.data_root), str(workspace.artifact_root), str(workspace.model_path),
-        str(workspace.concepts_root), str(workspace.sae_config),
+        str(workspace.concepts_root), str(workspace.sae_config), str(workspace.scenarios_root),
+        judge=JudgeResource(backend="local", local_model=str(workspace.judge_path)),
     )
     failed = 0
     sync_concept_partitions(instance, workspace.concepts_root)
     for concept in instance.get_dynamic_partitions("concepts"):
         failed += sum(not o.success for o in run_partitions(defs, instance, "concept_features", [concept]))
+    sync_scenario_partitions(instance, workspace.scenarios_root)
+    traits = instance.get_dynamic_partitions("scenario_traits")
+    # A vetting run succeeds when items fail: failing items are what the checks and the report show.
+    failed += sum(not o.success for o in run_partitions(defs, instance, "vetting", traits))
     for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
         keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
         failed += _backfill_kind(defs, instance, kind_name, keys)
@@ -151,11 +158,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_evaluations(store, workspace.data_root)
     print("\nConcept classifiers (cross-validated, best model per dataset)")
     print_concept_classifiers(store, instance.get_dynamic_partitions("concepts"))
+    print("\nVetting (demo judge; pass: positive >= 60, negative <= 40)")
+    print_vetting(store, workspace.scenarios_root, traits, workspace.scenario_truth)
     print(
         f"\nDone in {time.perf_counter() - started:.0f}s. Where to look:\n"
         f"  artifacts:   {workspace.artifact_root}\n"
         f"  raw data:    {workspace.data_root}\n"
         f"  demo model:  {workspace.model_path}\n"
+        f"  scenarios:   {workspace.scenarios_root} (fix a failing line, then re-run or let the automation re-vet it)\n"
         f"  Dagster UI:  make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
     )
     return 1 if failed else 0
@@ -174,6 +184,64 @@ def print_concept_classifiers(store: ArtifactStore, concepts: list[str]) -> None
         _print_table(["concept", "dataset", "best model", "score (ROC-AUC, else accuracy; R2 for features)"], rows)
     else:
         print("(no concept classifiers)")
+
+
+def _clip(text: str, width: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def print_vetting(store: ArtifactStore, scenarios_root: Path, traits: list[str], truth_path: Path | None = None,
+                  completions_shown: int = 3) -> None:
+    """Pass rates per stage, every failing scenario, a few failing completions, and (demo) agreement with known verdicts."""
+    import json
+
+    from steering_assets.vetting.pipeline import REPORT_FILE, RESPONSES_FILE, pass_rate, trait_folder
+    from steering_assets.vetting.scenarios import read_trait_scenarios
+
+    reports: dict[str, dict[str, dict]] = {"scenario_vetting": {}, "response_vetting": {}}
+    rates, scenario_rows, completion_rows = [], [], []
+    for key in traits:
+        scenarios = read_trait_scenarios(trait_folder(scenarios_root, key))
+        row = [key]
+        for stage in reports:
+            folder = store.folder("vetting", stage, scenarios.category, scenarios.trait)
+            if not (folder / REPORT_FILE).is_file():
+                row.append("-")
+                continue
+            report = reports[stage][key] = json.loads((folder / REPORT_FILE).read_text())
+            row.append(f"{pass_rate(report):.0%}")
+            scores = {(r["polarity"], r["idx"]): r["score"] for r in report["results"]}
+            failed = [(side, i) for side in ("positive", "negative") for i in report["failed_indices"][side]]
+            if stage == "scenario_vetting":
+                for side, i in failed:
+                    score = scores.get((side, i))
+                    scenario_rows.append([key, f"{side[:3]} {i}", "error" if score is None else f"{score:.0f}",
+                                          _clip(getattr(scenarios, side)[i])])
+            else:
+                responses = json.loads((store.folder("vetting", "scenario_responses", scenarios.category, scenarios.trait)
+                                        / RESPONSES_FILE).read_text())
+                for side, i in failed[:completions_shown]:
+                    score = scores.get((side, i))
+                    completion_rows.append([key, f"{side[:3]} {i}", "error" if score is None else f"{score:.0f}",
+                                            _clip(responses[side][i]) or "(empty)"])
+                if len(failed) > completions_shown:
+                    completion_rows.append([key, f"+{len(failed) - completions_shown} more", "", str(folder / REPORT_FILE)])
+        rates.append(row)
+    _print_table(["trait", "scenarios pass", "completions pass"], rates)
+    if scenario_rows:
+        print("\nScenarios that fail (fix these lines in the scenario files):")
+        _print_table(["trait", "item", "score", "scenario"], scenario_rows)
+    if completion_rows:
+        print("\nCompletions that fail (the base model did not write the trait, or its opposite, as the scenario asked):")
+        _print_table(["trait", "item", "score", "completion"], completion_rows)
+    if truth_path is not None and Path(truth_path).is_file():
+        from steering_assets.demo.vetting import judge_agreement, read_truth, response_truth
+
+        scenario = judge_agreement(read_truth(truth_path), reports["scenario_vetting"])
+        responses = judge_agreement(response_truth(store, scenarios_root, traits), reports["response_vetting"])
+        print(f"demo judge agrees with the known verdicts on {scenario['agree']}/{scenario['total']} scenarios "
+              f"({scenario['rate']:.0%}) and {responses['agree']}/{responses['total']} completions ({responses['rate']:.0%})")
 
 
 def print_evaluations(store: ArtifactStore, data_root: Path) -> None:

@@ -45,11 +45,12 @@ def steering_job_name(kind_name: str) -> str:
 
 
 def default_judge() -> JudgeResource:
-    """PERSONA_JUDGE_BACKEND picks "openai" (key from OPENAI_API_KEY, optional OPENAI_BASE_URL) or "local"."""
+    """PERSONA_JUDGE_BACKEND picks "openai" (key from OPENAI_API_KEY, optional OPENAI_BASE_URL) or "local"
+    (the model in PERSONA_JUDGE_LOCAL_MODEL)."""
     import os
 
     if os.environ.get("PERSONA_JUDGE_BACKEND", "openai") == "local":
-        return JudgeResource(backend="local")
+        return JudgeResource(backend="local", local_model=os.environ.get("PERSONA_JUDGE_LOCAL_MODEL") or None)
     return JudgeResource(
         backend="openai",
         model=os.environ.get("PERSONA_JUDGE_MODEL", "gpt-4.1-mini"),

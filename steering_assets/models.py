@@ -53,3 +53,20 @@ def load_causal_lm(
             "Set PERSONA_MODEL to a local model folder or a hub id that is in the local cache."
         ) from err
     return freeze(model.to(device).eval())
+
+
+def local_model_identity(name_or_path: str) -> str:
+    """``name_or_path``, plus a stamp of its files when it is a local folder.
+
+    Judgments and artifacts keyed by a model's name must change when a local folder is
+    retrained in place; sizes and modification times catch that without hashing gigabytes.
+    """
+    from pathlib import Path
+
+    from steering_assets.artifacts import fingerprint
+
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return name_or_path
+    stamp = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.iterdir()) if p.is_file()}
+    return f"{name_or_path}@{fingerprint(stamp)[:12]}"

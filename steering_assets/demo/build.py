@@ -16,6 +16,8 @@ DEMO_VERSION = "3"
 STAMP = "demo_stamp.json"
 FEATURES_STAMP = "features_stamp.json"
 FEATURES_VERSION = "2"
+VETTING_STAMP = "vetting_stamp.json"
+VETTING_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,18 @@ class DemoWorkspace:
     def sae_config(self) -> Path:
         return self.root / "saes" / "saes.json"
 
+    @property
+    def scenarios_root(self) -> Path:
+        return self.root / "scenarios"
+
+    @property
+    def scenario_truth(self) -> Path:
+        return self.root / "scenario_truth.json"
+
+    @property
+    def judge_path(self) -> Path:
+        return self.root / "models" / "demo-judge"
+
 
 # Base-model training steps: enough for every persona's voice to become a mode of the
 # model's plain assistant turn (about two minutes on 2 CPU cores). 0 leaves it random.
@@ -58,7 +72,8 @@ def build_demo_workspace(
     if not force and stamp_path.is_file():
         stamp = json.loads(stamp_path.read_text())
         if all(stamp.get(key) == value for key, value in wanted.items()):
-            return workspace, _build_feature_inputs(workspace, seed, force)
+            features_built = _build_feature_inputs(workspace, seed, force)
+            return workspace, _build_vetting_inputs(workspace, seed, force) or features_built
     # A stale or half-built workspace is rebuilt from scratch; artifacts are kept,
     # their fingerprints decide whether they are still current.
     stamp_path.unlink(missing_ok=True)
@@ -76,6 +91,7 @@ def build_demo_workspace(
         pretraining = pretrain_demo_model(workspace.model_path, workspace.data_root, steps=pretrain_steps, seed=seed)
     write_json_atomic({**wanted, "seconds": round(time.perf_counter() - started, 1), "pretraining": pretraining}, stamp_path)
     _build_feature_inputs(workspace, seed, force=True)
+    _build_vetting_inputs(workspace, seed, force=True)
     return workspace, True
 
 
@@ -91,4 +107,20 @@ def _build_feature_inputs(workspace: DemoWorkspace, seed: int, force: bool) -> b
     write_demo_concepts(workspace.concepts_root, seed=seed)
     train_demo_saes(workspace.model_path, workspace.data_root, workspace.sae_config.parent, seed=seed)
     write_json_atomic(wanted, stamp_path)
+    return True
+
+
+def _build_vetting_inputs(workspace: DemoWorkspace, seed: int, force: bool) -> bool:
+    """Contrastive scenarios with their expected verdicts, and the demo judge: a cached stage of its own."""
+    stamp_path = workspace.root / VETTING_STAMP
+    wanted = {"version": VETTING_VERSION, "seed": seed}
+    if not force and stamp_path.is_file() and json.loads(stamp_path.read_text()).get("version") == VETTING_VERSION \
+            and json.loads(stamp_path.read_text()).get("seed") == seed and workspace.judge_path.is_dir():
+        return False
+    from steering_assets.demo.vetting import held_out_questions, train_demo_judge, write_demo_scenarios
+
+    stamp_path.unlink(missing_ok=True)
+    write_demo_scenarios(workspace.scenarios_root, workspace.scenario_truth, seed=seed)
+    training = train_demo_judge(workspace.judge_path, exclude=set(held_out_questions(seed)), seed=seed)
+    write_json_atomic({**wanted, "judge_training": training}, stamp_path)
     return True

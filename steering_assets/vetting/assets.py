@@ -79,14 +79,14 @@ def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) ->
 
 
 def _judge_stage(context, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource, scenarios: ScenarioSource,
-                 language_model: LanguageModelResource, vet) -> dg.MaterializeResult:
+                 vet) -> dg.MaterializeResult:
     """Run one judge stage (``vet_scenarios`` or ``vet_responses``) for the run's trait."""
     from steering_assets.vetting.scenarios import Thresholds
 
     store = storage.store()
     with reported_as_failure(context.partition_key):
-        backend = judge.judge(store.folder("vetting", "judgments"), language_model if judge.backend == "local" else None)
-        result = vet(_folder(context, scenarios), store, backend, repr(backend), Thresholds(config.pos_threshold, config.neg_threshold))
+        backend = judge.judge(store.folder("vetting", "judgments"))
+        result = vet(_folder(context, scenarios), store, backend, judge.judge_name, Thresholds(config.pos_threshold, config.neg_threshold))
     return _report_result(context, result, config.pass_bar)
 
 
@@ -101,10 +101,10 @@ def _vetting_asset(name: str, deps: list, description: str):
 
 @_vetting_asset("scenario_vetting", [SCENARIO_FILES_KEY], "Stage 0: the judge scores whether each scenario sets up the trait (positive) or its opposite (negative).")
 def scenario_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
-                     scenarios: ScenarioSource, language_model: LanguageModelResource) -> dg.MaterializeResult:
+                     scenarios: ScenarioSource) -> dg.MaterializeResult:
     from steering_assets.vetting.pipeline import vet_scenarios
 
-    return _judge_stage(context, config, storage, judge, scenarios, language_model, vet_scenarios)
+    return _judge_stage(context, config, storage, judge, scenarios, vet_scenarios)
 
 
 @dg.asset(key=["vetting", "scenario_responses"], deps=[SCENARIO_FILES_KEY], partitions_def=VETTING_PARTITIONS, group_name=GROUP,
@@ -127,10 +127,10 @@ def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfi
 
 @_vetting_asset("response_vetting", [dg.AssetKey(["vetting", "scenario_responses"])], "Stage 2: the judge scores each completion against the definition; writes response_scores.json.")
 def response_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
-                     scenarios: ScenarioSource, language_model: LanguageModelResource) -> dg.MaterializeResult:
+                     scenarios: ScenarioSource) -> dg.MaterializeResult:
     from steering_assets.vetting.pipeline import vet_responses
 
-    return _judge_stage(context, config, storage, judge, scenarios, language_model, vet_responses)
+    return _judge_stage(context, config, storage, judge, scenarios, vet_responses)
 
 
 vetting_job = dg.define_asset_job("vetting", selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets(SCENARIO_FILES_KEY),

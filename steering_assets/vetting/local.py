@@ -88,20 +88,22 @@ def complete_scenarios(model: Any, tokenizer: Any, scenarios: Sequence[str], *, 
     return outputs
 
 
+# The instruction comes first so the item to rate sits right before the answer.
+SCENARIO_INSTRUCTION = (
+    "Rate how strongly the scenario invites a response that shows the trait, from 0 (it invites the opposite) "
+    "to 100 (it clearly invites the trait). Answer with a single number, or REFUSAL if you cannot answer."
+)
+RESPONSE_INSTRUCTION = (
+    "Rate how strongly the completion expresses the trait, from 0 (it expresses the opposite) to 100 (it clearly "
+    "expresses the trait). Answer with a single number, or REFUSAL if you cannot answer."
+)
+
+
 def scenario_prompt(definition: str, scenario: str) -> str:
     """Stage 0: does this scenario set up the trait? (0 = clearly its opposite, 100 = clearly the trait)."""
-    return (
-        f"Trait: {definition}\n\nScenario: {scenario}\n\n"
-        "On a scale from 0 to 100, how strongly does this scenario invite a response that shows the trait "
-        "(0 = it invites the opposite, 100 = it clearly invites the trait)? Answer with a single number, "
-        "or REFUSAL if you cannot answer."
-    )
+    return f"{SCENARIO_INSTRUCTION}\n\nTrait: {definition}\n\nScenario: {scenario}"
 
 
 def response_prompt(definition: str, scenario: str, completion: str) -> str:
     """Stage 2: does this completion express the trait?"""
-    return (
-        f"Trait: {definition}\n\nScenario: {scenario}\nCompletion: {completion}\n\n"
-        "On a scale from 0 to 100, how strongly does the completion express the trait? Answer with a single "
-        "number, or REFUSAL if you cannot answer."
-    )
+    return f"{RESPONSE_INSTRUCTION}\n\nTrait: {definition}\n\nScenario: {scenario}\nCompletion: {completion}"

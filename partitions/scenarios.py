@@ -1,0 +1,20 @@
+"""Scenario-trait partitions without the daemon: one per ``{category}/{trait}`` folder under PERSONA_SCENARIOS_ROOT.
+
+The ``scenario_discovery_sensor`` does the same on a schedule (and records data versions);
+this is for the CLI and the demo, which run with no daemon.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from steering_assets.vetting.assets import VETTING_PARTITIONS
+from steering_assets.vetting.scenarios import discover_traits
+
+
+def sync_scenario_partitions(instance: dg.DagsterInstance, root: Path | str) -> list[str]:
+    existing = set(instance.get_dynamic_partitions(VETTING_PARTITIONS.name))
+    added = [key for key in (f"{f.parent.name}/{f.name}" for f in discover_traits(root)) if key not in existing]
+    if added:
+        instance.add_dynamic_partitions(VETTING_PARTITIONS.name, added)
+    return added
