@@ -17,7 +17,7 @@ STAMP = "demo_stamp.json"
 FEATURES_STAMP = "features_stamp.json"
 FEATURES_VERSION = "2"
 VETTING_STAMP = "vetting_stamp.json"
-VETTING_VERSION = "1"
+VETTING_VERSION = "2"
 
 
 @dataclass(frozen=True)
