@@ -128,7 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from steering_assets.demo.settings import steering_run_config
 
     started = time.perf_counter()
-    print("building the demo workspace (cached after the first run; the first build trains the demo model, ~2 min)")
+    print("building the demo workspace (cached after the first run; the first build trains the demo model and the demo judge, ~4 min)")
     workspace, built = build_demo_workspace(args.workspace, force=args.rebuild)
     print(f"demo workspace {'built' if built else 'reused (cached)'}: {workspace.root}")
     instance = _instance()

@@ -114,8 +114,8 @@ def _build_vetting_inputs(workspace: DemoWorkspace, seed: int, force: bool) -> b
     """Contrastive scenarios with their expected verdicts, and the demo judge: a cached stage of its own."""
     stamp_path = workspace.root / VETTING_STAMP
     wanted = {"version": VETTING_VERSION, "seed": seed}
-    if not force and stamp_path.is_file() and json.loads(stamp_path.read_text()).get("version") == VETTING_VERSION \
-            and json.loads(stamp_path.read_text()).get("seed") == seed and workspace.judge_path.is_dir():
+    stamp = json.loads(stamp_path.read_text()) if stamp_path.is_file() else {}
+    if not force and all(stamp.get(k) == v for k, v in wanted.items()) and workspace.judge_path.is_dir():
         return False
     from steering_assets.demo.vetting import held_out_questions, train_demo_judge, write_demo_scenarios
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steering_assets.artifacts import atomic_path, write_json_atomic
-from steering_assets.demo.corpus import GENERIC_SENTENCES, QUESTION_TEMPLATES, ROLE_VOICES, TOPICS, TRAIT_VOICES, Voice
+from steering_assets.demo.corpus import GENERIC_SENTENCES, QUESTIONS, ROLE_VOICES, TOPICS, TRAIT_VOICES, Voice
 from steering_assets.vetting.local import RESPONSE_INSTRUCTION, SCENARIO_INSTRUCTION, response_prompt, scenario_prompt
 
 CATEGORY = "personality"
@@ -38,7 +38,6 @@ DEFINITIONS = {
     "formal": "Formal: dignified, courteous wording, as in an official letter.",
 }
 PAIRS_PER_TRAIT = 16
-TRUTH_FILE = "scenario_truth.json"
 # Judge training: about 80 s on 2 CPU cores.
 JUDGE_STEPS = 350
 JUDGE_LEARNING_RATE = 1.5e-3
@@ -46,14 +45,9 @@ JUDGE_LEARNING_RATE = 1.5e-3
 MIN_VALIDATION_ACCURACY = 0.6
 
 
-def _questions() -> list[str]:
-    return [template.format(topic=topic) for template in QUESTION_TEMPLATES for topic in TOPICS]
-
-
 def held_out_questions(seed: int = 0) -> list[str]:
     """Questions reserved for the demo scenarios; the judge never trains on them."""
-    questions = _questions()
-    return random.Random(f"{seed}-held-out").sample(questions, len(DEMO_VETTING_TRAITS) * PAIRS_PER_TRAIT)
+    return random.Random(f"{seed}-held-out").sample(QUESTIONS, len(DEMO_VETTING_TRAITS) * PAIRS_PER_TRAIT)
 
 
 def _cues(trait: str, pole: str) -> tuple[str, ...]:
@@ -184,7 +178,7 @@ def _random_completion(rng: random.Random, trait: str, topic: str) -> str:
 def rating_examples(count: int, seed: int = 0, exclude: set[str] = frozenset()) -> list[list[dict[str, str]]]:
     """Judge conversations: half scenario ratings, half completion ratings, on questions outside ``exclude``."""
     rng = random.Random(f"{seed}-ratings")
-    questions = [q for q in _questions() if q not in exclude]
+    questions = [q for q in QUESTIONS if q not in exclude]
     conversations = []
     for index in range(count):
         trait = rng.choice(list(TRAIT_VOICES))
