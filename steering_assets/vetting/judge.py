@@ -157,17 +157,22 @@ class OpenAIJudge:
         async with semaphore:
             self.calls += 1
             try:
-                # The raw response keeps the client's retries but skips building typed models,
-                # which is most of the client's CPU per call; the JSON is read directly.
-                raw = await client.chat.completions.with_raw_response.create(
-                    model=self.model,
-                    messages=[{"role": "user", "content": prompt}],
-                    max_tokens=self.settings.max_tokens,
-                    temperature=self.settings.temperature,
-                    logprobs=True,
-                    top_logprobs=self.settings.top_logprobs,
+                # The client's generic ``post`` keeps its retries, backoff and error types but
+                # skips the typed request transform and response models, which are most of its
+                # CPU per call; the JSON body is read directly.
+                content = await client.post(
+                    "/chat/completions",
+                    cast_to=bytes,
+                    body={
+                        "model": self.model,
+                        "messages": [{"role": "user", "content": prompt}],
+                        "max_tokens": self.settings.max_tokens,
+                        "temperature": self.settings.temperature,
+                        "logprobs": True,
+                        "top_logprobs": self.settings.top_logprobs,
+                    },
                 )
-                body = json.loads(raw.http_response.content)
+                body = json.loads(content)
             except openai.APIError as err:
                 return Judgment(score=None, weight=0.0, error=f"{type(err).__name__}: {str(err)[:200]}")
             except ValueError as err:  # not JSON at all

@@ -86,7 +86,12 @@ class FakeJudgeServer:
                 top = [(str(centre), 0.6), (str(min(100, centre + 10)), 0.3), ("Hello", 0.1)]
                 return self._send(200, json.dumps(completion_body(top)).encode())
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # socketserver's default listen backlog is 5: a burst of concurrent connections
+            # overflows it and the dropped SYNs are retried a full second later.
+            request_queue_size = 128
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
