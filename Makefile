@@ -30,9 +30,11 @@ $(VENV)/.installed: pyproject.toml
 	@# already hold over downloading the multi-GB CUDA build (a GPU machine gets CUDA).
 	@if ! $(PY) -c "import torch" 2>/dev/null && ! command -v nvidia-smi >/dev/null 2>&1; then \
 	  wheel=$$(ls $${PIP_FIND_LINKS:-/nonexistent}/torch-2.*+cpu-*.whl 2>/dev/null | sort -V | tail -n 1); \
-	  if [ -n "$$wheel" ]; then echo "installing local CPU torch: $$wheel"; $(PIP) install --quiet "$$wheel"; fi; \
+	  if [ -n "$$wheel" ]; then echo "installing local CPU torch: $$wheel"; $(PIP) install --quiet --no-compile "$$wheel"; fi; \
 	fi
-	$(PIP) install --quiet -e '.[dev]'
+	@# --no-compile: Python compiles the modules actually imported on first use; compiling
+	@# every file of torch and transformers up front costs most of a minute on 2 cores.
+	$(PIP) install --quiet --no-compile -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed

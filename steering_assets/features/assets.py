@@ -124,6 +124,8 @@ def trait_classifiers(context: dg.AssetExecutionContext, config: TraitClassifier
     rows = []
     for r in result.details["results"]:
         score = f"acc {r['accuracy']:.3f} F1 {r['f1']:.3f}" + (f" AUC {r['roc_auc']:.3f}" if "roc_auc" in r else "") if r["task"] == "classification" else f"R2 {r['r2']:.3f} MSE {r['mse']:.4f}"
+        if r.get("not_converged_folds"):
+            score += f" (did not converge in {r['not_converged_folds']}/{r['folds']} folds)"
         rows.append((r["strategy"], ",".join(map(str, r["layers"])) or "-", r["dataset"], r["model"], score))
     return dg.MaterializeResult(metadata={
         "comparison": dg.MetadataValue.md(md_table(["strategy", "layers", "dataset", "model", "cross-validated"], rows)),

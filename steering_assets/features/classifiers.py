@@ -7,7 +7,9 @@ sees statistics of its test rows.
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -47,6 +49,16 @@ def make_model(name: str, task: str, seed: int = 0):
     return table[(name, task)]()
 
 
+@contextmanager
+def _convergence_recorded() -> Iterator[list]:
+    """Collect sklearn's ConvergenceWarnings instead of printing them: they become a result field."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        yield caught
+
+
 def models_for(task: str) -> tuple[str, ...]:
     """Model names that handle ``task`` (logistic regression only classifies)."""
     return tuple(name for name in MODELS if not (name == "logistic" and task == "regression"))
@@ -81,8 +93,11 @@ def cross_validate(dataset: dict[str, np.ndarray], model_name: str, folds: int =
             raise ClassifierDataError(f"{dataset['meta_strategy']}: the target feature is constant; nothing to regress")
         splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
     per_fold: list[dict[str, float]] = []
+    not_converged = 0
     for train, test in splitter.split(x, y):
-        pipeline = make_pipeline(_scaler(method), make_model(model_name, task, seed)).fit(x[train], y[train])
+        with _convergence_recorded() as caught:
+            pipeline = make_pipeline(_scaler(method), make_model(model_name, task, seed)).fit(x[train], y[train])
+        not_converged += bool(caught)
         predicted = pipeline.predict(x[test])
         if task == "classification":
             metrics = {"accuracy": accuracy_score(y[test], predicted), "f1": f1_score(y[test], predicted, average="macro")}
@@ -95,7 +110,7 @@ def cross_validate(dataset: dict[str, np.ndarray], model_name: str, folds: int =
         per_fold.append({k: float(v) for k, v in metrics.items()})
     keys = sorted({k for fold in per_fold for k in fold})
     return {
-        "model": model_name, "task": task, "folds": folds,
+        "model": model_name, "task": task, "folds": folds, "not_converged_folds": not_converged,
         **{k: float(np.mean([f[k] for f in per_fold if k in f])) for k in keys},
         **{f"{k}_std": float(np.std([f[k] for f in per_fold if k in f])) for k in keys},
     }
@@ -107,9 +122,10 @@ def fit_best(dataset: dict[str, np.ndarray], model_name: str, seed: int = 0) -> 
 
     task = task_of(dataset)
     pipeline = make_pipeline(_scaler(str(dataset["norm_method"])), make_model(model_name, task, seed))
-    pipeline.fit(raw_inputs(dataset), dataset["y"])
+    with _convergence_recorded() as caught:
+        pipeline.fit(raw_inputs(dataset), dataset["y"])
     scaler, estimator = pipeline[0], pipeline[-1]
-    arrays: dict[str, np.ndarray] = {"model": np.str_(model_name), "task": np.str_(task)}
+    arrays: dict[str, np.ndarray] = {"model": np.str_(model_name), "task": np.str_(task), "converged": np.bool_(not caught)}
     for name in ("mean_", "scale_", "data_min_", "data_range_"):
         if hasattr(scaler, name):
             arrays[f"scaler_{name.rstrip('_')}"] = np.asarray(getattr(scaler, name))

@@ -115,6 +115,24 @@ def test_cross_validation_scores_and_fits_normalisation_inside_folds(monkeypatch
     assert regression["task"] == "regression" and regression["r2"] > 0.5
 
 
+def test_a_fit_that_does_not_converge_is_recorded_not_printed(recwarn):
+    from steering_assets.features import classifiers
+
+    arrays = build_classifier_dataset(make_features(80), DatasetSpec("hidden-to-concept", layers="2"))
+    real_make_model = classifiers.make_model
+
+    def capped(name, task, seed=0):
+        return real_make_model(name, task, seed).set_params(max_iter=1)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(classifiers, "make_model", capped)
+        result = cross_validate(arrays, "linear_svm", folds=5)
+        params = classifiers.fit_best(arrays, "linear_svm")
+    assert result["not_converged_folds"] == 5 and not params["converged"]
+    assert not [w for w in recwarn if "converge" in str(w.message)]
+    assert cross_validate(arrays, "ridge", folds=5)["not_converged_folds"] == 0
+
+
 def test_single_class_dataset_gets_a_clear_error():
     features = [f for f in make_features(80) if f.concept_strength_label == 2]
     arrays = build_classifier_dataset(features, DatasetSpec("embedding-to-concept"))
