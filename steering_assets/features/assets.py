@@ -113,7 +113,7 @@ def classifier_datasets(context: dg.AssetExecutionContext, config: ClassifierDat
 
 @dg.asset(
     key=["concepts", "trait_classifiers"], deps=[classifier_datasets], partitions_def=CONCEPT_PARTITIONS, group_name=GROUP,
-    kinds={"sklearn"}, code_version="1",
+    kinds={"sklearn"}, code_version="2",
     description="Every classifier on every dataset, stratified k-fold CV with in-fold normalisation; comparison table.",
 )
 def trait_classifiers(context: dg.AssetExecutionContext, config: TraitClassifiersConfig, storage: ArtifactStorage) -> dg.MaterializeResult:

@@ -16,6 +16,8 @@ import numpy as np
 from steering_assets.features.datasets import raw_inputs
 
 MODELS = ("logistic", "ridge", "linear_svm", "mlp")
+# Part of the trait-classifier fingerprint: bump when an estimator's settings change.
+MODELS_VERSION = "2"
 
 
 class ClassifierDataError(ValueError):
@@ -38,8 +40,10 @@ def make_model(name: str, task: str, seed: int = 0):
         ("logistic", "classification"): lambda: LogisticRegression(max_iter=2000),
         ("ridge", "classification"): lambda: RidgeClassifier(),
         ("ridge", "regression"): lambda: Ridge(),
-        ("linear_svm", "classification"): lambda: LinearSVC(random_state=seed, max_iter=5000),
-        ("linear_svm", "regression"): lambda: LinearSVR(random_state=seed, max_iter=5000),
+        # Primal solvers (squared losses): on a few hundred standardised, nearly separable rows
+        # the dual solvers often stop at max_iter unconverged and take twice as long.
+        ("linear_svm", "classification"): lambda: LinearSVC(dual=False, random_state=seed, max_iter=5000),
+        ("linear_svm", "regression"): lambda: LinearSVR(dual=False, loss="squared_epsilon_insensitive", random_state=seed, max_iter=5000),
         ("mlp", "classification"): lambda: MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=seed),
         ("mlp", "regression"): lambda: MLPRegressor(hidden_layer_sizes=(64,), max_iter=500, random_state=seed),
     }

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from steering_assets.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint, write_npz
-from steering_assets.features.classifiers import MODELS, cross_validate, fit_best, models_for, task_of
+from steering_assets.features.classifiers import MODELS, MODELS_VERSION, cross_validate, fit_best, models_for, task_of
 from steering_assets.features.concepts import read_concept_sentences
 from steering_assets.features.datasets import DatasetSpec, build_classifier_dataset, save_dataset
 from steering_assets.features.prefixes import SentenceFeatures, sentence_features
@@ -159,7 +159,8 @@ def materialize_trait_classifiers(concept: str, store: ArtifactStore, models: Se
 
     datasets_folder = _folder(store, "classifier_datasets", concept)
     datasets_manifest = store.load_manifest(datasets_folder)
-    key = fingerprint({"code": FEATURES_CODE_VERSION, "datasets": datasets_manifest["fingerprint"], "models": list(models),
+    key = fingerprint({"code": FEATURES_CODE_VERSION, "models_version": MODELS_VERSION,
+                       "datasets": datasets_manifest["fingerprint"], "models": list(models),
                        "folds": folds, "seed": seed})
     folder = _folder(store, "trait_classifiers", concept)
     existing = store.current_manifest(folder, key)
