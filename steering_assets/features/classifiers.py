@@ -55,12 +55,21 @@ def make_model(name: str, task: str, seed: int = 0):
 
 @contextmanager
 def _convergence_recorded() -> Iterator[list]:
-    """Collect sklearn's ConvergenceWarnings instead of printing them: they become a result field."""
+    """Collect sklearn's ConvergenceWarnings instead of printing them: they become a result field.
+
+    Any other warning raised inside is passed on unchanged once the block ends.
+    """
     from sklearn.exceptions import ConvergenceWarning
 
+    not_converged: list[warnings.WarningMessage] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        yield caught
+        yield not_converged
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            not_converged.append(warning)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def models_for(task: str) -> tuple[str, ...]:

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -131,6 +133,18 @@ def test_a_fit_that_does_not_converge_is_recorded_not_printed(recwarn):
     assert result["not_converged_folds"] == 5 and not params["converged"]
     assert not [w for w in recwarn if "converge" in str(w.message)]
     assert cross_validate(arrays, "ridge", folds=5)["not_converged_folds"] == 0
+
+
+def test_only_convergence_warnings_are_recorded_and_others_still_reach_the_user():
+    from sklearn.exceptions import ConvergenceWarning
+
+    from steering_assets.features.classifiers import _convergence_recorded
+
+    with pytest.warns(UserWarning, match="unrelated"):
+        with _convergence_recorded() as not_converged:
+            warnings.warn("unrelated", UserWarning)
+            warnings.warn("stopped at max_iter", ConvergenceWarning)
+    assert [str(w.message) for w in not_converged] == ["stopped at max_iter"]
 
 
 def test_single_class_dataset_gets_a_clear_error():
