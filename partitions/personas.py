@@ -1,4 +1,4 @@
-"""Persona partitions, discovered from the data root.
+"""Persona partitions, discovered from the data root in either rollout layout.
 
 Roles and traits are two dynamic partition sets keyed ``<source_model>/<name>``, so two
 source models never collide. Why dynamic partitions filled by a sensor rather than a
@@ -7,7 +7,10 @@ root, a new ``{name}.jsonl`` becomes a partition on the next sensor tick with no
 change or reload, and partitions keep their history if a file is moved away.
 
 The same scan also records a data version for every new or changed rollout file, so
-the UI marks downstream datasets stale when their raw files change.
+the UI marks downstream datasets stale when their raw files change; each observation
+says which layout (persona-subspace or assistant-axis) the files came from. A data root
+holding neither layout is reported with what was expected, never as zero partitions in
+silence.
 """
 
 import json
@@ -18,7 +21,13 @@ from pathlib import Path
 import dagster as dg
 
 from resources.rollouts import PersonaRollouts
-from steering_assets.personas.layout import PERSONA_KINDS, PersonaKind, PersonaRef, discover_personas
+from steering_assets.personas.layout import (
+    PERSONA_KINDS,
+    PersonaKind,
+    PersonaRef,
+    data_root_problem,
+    discover_personas,
+)
 from steering_assets.personas.pipeline import rollout_data_version
 
 ROLE_PARTITIONS = dg.DynamicPartitionsDefinition(name="roles")
@@ -36,6 +45,9 @@ class ScanResult:
     observations: list[dg.AssetObservation] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # "path: reason" for files that cannot be partitions
     seen: dict[str, list] = field(default_factory=dict)  # the next cursor
+    # Why the data root holds no rollouts at all (what was expected, what is there), else None.
+    problem: str | None = None
+    layouts: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> layout -> persona files
 
 
 def _file_state(ref: PersonaRef, data_root: Path) -> list:
@@ -56,11 +68,15 @@ def scan_data_root(instance: dg.DagsterInstance, data_root: Path | str, seen: di
     re-hashed only when their modification time or size changed.
     """
     data_root = Path(data_root)
-    result = ScanResult(seen=dict(seen))
+    result = ScanResult(seen=dict(seen), problem=data_root_problem(data_root))
     for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
         kind = PERSONA_KINDS[kind_name]
         discovery = discover_personas(data_root, kind)
         result.rejected += [f"{path}: {reason}" for path, reason in discovery.rejected]
+        counts: dict[str, int] = {}
+        for layout in discovery.layouts.values():
+            counts[layout] = counts.get(layout, 0) + 1
+        result.layouts[kind_name] = counts
         existing = set(instance.get_dynamic_partitions(partitions_def.name))
         result.new_keys[kind_name] = [r.partition_key for r in discovery.personas if r.partition_key not in existing]
         for ref in discovery.personas:
@@ -77,6 +93,10 @@ def scan_data_root(instance: dg.DagsterInstance, data_root: Path | str, seen: di
                         asset_key=rollouts_asset_key(kind),
                         partition=ref.partition_key,
                         tags={"dagster/data_version": version},
+                        metadata={
+                            "layout": discovery.layouts[ref.partition_key],
+                            "responses_file": dg.MetadataValue.path(str(ref.responses_path(data_root))),
+                        },
                     )
                 )
     return result
@@ -98,13 +118,17 @@ def sync_partitions(instance: dg.DagsterInstance, data_root: Path | str) -> Scan
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Scans PERSONA_DATA_ROOT: every new responses/{name}.jsonl becomes a role or trait partition, "
-        "and every changed rollout or score file is recorded as a new data version of persona_rollouts."
+        "Scans PERSONA_DATA_ROOT in both layouts ({model}/roles_240|traits_240/responses/{name}.jsonl, "
+        "persona-subspace; {model}/responses/{name}.jsonl, assistant-axis): every new file becomes a role or "
+        "trait partition, and every changed rollout or score file is recorded as a new data version of "
+        "persona_rollouts. A root holding neither layout is reported with what was expected."
     ),
 )
 def persona_discovery_sensor(context: dg.SensorEvaluationContext, rollouts: PersonaRollouts) -> dg.SensorResult:
     seen = json.loads(context.cursor) if context.cursor else {}
     result = scan_data_root(context.instance, rollouts.root, seen)
+    if result.problem:
+        context.log.warning(result.problem)
     for line in result.rejected:
         context.log.warning(f"not a partition: {line}")
     requests = [
@@ -114,5 +138,5 @@ def persona_discovery_sensor(context: dg.SensorEvaluationContext, rollouts: Pers
         dynamic_partitions_requests=requests,
         asset_events=result.observations,
         cursor=json.dumps(result.seen, separators=(",", ":")),
-        skip_reason=None if requests or result.observations else "no new or changed persona files",
+        skip_reason=None if requests or result.observations else (result.problem or "no new or changed persona files"),
     )

@@ -1,4 +1,4 @@
-"""Where the raw persona-subspace rollouts live."""
+"""Where the raw rollouts live (persona-subspace or assistant-axis layout)."""
 
 
 from pathlib import Path
@@ -10,7 +10,8 @@ from steering_assets.personas.layout import Discovery, PersonaKind, PersonaRef, 
 
 
 class PersonaRollouts(dg.ConfigurableResource):
-    """The data root ``{data_root}/{source_model}/roles_240|traits_240/...`` (read only)."""
+    """The data root (read only): ``{data_root}/{source_model}/roles_240|traits_240/{responses,extract_scores}/``
+    (persona-subspace) or ``{data_root}/{source_model}/{responses,scores}/`` (assistant-axis, roles)."""
 
     data_root: str = Field(description="Folder of source-model folders (env PERSONA_DATA_ROOT).")
 

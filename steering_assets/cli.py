@@ -264,9 +264,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
     scan = sync_partitions(_instance(), _env("PERSONA_DATA_ROOT"))
     for kind_name, keys in scan.new_keys.items():
         print(f"{kind_name}: {len(keys)} new partitions" + (f" ({', '.join(keys[:5])}{', …' if len(keys) > 5 else ''})" if keys else ""))
+    for kind_name, counts in scan.layouts.items():
+        if counts:
+            print(f"{kind_name} files by layout: " + ", ".join(f"{layout} {n}" for layout, n in sorted(counts.items())))
     print(f"data versions recorded: {len(scan.observations)}")
     for line in scan.rejected:
-        print(f"skipped (not a valid persona name): {line}", file=sys.stderr)
+        print(f"skipped (not a partition): {line}", file=sys.stderr)
+    if scan.problem:
+        print(f"error: {scan.problem}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,9 +18,9 @@ from resources.storage import ArtifactStorage
 from steering_assets.artifacts import ArtifactResult, fingerprint
 from steering_assets.asset_helpers import reported_as_failure
 from steering_assets.metadata import md_bar_chart, md_counts, md_table
-from steering_assets.personas.budget import BudgetConfig, SelectionConfig
+from steering_assets.personas.budget import BudgetConfig, SelectionConfig, SelectionError, check_selection
 from steering_assets.personas.dataset import dataset_schema
-from steering_assets.personas.layout import ROLES, PersonaKind, PersonaRef
+from steering_assets.personas.layout import ROLES, PersonaKind, PersonaRef, RolloutFormatError
 from steering_assets.personas.pipeline import (
     DATASET_FILE,
     materialize_persona_dataset,
@@ -30,6 +30,7 @@ from steering_assets.personas.pipeline import (
 
 BUDGET_CHECK = "train_budget_reached"
 SURVIVORS_CHECK = "examples_survive_filtering"
+INSTRUCTION_CHECK = "training_rows_exclude_instruction"
 
 
 class TrainingSplitConfig(dg.Config):
@@ -47,10 +48,15 @@ class TrainingSplitConfig(dg.Config):
 
     def selection(self, kind: PersonaKind) -> SelectionConfig:
         default = SelectionConfig.defaults_for(kind)
-        return SelectionConfig(
+        selection = SelectionConfig(
             default.min_score if self.min_score is None else self.min_score,
             default.keep_labels if self.keep_labels is None else tuple(self.keep_labels),
         )
+        try:
+            check_selection(selection, kind)
+        except SelectionError as err:
+            raise dg.Failure(description=f"{kind.name} training split settings: {err}", allow_retries=False) from err
+        return selection
 
 
 def _column_schema(kind: PersonaKind, with_length: bool = False) -> dg.TableSchema:
@@ -72,12 +78,24 @@ def _preview(folder_file, kind: PersonaKind, rows: int = 5) -> dg.MetadataValue:
 def dataset_metadata(result: ArtifactResult, kind: PersonaKind) -> dict[str, Any]:
     details = result.details
     join = details["join"]
+    older = {
+        "lines without prompt_index (read as prompt 0)": join["prompt_index_assumed_0"],
+        "lines with pair_index (read as prompt_index)": join["prompt_index_from_pair_index"],
+        "lines without question (taken from the user turn)": join["questions_from_user_turn"],
+    }
+    older.update({f"score keys of shape {shape}": n for shape, n in join["score_key_shapes"].items() if shape != "label_p_q"})
     return {
         "dagster/row_count": details["rows"],
         "dagster/column_schema": _column_schema(kind),
         "path": dg.MetadataValue.path(str(result.folder / DATASET_FILE)),
+        "layout": join["layout"],
+        "responses_file": dg.MetadataValue.path(join["responses_path"]),
+        "scores_file": dg.MetadataValue.path(join["scores_path"]) if join["scores_path"] else "none (baseline)",
         "score_histogram": md_bar_chart(details["score_histogram"], "score"),
         "rows_by_label": dg.MetadataValue.json(details["labels"]),
+        "baseline_rows": join["baseline_rows"],
+        "instruction_removed_from_user_turn": join["instruction_removed"],
+        "read_from_older_shapes": md_counts({k: v for k, v in older.items() if v}),
         "refusals": join["refusals"],
         "responses_without_score": join["responses_without_score"],
         "scores_without_response": join["scores_without_response"],
@@ -102,6 +120,9 @@ def split_metadata(result: ArtifactResult) -> dict[str, Any]:
         "dropped_examples": dg.MetadataValue.int(sum(d["dropped"].values())),
         "dropped_by_reason": md_counts(d["dropped"]),
         "kept_score_histogram": md_bar_chart(d["kept_score_histogram"], "score"),
+        "kept_rows_by_label": dg.MetadataValue.json(d["kept_rows_by_label"]),
+        "instruction_removed_from_user_turn": d["instruction_removed_rows"],
+        "rows_starting_with_instruction": d["rows_starting_with_instruction"],
         "selection": dg.MetadataValue.json(d["selection"]),
         "path": dg.MetadataValue.path(str(result.folder)),
         "reused_existing_artifact": result.skipped,
@@ -125,6 +146,20 @@ def split_check_results(details: dict[str, Any]) -> list[dg.AssetCheckResult]:
             description=f"{kept} examples kept of {details['dataset_rows']}",
             metadata={"kept": kept, "dropped": dg.MetadataValue.json(details["dropped"])},
         ),
+        dg.AssetCheckResult(
+            check_name=INSTRUCTION_CHECK,
+            passed=details["rows_starting_with_instruction"] == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"{details['rows_starting_with_instruction']} of {kept} training rows still start with their persona's "
+                f"instruction ({details['instruction_removed_rows']} had it removed from the user turn)"
+            ),
+            metadata={
+                "rows_starting_with_instruction": details["rows_starting_with_instruction"],
+                "examples": dg.MetadataValue.json(details["rows_starting_with_instruction_examples"]),
+                "instruction_removed_from_user_turn": details["instruction_removed_rows"],
+            },
+        ),
     ]
 
 
@@ -141,16 +176,21 @@ def build_persona_assets(kind: PersonaKind) -> list:
         partitions_def=partitions_def,
         group_name=group,
         description=(
-            f"Raw {kind.name} rollouts: {kind.directory}/responses/<name>.jsonl and extract_scores/<name>.json "
-            "under PERSONA_DATA_ROOT. The data version is a hash of both files' bytes."
+            f"Raw {kind.name} rollouts under PERSONA_DATA_ROOT: {kind.directory}/responses/<name>.jsonl and "
+            f"{kind.directory}/extract_scores/<name>.json (persona-subspace)"
+            + (", or responses/<name>.jsonl and scores/<name>.json (assistant-axis)" if kind is ROLES else "")
+            + ". The data version is a hash of both files' bytes."
         ),
     )
     def persona_rollouts(context: dg.OpExecutionContext, rollouts: PersonaRollouts) -> dg.DataVersionsByPartition:
         versions = {}
         for key in context.instance.get_dynamic_partitions(partitions_def.name):
             ref = PersonaRef.from_partition_key(kind, key)
-            if ref.responses_path(rollouts.root).is_file():
-                versions[key] = rollout_data_version(ref, rollouts.root)
+            try:
+                if ref.responses_path(rollouts.root).is_file():
+                    versions[key] = rollout_data_version(ref, rollouts.root)
+            except RolloutFormatError as err:  # e.g. the persona now has files in two layouts
+                context.log.warning(f"{key}: not observed: {err}")
         return dg.DataVersionsByPartition(versions)
 
     @dg.asset(
@@ -162,7 +202,8 @@ def build_persona_assets(kind: PersonaKind) -> list:
         code_version="1",
         description=(
             f"Every {kind.column} response joined with its judge score, in the processed schema "
-            "(system turns dropped). Load with polars or datasets.load_dataset('parquet', ...)."
+            "(system turns dropped, an instruction the writer put in the user turn removed; baseline rows "
+            "kept with their label). Load with polars or datasets.load_dataset('parquet', ...)."
         ),
     )
     def persona_dataset(
@@ -194,6 +235,15 @@ def build_persona_assets(kind: PersonaKind) -> list:
             dg.AssetCheckSpec(BUDGET_CHECK, asset=split_key, description="WARN when the train budget cannot be filled."),
             dg.AssetCheckSpec(
                 SURVIVORS_CHECK, asset=split_key, blocking=True, description="ERROR when no example survives filtering."
+            ),
+            dg.AssetCheckSpec(
+                INSTRUCTION_CHECK,
+                asset=split_key,
+                partitions_def=partitions_def,
+                description=(
+                    "WARN when training rows' user turns still start with their persona instruction "
+                    "(the steering vector would learn what the prompt already says)."
+                ),
             ),
         ],
         description=(
@@ -257,13 +307,17 @@ def build_baseline_assets() -> list:
         for ref in refs:
             with reported_as_failure(ref.partition_key):
                 result = materialize_persona_dataset(ref, rollouts.root, store)
-            rows.append((ref.source_model, ref.name, result.details["rows"], str(result.folder / DATASET_FILE)))
+            rows.append((ref.source_model, ref.name, result.details.get("layout", ""), result.details["rows"],
+                         str(result.folder / DATASET_FILE)))
         if not refs:
-            context.log.warning(f"no baseline roles (0_default, 1_default, default) under {rollouts.root}")
+            context.log.warning(
+                f"no baseline files (responses/default.jsonl, roles_240/responses/0_default.jsonl or 1_default.jsonl) "
+                f"under {rollouts.root}; role files' own 'default' rows stay in each roles/persona_dataset"
+            )
         return dg.MaterializeResult(
             metadata={
-                "baselines": dg.MetadataValue.md(md_table(["source model", "baseline", "rows", "path"], rows)),
-                "dagster/row_count": sum(r[2] for r in rows),
+                "baselines": dg.MetadataValue.md(md_table(["source model", "baseline", "layout", "rows", "path"], rows)),
+                "dagster/row_count": sum(r[3] for r in rows),
             }
         )
 

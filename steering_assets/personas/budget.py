@@ -29,6 +29,51 @@ class SelectionConfig:
         return cls(kind.default_keep_min_score, kind.default_keep_labels)
 
 
+class SelectionError(ValueError):
+    """Selection settings that do not fit a persona kind's labels."""
+
+
+def check_selection(selection: SelectionConfig, kind: PersonaKind) -> None:
+    """Refuse labels the writers never emit and baseline labels, which are never training rows."""
+    if not selection.keep_labels:
+        raise SelectionError(f"keep_labels is empty: no {kind.column} row could be kept; e.g. {list(kind.default_keep_labels)}")
+    unknown = [label for label in selection.keep_labels if label not in kind.labels]
+    if unknown:
+        raise SelectionError(f"keep_labels {unknown} are not {kind.column} labels; the writers emit {list(kind.labels)}")
+    baselines = [label for label in selection.keep_labels if label in kind.baseline_labels]
+    if baselines:
+        raise SelectionError(
+            f"keep_labels {baselines}: those rows are baselines (the assistant without the persona), never training "
+            f"rows; keep some of {[label for label in kind.labels if label not in kind.baseline_labels]}"
+        )
+
+
+def first_user_turn(column: str = "messages") -> pl.Expr:
+    """The content of each row's first user turn (null when there is none)."""
+    return (
+        pl.col(column)
+        .list.eval(pl.element().filter(pl.element().struct.field("role") == "user").struct.field("content"))
+        .list.first()
+    )
+
+
+def rows_starting_with_instruction(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows whose user turn still starts with their own non-empty persona instruction.
+
+    After ``loading.training_turns`` this finds instructions joined to the question in a
+    way the writers do not use (another separator, extra whitespace): such a row teaches
+    what the prompt already says.
+    """
+    if frame.is_empty():
+        return frame
+    user = first_user_turn()
+    return frame.filter(
+        (pl.col("system_prompt").str.len_chars() > 0)
+        & user.is_not_null()
+        & user.str.starts_with(pl.col("system_prompt"))
+    )
+
+
 @dataclass(frozen=True)
 class BudgetConfig:
     train_tokens: int = 100_000

@@ -1,19 +1,30 @@
-"""The persona-subspace raw layout on disk, and the names that may appear in it.
+"""The raw rollout layouts on disk, the labels their writers emit, and the names that may appear in them.
 
-    {data_root}/{source_model}/roles_240/responses/{role}.jsonl
-    {data_root}/{source_model}/roles_240/extract_scores/{role}.json
-    {data_root}/{source_model}/traits_240/responses/{trait}.jsonl
-    {data_root}/{source_model}/traits_240/extract_scores/{trait}.json
+Two layouts are read (``{data_root}`` is PERSONA_DATA_ROOT):
+
+    persona-subspace (lu-christina/persona-subspace roles/ and traits/ scripts):
+        {data_root}/{source_model}/roles_240/responses/{role}.jsonl
+        {data_root}/{source_model}/roles_240/extract_scores/{role}.json
+        {data_root}/{source_model}/traits_240/responses/{trait}.jsonl
+        {data_root}/{source_model}/traits_240/extract_scores/{trait}.json
+    assistant-axis (safety-research/assistant-axis pipeline/1_generate.py and 3_judge.py):
+        {data_root}/{source_model}/responses/{role}.jsonl
+        {data_root}/{source_model}/scores/{role}.json
+
+The assistant-axis pipeline rolls out roles only (275 role instruction files and
+``default.json``, judged 0-3), so its files are role partitions.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# Role responses have no scores for these: they are the assistant's own voice,
-# kept as negatives for evaluation rather than used as training data.
+# Role responses with no scores: the assistant's own voice, kept as negatives for evaluation
+# rather than used as training data. ``default`` is the assistant-axis baseline
+# (responses/default.jsonl, 5 prompts from "" to "You are {model}."); ``0_default`` and
+# ``1_default`` appear in older persona-subspace trees.
 BASELINE_ROLES = frozenset({"0_default", "1_default", "default"})
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$")
@@ -21,6 +32,10 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$")
 
 class InvalidNameError(ValueError):
     """A persona or model name that could escape the data root or break a partition key."""
+
+
+class RolloutFormatError(ValueError):
+    """Raw rollout or score data (or its place on disk) that matches none of the writers' formats."""
 
 
 def validate_name(name: str, what: str = "name") -> str:
@@ -46,18 +61,33 @@ def validate_name(name: str, what: str = "name") -> str:
 
 @dataclass(frozen=True)
 class PersonaKind:
-    """What differs between roles and traits: directory, column name, score rules."""
+    """What differs between roles and traits: directory, column name, labels, score rules."""
 
     name: str  # "roles" or "traits": the partition set and asset-key prefix
-    directory: str  # directory under the source model
+    directory: str  # persona-subspace directory under the source model
     column: str  # name column in the processed dataset: "role" or "trait"
     min_score: int
     max_score: int
     allows_refusal: bool
+    # Every label the writers put on a response line of this kind.
     labels: tuple[str, ...]
+    # Labels whose rows are baselines (the assistant without the persona): never training
+    # rows, kept in the dataset as baseline negatives.
+    baseline_labels: tuple[str, ...]
     # Selection defaults (DESIGN.md): roles keep >= 3, traits keep >= 75 and label "pos".
     default_keep_min_score: int
     default_keep_labels: tuple[str, ...]
+    # The label a row's score key carries when it differs from the row's own label: the
+    # trait judge scores "neutral" rows under "default_p{i}_q{j}".
+    score_labels: tuple[tuple[str, str], ...] = ()
+
+    def score_label(self, label: str) -> str:
+        return dict(self.score_labels).get(label, label)
+
+    @property
+    def key_labels(self) -> tuple[str, ...]:
+        """Labels that may appear in a score key of this kind."""
+        return tuple(dict.fromkeys(self.score_label(label) for label in self.labels))
 
 
 ROLES = PersonaKind(
@@ -67,7 +97,10 @@ ROLES = PersonaKind(
     min_score=0,
     max_score=3,
     allows_refusal=False,
-    labels=("pos",),
+    # persona-subspace roles/2_responses.py writes "pos" and, with include_default (its
+    # default), "default" rows for 5 default system prompts ("" ... "Respond as yourself.").
+    labels=("pos", "default"),
+    baseline_labels=("default",),
     default_keep_min_score=3,
     default_keep_labels=("pos",),
 )
@@ -78,9 +111,13 @@ TRAITS = PersonaKind(
     min_score=0,
     max_score=100,
     allows_refusal=True,
-    labels=("pos", "neg"),
+    # traits/2_responses.py writes "pos", "neg" and "neutral"; files from before its
+    # migrate_responses.py / rename_field.py carry "default" where it now writes "neutral".
+    labels=("pos", "neg", "neutral", "default"),
+    baseline_labels=("neutral", "default"),
     default_keep_min_score=75,
     default_keep_labels=("pos",),
+    score_labels=(("neutral", "default"),),
 )
 PERSONA_KINDS: dict[str, PersonaKind] = {ROLES.name: ROLES, TRAITS.name: TRAITS}
 
@@ -90,6 +127,45 @@ def persona_kind(name: str) -> PersonaKind:
         return PERSONA_KINDS[name]
     except KeyError:
         raise ValueError(f"unknown persona kind {name!r}; expected one of {sorted(PERSONA_KINDS)}") from None
+
+
+@dataclass(frozen=True)
+class RolloutLayout:
+    """Where one writer puts a kind's responses and scores, relative to a source-model folder."""
+
+    name: str
+    kinds: tuple[str, ...]  # persona kinds this layout can hold
+    responses: str  # folder of ``{name}.jsonl``; "{kind_dir}" is the kind's persona-subspace directory
+    scores: str  # folder of ``{name}.json``
+
+    def holds(self, kind: PersonaKind) -> bool:
+        return kind.name in self.kinds
+
+    def responses_dir(self, data_root: Path | str, source_model: str, kind: PersonaKind) -> Path:
+        return Path(data_root) / source_model / self.responses.format(kind_dir=kind.directory)
+
+    def scores_dir(self, data_root: Path | str, source_model: str, kind: PersonaKind) -> Path:
+        return Path(data_root) / source_model / self.scores.format(kind_dir=kind.directory)
+
+    def pattern(self, kind: PersonaKind) -> str:
+        """Glob of this layout's responses files of ``kind`` under a data root."""
+        return f"*/{self.responses.format(kind_dir=kind.directory)}/*.jsonl"
+
+    def describe(self, kind: PersonaKind) -> str:
+        folder = "{source_model}/" + self.responses.format(kind_dir=kind.directory)
+        scores = "{source_model}/" + self.scores.format(kind_dir=kind.directory)
+        return f"{folder}/<name>.jsonl with {scores}/<name>.json ({self.name})"
+
+
+PERSONA_SUBSPACE = RolloutLayout("persona-subspace", ("roles", "traits"), "{kind_dir}/responses", "{kind_dir}/extract_scores")
+ASSISTANT_AXIS = RolloutLayout("assistant-axis", ("roles",), "responses", "scores")
+LAYOUTS: tuple[RolloutLayout, ...] = (PERSONA_SUBSPACE, ASSISTANT_AXIS)
+
+
+def expected_layouts() -> str:
+    """One sentence naming every file a data root may hold, for messages."""
+    parts = [layout.describe(kind) for layout in LAYOUTS for kind in PERSONA_KINDS.values() if layout.holds(kind)]
+    return "; ".join(parts)
 
 
 PARTITION_SEPARATOR = "/"
@@ -125,40 +201,127 @@ class PersonaRef:
             )
         return cls(kind, model, name)
 
-    def responses_path(self, data_root: Path) -> Path:
-        return Path(data_root) / self.source_model / self.kind.directory / "responses" / f"{self.name}.jsonl"
+    def candidate_responses(self, data_root: Path | str) -> dict[str, Path]:
+        """Where each layout that can hold this kind would keep this persona's responses."""
+        return {
+            layout.name: layout.responses_dir(data_root, self.source_model, self.kind) / f"{self.name}.jsonl"
+            for layout in LAYOUTS
+            if layout.holds(self.kind)
+        }
 
-    def scores_path(self, data_root: Path) -> Path:
-        return Path(data_root) / self.source_model / self.kind.directory / "extract_scores" / f"{self.name}.json"
+    def layout(self, data_root: Path | str) -> RolloutLayout:
+        """The layout holding this persona's responses file.
+
+        Raises RolloutFormatError when both layouts hold one (two writers' files for one
+        partition: which to train on is the user's choice). With none, the
+        persona-subspace layout is returned, so a missing file is named where most trees keep it.
+        """
+        found = [layout for layout in LAYOUTS if layout.holds(self.kind)
+                 and (layout.responses_dir(data_root, self.source_model, self.kind) / f"{self.name}.jsonl").is_file()]
+        if len(found) > 1:
+            paths = " and ".join(str(p) for p in self.candidate_responses(data_root).values())
+            raise RolloutFormatError(
+                f"{self.partition_key}: responses in two layouts ({paths}); keep one of them "
+                "(persona-subspace or assistant-axis), so the partition has one source"
+            )
+        return found[0] if found else PERSONA_SUBSPACE
+
+    def responses_path(self, data_root: Path | str) -> Path:
+        return self.layout(data_root).responses_dir(data_root, self.source_model, self.kind) / f"{self.name}.jsonl"
+
+    def scores_path(self, data_root: Path | str) -> Path:
+        return self.layout(data_root).scores_dir(data_root, self.source_model, self.kind) / f"{self.name}.json"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Discovery:
-    """What a scan of the data root found."""
+    """What a scan of the data root found for one persona kind."""
 
     personas: list[PersonaRef]
     baselines: list[PersonaRef]
     # (path, reason) for files that look like rollouts but cannot become partitions.
     rejected: list[tuple[Path, str]]
+    # partition key -> layout name, for personas and baselines.
+    layouts: dict[str, str] = field(default_factory=dict)
+
+
+# A source-model folder named like these means PERSONA_DATA_ROOT points one level too deep.
+_KIND_DIRECTORIES = {kind.directory for kind in PERSONA_KINDS.values()}
+
+
+def _require_root(data_root: Path) -> None:
+    if not data_root.is_dir():
+        raise FileNotFoundError(
+            f"persona data root {str(data_root)!r} does not exist; set PERSONA_DATA_ROOT to the folder "
+            f"holding the source-model folders: {expected_layouts()}"
+        )
 
 
 def discover_personas(data_root: Path | str, kind: PersonaKind) -> Discovery:
-    """Scan ``data_root`` for ``*/<kind dir>/responses/*.jsonl``, sorted by model then name."""
+    """Scan ``data_root`` for responses of ``kind`` in every layout, sorted by model then name.
+
+    Files that cannot become partitions are returned in ``rejected`` with the reason:
+    names that are not plain identifiers, one persona in two layouts, files in a
+    responses folder that are not ``*.jsonl`` (e.g. the ``.jsonl.backup`` copies that
+    persona-subspace's migration scripts leave), and a data root set one level too deep.
+    """
     data_root = Path(data_root)
+    _require_root(data_root)
+    rejected: list[tuple[Path, str]] = []
+    found: dict[tuple[str, str], list[tuple[RolloutLayout, Path]]] = {}
+    for layout in LAYOUTS:
+        if not layout.holds(kind):
+            continue
+        pattern = layout.pattern(kind)
+        folder_pattern = pattern.rsplit("/", 1)[0]
+        for folder in sorted(data_root.glob(folder_pattern)):
+            if not folder.is_dir():
+                continue
+            model = folder.relative_to(data_root).parts[0]
+            if model in _KIND_DIRECTORIES:
+                rejected.append((folder, f"'{model}' is a persona-subspace kind folder, not a source model: "
+                                         f"set PERSONA_DATA_ROOT to {data_root.parent} (the folder above {data_root.name})"))
+                continue
+            for path in sorted(folder.iterdir()):
+                if path.suffix != ".jsonl" or not path.is_file():
+                    rejected.append((path, f"not a responses file: a {layout.name} responses folder holds <name>.jsonl files"))
+                    continue
+                found.setdefault((model, path.stem), []).append((layout, path))
     personas: list[PersonaRef] = []
     baselines: list[PersonaRef] = []
-    rejected: list[tuple[Path, str]] = []
-    if not data_root.is_dir():
-        raise FileNotFoundError(
-            f"persona data root {str(data_root)!r} does not exist; set PERSONA_DATA_ROOT "
-            "to the folder holding '<source_model>/roles_240/responses/*.jsonl'"
-        )
-    for path in sorted(data_root.glob(f"*/{kind.directory}/responses/*.jsonl")):
-        model = path.parent.parent.parent.name
-        try:
-            ref = PersonaRef(kind, model, path.stem)
-        except InvalidNameError as err:
-            rejected.append((path, str(err)))
+    layouts: dict[str, str] = {}
+    for (model, name), places in sorted(found.items()):
+        if len(places) > 1:
+            rejected.append((places[0][1], f"the same {kind.column} also has {places[1][1]}; keep one of the two layouts"))
             continue
+        try:
+            ref = PersonaRef(kind, model, name)
+        except InvalidNameError as err:
+            rejected.append((places[0][1], str(err)))
+            continue
+        layouts[ref.partition_key] = places[0][0].name
         (baselines if ref.is_baseline else personas).append(ref)
-    return Discovery(personas, baselines, rejected)
+    return Discovery(personas, baselines, rejected, layouts)
+
+
+def data_root_problem(data_root: Path | str) -> str | None:
+    """Why ``data_root`` holds no rollouts in any layout, or None when it holds some.
+
+    The message says what was expected and what is there, so an empty or mistaken
+    root is never zero partitions in silence.
+    """
+    data_root = Path(data_root)
+    _require_root(data_root)
+    for layout in LAYOUTS:
+        for kind in PERSONA_KINDS.values():
+            if layout.holds(kind) and any(data_root.glob(layout.pattern(kind))):
+                return None
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in data_root.iterdir())
+    hint = ""
+    if any(name.rstrip("/") in _KIND_DIRECTORIES | {"responses", "scores", "extract_scores"} for name in entries):
+        hint = f" It looks like a source-model folder: set PERSONA_DATA_ROOT to {data_root.parent}."
+    shown = ", ".join(entries[:10]) + (f", ... ({len(entries)} entries)" if len(entries) > 10 else "")
+    return (
+        f"no rollouts under {data_root}: expected {expected_layouts()}. "
+        f"Found: {shown or 'nothing'}.{hint}"
+    )

@@ -18,13 +18,21 @@ from typing import Any
 import polars as pl
 
 from steering_assets.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint
-from steering_assets.personas.budget import BudgetConfig, SelectionConfig, TrainingSplit, build_training_split
-from steering_assets.personas.dataset import build_persona_dataset
+from steering_assets.personas.budget import (
+    BudgetConfig,
+    SelectionConfig,
+    TrainingSplit,
+    build_training_split,
+    check_selection,
+    rows_starting_with_instruction,
+)
+from steering_assets.personas.dataset import baseline_rows, build_persona_dataset
 from steering_assets.personas.layout import PersonaRef
 
 # Bump when the logic that produces an artifact changes, so old artifacts are rebuilt.
-DATASET_CODE_VERSION = "1"
-SPLIT_CODE_VERSION = "2"
+# Dataset 2: every writer label, instructions removed from user turns, older shapes read.
+DATASET_CODE_VERSION = "2"
+SPLIT_CODE_VERSION = "3"
 
 DATASET_FILE = "dataset.parquet"
 TRAIN_FILE = "train.parquet"
@@ -67,9 +75,10 @@ def materialize_persona_dataset(ref: PersonaRef, data_root: Path | str, store: A
     details = {
         "rows": frame.height,
         "rollout_data_version": input_version,
+        "layout": report.layout,
         "join": report.as_dict(),
         "score_histogram": score_histogram(frame),
-        "labels": dict(frame.group_by("label").len().sort("label").iter_rows()),
+        "labels": rows_by_label(frame),
     }
     manifest = store.write_artifact(
         folder, {DATASET_FILE: frame.write_parquet}, fingerprint_value=key, details=details
@@ -77,10 +86,21 @@ def materialize_persona_dataset(ref: PersonaRef, data_root: Path | str, store: A
     return ArtifactResult(folder, manifest, skipped=False)
 
 
+def rows_by_label(frame: pl.DataFrame) -> dict[str, int]:
+    return {str(label): int(n) for label, n in frame.group_by("label").len().sort("label").iter_rows()}
+
+
 def load_persona_dataset(store: ArtifactStore, ref: PersonaRef) -> pl.DataFrame:
     folder = dataset_folder(store, ref)
     store.load_manifest(folder)
     return pl.read_parquet(folder / DATASET_FILE)
+
+
+def load_baseline_rows(store: ArtifactStore, ref: PersonaRef) -> pl.DataFrame:
+    """The persona's own baseline rows (roles ``default``, traits ``neutral``/``default``): the
+    assistant answering the same questions without the persona, for use as negatives.
+    Empty when the writer ran without them (persona-subspace's include-default option off)."""
+    return baseline_rows(load_persona_dataset(store, ref), ref.kind)
 
 
 def tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
@@ -104,6 +124,7 @@ def materialize_training_split(
     if ref.is_baseline:
         raise ValueError(f"{ref.partition_key} is a baseline: it has no scores and is not training data")
     selection = selection or SelectionConfig.defaults_for(ref.kind)
+    check_selection(selection, ref.kind)
     dataset_manifest = store.load_manifest(dataset_folder(store, ref))
     key = fingerprint(
         {
@@ -131,6 +152,8 @@ def materialize_training_split(
 
 
 def split_details(split: TrainingSplit, dataset_rows: int, selection: SelectionConfig) -> dict[str, Any]:
+    kept = pl.concat([split.train, split.validation])
+    wrapped = rows_starting_with_instruction(kept)
     return {
         "dataset_rows": dataset_rows,
         "candidates": split.candidates,
@@ -144,7 +167,14 @@ def split_details(split: TrainingSplit, dataset_rows: int, selection: SelectionC
         "train_budget_reached": split.train_budget_reached,
         "dropped": dict(sorted(split.dropped.items())),
         "selection": asdict(selection),
-        "kept_score_histogram": score_histogram(pl.concat([split.train, split.validation])),
+        "kept_score_histogram": score_histogram(kept),
+        "kept_rows_by_label": rows_by_label(kept),
+        "instruction_removed_rows": int(kept["instruction_removed"].sum()) if kept.height else 0,
+        # Training rows whose user turn still starts with their persona's instruction.
+        "rows_starting_with_instruction": wrapped.height,
+        "rows_starting_with_instruction_examples": [
+            f"{row['label']}_p{row['prompt_index']}_q{row['question_index']}" for row in wrapped.head(5).iter_rows(named=True)
+        ],
     }
 
 

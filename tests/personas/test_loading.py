@@ -16,9 +16,9 @@ def test_malformed_line_names_file_and_line(tmp_path):
 
 def test_missing_field_and_wrong_type_name_the_field(tmp_path):
     row = response_row()
-    del row["question"]
+    del row["question_index"]
     path = write_persona(tmp_path, "roles_240", "pirate", [response_row(question_index=5), row])
-    with pytest.raises(RolloutFormatError, match=r"pirate.jsonl:2: missing field 'question'"):
+    with pytest.raises(RolloutFormatError, match=r"pirate.jsonl:2: missing field 'question_index'"):
         read_responses(path, ROLES)
     bad = response_row()
     bad["prompt_index"] = "zero"
@@ -29,7 +29,7 @@ def test_missing_field_and_wrong_type_name_the_field(tmp_path):
 
 def test_unknown_label_and_duplicate_rows_are_errors(tmp_path):
     path = write_persona(tmp_path, "roles_240", "pirate", [response_row(label="neg")])
-    with pytest.raises(RolloutFormatError, match=r":1: label 'neg' is not one of \['pos'\]"):
+    with pytest.raises(RolloutFormatError, match=r":1: label 'neg' is not one of \['pos', 'default'\]"):
         read_responses(path, ROLES)
     path = write_persona(tmp_path, "roles_240", "chef", [response_row(), response_row()])
     with pytest.raises(RolloutFormatError, match=r":2: duplicate response 'pos_p0_q0' \(first seen on line 1\)"):

@@ -16,7 +16,7 @@ from tests.conftest import response_row, write_persona
 
 COLUMNS = [
     "model", "role", "dataset_type", "system_prompt", "label", "prompt_index", "question_index",
-    "question", "messages", "extract_score", "score_status",
+    "question", "messages", "extract_score", "score_status", "instruction_removed",
 ]
 
 
