@@ -149,7 +149,7 @@ def read_responses(path: Path | str, kind: PersonaKind) -> list[Response]:
     """
     path = Path(path)
     responses: list[Response] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}
     for where, line_number, obj in iter_json_objects(path, RolloutFormatError):
         label = _label(obj, kind, where)
         system_prompt = _field(obj, "system_prompt", str, where)
@@ -184,16 +184,19 @@ def read_responses(path: Path | str, kind: PersonaKind) -> list[Response]:
             question_from_user_turn=question_from_turn,
         )
         if response.score_key in seen:
+            first_line, first_label = seen[response.score_key]
             why = ""
             if prompt_source == PROMPT_INDEX_ASSUMED:
                 why = (" (this line has no prompt_index, so it is read as prompt 0, as the writers' own readers do; "
                        "add 'prompt_index' to every line of a file that holds several prompts)")
-            elif response.score_label != label:
-                why = f" ({label!r} rows are scored under {response.score_label!r}, so both rows would share one score)"
+            elif first_label != label:
+                neutral = first_label if first_label != response.score_label else label
+                why = (f" ({neutral!r} rows are scored under {response.score_label!r}, so a {first_label!r} row and a "
+                       f"{label!r} row of one prompt and question would share one score; keep one of them)")
             raise RolloutFormatError(
-                f"{where}: duplicate response {response.score_key!r} (first seen on line {seen[response.score_key]}){why}"
+                f"{where}: duplicate response {response.score_key!r} (first seen on line {first_line}){why}"
             )
-        seen[response.score_key] = line_number
+        seen[response.score_key] = (line_number, label)
         responses.append(response)
     if not responses:
         raise RolloutFormatError(f"{path}: responses file is empty; expected one JSON object per line")
