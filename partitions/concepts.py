@@ -1,4 +1,9 @@
-"""Concept partitions: one per ``<concept>.jsonl`` under PERSONA_CONCEPTS_ROOT, added by a sensor."""
+"""Concept partitions: one per ``<concept>.jsonl`` or ``<concept>.csv`` under PERSONA_CONCEPTS_ROOT, added by a sensor.
+
+Any other entry of the root (another file type, a folder, a name that is not a plain
+identifier, a concept with both a ``.jsonl`` and a ``.csv``) is listed in the sensor's log
+and in its skip reason, never passed over in silence.
+"""
 
 from pathlib import Path
 
@@ -6,12 +11,18 @@ import dagster as dg
 
 from resources.sae import ConceptSentences
 from steering_assets.features.assets import CONCEPT_PARTITIONS
-from steering_assets.features.concepts import discover_concepts
+from steering_assets.features.concepts import ConceptDiscovery, survey_concepts
+
+
+def scan_concepts(instance: dg.DagsterInstance, root: Path | str) -> tuple[list[str], ConceptDiscovery]:
+    """Concept names not yet partitions, and the survey of the root (with the files it skipped)."""
+    survey = survey_concepts(root)
+    existing = set(instance.get_dynamic_partitions(CONCEPT_PARTITIONS.name))
+    return [name for name in survey.concepts if name not in existing], survey
 
 
 def new_concepts(instance: dg.DagsterInstance, root: Path | str) -> list[str]:
-    existing = set(instance.get_dynamic_partitions(CONCEPT_PARTITIONS.name))
-    return [name for name in discover_concepts(root) if name not in existing]
+    return scan_concepts(instance, root)[0]
 
 
 def sync_concept_partitions(instance: dg.DagsterInstance, root: Path | str) -> list[str]:
@@ -25,10 +36,19 @@ def sync_concept_partitions(instance: dg.DagsterInstance, root: Path | str) -> l
     name="concept_discovery_sensor",
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every new <concept>.jsonl under PERSONA_CONCEPTS_ROOT becomes a concept partition.",
+    description=(
+        "Every new <concept>.jsonl or <concept>.csv under PERSONA_CONCEPTS_ROOT becomes a concept partition; "
+        "other files in the root are listed in the log."
+    ),
 )
 def concept_discovery_sensor(context: dg.SensorEvaluationContext, concepts: ConceptSentences) -> dg.SensorResult:
-    added = new_concepts(context.instance, concepts.root)
+    added, survey = scan_concepts(context.instance, concepts.root)
+    skipped = survey.skipped_lines()
+    for line in skipped:
+        context.log.warning(f"not a concept partition: {line}")
     if not added:
-        return dg.SensorResult(skip_reason="no new concept files")
+        reason = "no new concept files"
+        if skipped:
+            reason += f"; {len(skipped)} other entries not read: " + "; ".join(skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+        return dg.SensorResult(skip_reason=reason)
     return dg.SensorResult(dynamic_partitions_requests=[CONCEPT_PARTITIONS.build_add_request(added)])

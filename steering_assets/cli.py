@@ -304,7 +304,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_classifier_dataset(args: argparse.Namespace) -> int:
     """The dataset generator researchers know, over a folder of feature NPZs; same code as the asset."""
-    from steering_assets.features.datasets import DatasetSpec, DatasetSpecError, build_classifier_dataset, save_dataset
+    from steering_assets.features.datasets import (
+        DatasetSpec,
+        DatasetSpecError,
+        build_classifier_dataset,
+        hidden_state_layer_ids,
+        save_dataset,
+    )
     from steering_assets.features.layers import LayerSpecError
     from steering_assets.features.prefixes import SentenceFeatures
     from steering_assets.artifacts import atomic_path
@@ -312,14 +318,17 @@ def cmd_classifier_dataset(args: argparse.Namespace) -> int:
     folder = Path(args.input)
     files = sorted(folder.glob("*.npz")) if folder.is_dir() else []
     if not files:
-        sys.exit(f"{folder}: no feature NPZs (expected the sentence_features folder of a concept)")
+        sys.exit(f"{folder}: no feature NPZs (expected the sentence_features folder of a concept, or the "
+                 "sentence_*.npz folder of the original s1 writer)")
     try:
         features = []
         for path in files:
             try:
-                features.append(SentenceFeatures.load(path))
+                feature = SentenceFeatures.load(path)
             except (ValueError, KeyError) as err:
                 raise DatasetSpecError(f"{path}: not a feature NPZ ({err})") from None
+            hidden_state_layer_ids(feature, where=str(path))  # rows and layer ids agree, named by file
+            features.append(feature)
         spec = DatasetSpec(args.strategy, args.layers, args.target_layer, args.target_feature, args.normalize)
         arrays = build_classifier_dataset(features, spec)
     except (DatasetSpecError, LayerSpecError) as err:
@@ -350,8 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     dataset = sub.add_parser("classifier-dataset", help="build one classifier dataset NPZ from feature NPZs")
     dataset.add_argument("--strategy", required=True, choices=["embedding-to-feature", "hidden-to-feature", "hidden-to-concept", "embedding-to-concept"])
     dataset.add_argument("--input", required=True, help="folder of sentence feature NPZs")
-    dataset.add_argument("--layers", help="hidden-* strategies: e.g. '6' or '0-2,10,15-17'")
-    dataset.add_argument("--target-layer", type=int, help="*-to-feature strategies: SAE layer")
+    dataset.add_argument("--layers", "--layer", "--input-layer", dest="layers",
+                         help="hidden-* strategies: layer ids, e.g. '6' or '0-2,10,15-17' (looked up in the NPZs' "
+                              "layer ids; hidden-to-feature defaults to the target layer)")
+    dataset.add_argument("--target-layer", type=int, help="*-to-feature strategies: SAE layer id")
     dataset.add_argument("--target-feature", type=int, help="*-to-feature strategies: SAE feature index")
     dataset.add_argument("--normalize", default="standardize", choices=["standardize", "minmax", "none"])
     dataset.add_argument("--output", required=True, help="NPZ to write")

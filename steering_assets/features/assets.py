@@ -55,7 +55,12 @@ def sentence_features(
             sentence_encoder.get_encoder(), sae_set, Path(saes.config_path), language_model.model_name, log=context.log.info,
         )
     d = result.details
+    not_read = concepts.survey().skipped_lines()
+    for line in not_read:
+        context.log.warning(f"concepts root entry not read: {line}")
     return dg.MaterializeResult(metadata={
+        "concept_file": dg.MetadataValue.path(d.get("source", str(concepts.source(concept)))),
+        "other_entries_not_read": dg.MetadataValue.json(not_read),
         "sentences": d["sentences"], "prefixes": d["prefixes"], "sae_layers": dg.MetadataValue.json(d["layers"]),
         "sentences_per_label": dg.MetadataValue.json(d["labels"]), "path": dg.MetadataValue.path(str(result.folder)),
         "reused_existing_artifact": result.skipped,

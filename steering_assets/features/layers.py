@@ -47,3 +47,18 @@ def parse_layers(spec: str | int | list[int], n_layers: int | None = None) -> li
                 f"layer spec {text!r}: layer(s) {outside} out of range; the model has {n_layers} layers (0-{n_layers - 1})"
             )
     return sorted(layers)
+
+
+def format_layers(layers: list[int]) -> str:
+    """The shortest spec for a list of layers: ``[0, 1, 2, 5]`` -> ``"0-2,5"`` (inverse of ``parse_layers``)."""
+    parts: list[str] = []
+    ordered = sorted(set(int(layer) for layer in layers))
+    start = previous = None
+    for layer in ordered + [None]:
+        if start is not None and (layer is None or layer != previous + 1):
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+            start = None
+        if layer is not None and start is None:
+            start = layer
+        previous = layer
+    return ",".join(parts)

@@ -13,14 +13,16 @@ import numpy as np
 
 from steering_assets.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint, write_npz
 from steering_assets.features.classifiers import MODELS, MODELS_VERSION, cross_validate, fit_best, models_for, task_of
-from steering_assets.features.concepts import read_concept_sentences
-from steering_assets.features.datasets import DatasetSpec, build_classifier_dataset, save_dataset
+from steering_assets.features.concepts import concept_source, read_concept_sentences
+from steering_assets.features.datasets import DatasetSpec, build_classifier_dataset, hidden_state_layer_ids, save_dataset
+from steering_assets.features.layers import format_layers
 from steering_assets.features.prefixes import SentenceFeatures, sentence_features
 from steering_assets.features.ranking import FeatureScore, rank_features, score_features
 from steering_assets.personas.layout import validate_name
 from steering_assets.plots import line_plot_png
 
-FEATURES_CODE_VERSION = "1"
+# 2: feature NPZs record hidden_state_layers; layers are looked up by id, never by position.
+FEATURES_CODE_VERSION = "2"
 RANKING_FILE = "top_features.json"
 
 
@@ -37,7 +39,7 @@ def materialize_sentence_features(
     saes: dict, sae_config: Path, model_name: str, batch_size: int = 16, log: Callable[[str], None] = print,
 ) -> ArtifactResult:
     """One NPZ per sentence with every prefix's embeddings, hidden states and SAE activations."""
-    source = Path(concepts_root) / f"{concept}.jsonl"
+    source = concept_source(concepts_root, concept)
     key = fingerprint({"code": FEATURES_CODE_VERSION, "sentences": file_digest(source), "model": model_name,
                        "saes": file_digest(sae_config), "layers": sorted(saes)})
     folder = _folder(store, "sentence_features", concept)
@@ -53,7 +55,7 @@ def materialize_sentence_features(
         log(f"{concept}: features for {min(start + len(chunk), len(rows))}/{len(rows)} sentences")
     writers = {f"sentence_{f.sentence_index:05d}.npz": (lambda p, f=f: f.save(p)) for f in features}
     labels = [f.concept_strength_label for f in features]
-    details = {"sentences": len(features), "prefixes": int(sum(len(f.is_final_token) for f in features)),
+    details = {"source": str(source), "sentences": len(features), "prefixes": int(sum(len(f.is_final_token) for f in features)),
                "layers": [int(x) for x in features[0].layers], "labels": {str(v): labels.count(v) for v in range(4)}}
     manifest = store.write_artifact(folder, writers, fingerprint_value=key, details=details)
     return ArtifactResult(folder, manifest, skipped=False)
@@ -120,13 +122,16 @@ def materialize_activation_graphs(concept: str, store: ArtifactStore, count: int
     return ArtifactResult(folder, manifest, skipped=False)
 
 
-def default_dataset_specs(concept_layers: int, sae_layers: Sequence[int], top: list[dict]) -> list[DatasetSpec]:
-    """A sensible default set: each input source to the concept, and to its best SAE feature."""
-    middle = concept_layers // 2
+def default_dataset_specs(hidden_layers: Sequence[int], sae_layers: Sequence[int], top: list[dict]) -> list[DatasetSpec]:
+    """A sensible default set: each input source to the concept, and to its best SAE feature.
+
+    ``hidden_layers`` are the layer ids of the NPZs' hidden-state rows (ids, not positions).
+    """
+    ordered = sorted(int(x) for x in hidden_layers)
     specs = [
         DatasetSpec("embedding-to-concept"),
-        DatasetSpec("hidden-to-concept", layers=str(middle)),
-        DatasetSpec("hidden-to-concept", layers=f"0-{concept_layers - 1}"),
+        DatasetSpec("hidden-to-concept", layers=str(ordered[len(ordered) // 2])),
+        DatasetSpec("hidden-to-concept", layers=format_layers(ordered)),
     ]
     if top:
         best = top[0]
@@ -140,7 +145,7 @@ def default_dataset_specs(concept_layers: int, sae_layers: Sequence[int], top: l
 def materialize_classifier_datasets(concept: str, store: ArtifactStore, specs: Sequence[DatasetSpec] | None = None) -> ArtifactResult:
     features = load_sentence_features(store, concept)
     top = store.load_manifest(_folder(store, "top_features", concept), verify=False)["details"]["top"]
-    specs = list(specs) if specs else default_dataset_specs(features[0].hidden_states.shape[0], features[0].layers.tolist(), top)
+    specs = list(specs) if specs else default_dataset_specs(hidden_state_layer_ids(features[0]), features[0].layers.tolist(), top)
     key = fingerprint({"code": FEATURES_CODE_VERSION, "features": _print(store, "sentence_features", concept),
                        "specs": [asdict(s) for s in specs]})
     folder = _folder(store, "classifier_datasets", concept)

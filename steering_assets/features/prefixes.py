@@ -90,13 +90,18 @@ class SentenceFeatures:
     concept_strength_label: int
     sentence: str
     sentence_index: int
-    layers: np.ndarray  # SAE layers, in the order of `activations`
+    layers: np.ndarray  # SAE layer ids, in the order of `activations`
     average_l0s: np.ndarray
+    # Layer ids of the `hidden_states` rows. Our writer stores every decoder block (0..n-1);
+    # NPZs of the original s1 writer have no such key: their rows are the `layers` ids.
+    hidden_state_layers: np.ndarray | None = None
 
     def save(self, path) -> None:
+        extra = {} if self.hidden_state_layers is None else {"hidden_state_layers": self.hidden_state_layers.astype(np.int64)}
         with open(path, "wb") as handle:
             np.savez_compressed(
                 handle,
+                **extra,
                 embeddings=self.embeddings.astype(np.float32),
                 hidden_states=self.hidden_states.astype(np.float32),
                 activations=self.activations.astype(np.float32),
@@ -116,6 +121,7 @@ class SentenceFeatures:
                 is_final_token=data["is_final_token"], concept_strength_label=int(data["concept_strength_label"]),
                 sentence=str(data["sentence"]), sentence_index=int(data["sentence_index"]),
                 layers=data["layers"], average_l0s=data["average_l0s"],
+                hidden_state_layers=data["hidden_state_layers"] if "hidden_state_layers" in data.files else None,
             )
 
 
@@ -142,6 +148,7 @@ def sentence_features(
                 embeddings=encoder.encode(texts), hidden_states=states, activations=activations, is_final_token=final,
                 concept_strength_label=int(label), sentence=sentence, sentence_index=first_index + offset,
                 layers=layers, average_l0s=np.array([saes[layer].average_l0 for layer in layers], dtype=np.float32),
+                hidden_state_layers=np.arange(states.shape[0], dtype=np.int64),
             )
         )
     return features

@@ -36,7 +36,7 @@ def make_features(n=60, seed=0):
         final = np.zeros(frags, dtype=bool)
         final[-1] = True
         features.append(SentenceFeatures(embeddings, hidden, activations, final, label, f"s{index}", index,
-                                         np.array([1, 3]), np.array([12.0, 30.0])))
+                                         np.array([1, 3]), np.array([12.0, 30.0]), np.arange(N_LAYERS)))
     return features
 
 
@@ -81,8 +81,9 @@ def test_normalisations_are_saved_and_invertible():
         (dict(strategy="hidden-to-feature", layers="1", target_layer=3, target_feature=10), DatasetSpecError, r"target feature 10 is beyond the SAE width 10"),
         (dict(strategy="embedding-to-feature", target_layer=2, target_feature=0), DatasetSpecError, r"target layer 2 has no SAE; SAE layers are \[1, 3\]"),
         (dict(strategy="hidden-to-concept", layers="3-1"), LayerSpecError, r"range '3-1' is reversed"),
-        (dict(strategy="hidden-to-concept", layers="2-7"), LayerSpecError, r"out of range; the model has 4 layers"),
+        (dict(strategy="hidden-to-concept", layers="2-7"), DatasetSpecError, r"layer 4 is not among the hidden-state layers of the feature NPZs \[0, 1, 2, 3\]"),
         (dict(strategy="hidden-to-concept"), DatasetSpecError, r"needs layers"),
+        (dict(strategy="hidden-to-feature", target_layer=None, target_feature=1), DatasetSpecError, r"needs layers"),
         (dict(strategy="magic"), DatasetSpecError, r"strategy 'magic' is not one of"),
     ],
 )
