@@ -66,7 +66,7 @@ def test_feature_npz_has_the_documented_keys_shapes_and_dtypes(model, tokenizer,
     features[0].save(path)
     with np.load(path, allow_pickle=False) as data:
         assert set(data.files) == {"embeddings", "hidden_states", "activations", "is_final_token", "concept_strength_label",
-                                   "sentence", "sentence_index", "layers", "average_l0s"}
+                                   "sentence", "sentence_index", "layers", "average_l0s", "hidden_state_layers"}
     loaded = SentenceFeatures.load(path)
     n = len(ids[0])
     assert loaded.embeddings.shape == (n, 6) and loaded.embeddings.dtype == np.float32
@@ -75,4 +75,5 @@ def test_feature_npz_has_the_documented_keys_shapes_and_dtypes(model, tokenizer,
     assert loaded.is_final_token.tolist() == [False] * (n - 1) + [True]
     assert (loaded.concept_strength_label, loaded.sentence, loaded.sentence_index) == (3, SENTENCES[0], 10)
     assert loaded.layers.tolist() == [1, 3] and loaded.average_l0s.shape == (2,)
+    assert loaded.hidden_state_layers.tolist() == [0, 1, 2, 3]  # hidden rows are looked up by these ids
     assert np.allclose(loaded.activations[0], saes[1].encode(features[0].hidden_states[1]))
