@@ -4,7 +4,8 @@ Two layouts are read (``{data_root}`` is PERSONA_DATA_ROOT):
 
     persona-subspace (lu-christina/persona-subspace roles/ and traits/ scripts):
         {data_root}/{source_model}/roles_240/responses/{role}.jsonl
-        {data_root}/{source_model}/roles_240/extract_scores/{role}.json
+        {data_root}/{source_model}/roles_240/extract_scores/{role}.json   (or extract_labels/, the
+                                                roles/4_judge.py default output folder)
         {data_root}/{source_model}/traits_240/responses/{trait}.jsonl
         {data_root}/{source_model}/traits_240/extract_scores/{trait}.json
     assistant-axis (safety-research/assistant-axis pipeline/1_generate.py and 3_judge.py):
@@ -137,6 +138,7 @@ class RolloutLayout:
     kinds: tuple[str, ...]  # persona kinds this layout can hold
     responses: str  # folder of ``{name}.jsonl``; "{kind_dir}" is the kind's persona-subspace directory
     scores: str  # folder of ``{name}.json``
+    other_scores: tuple[str, ...] = ()  # other names writers give the score folder
 
     def holds(self, kind: PersonaKind) -> bool:
         return kind.name in self.kinds
@@ -146,6 +148,11 @@ class RolloutLayout:
 
     def scores_dir(self, data_root: Path | str, source_model: str, kind: PersonaKind) -> Path:
         return Path(data_root) / source_model / self.scores.format(kind_dir=kind.directory)
+
+    def score_dirs(self, data_root: Path | str, source_model: str, kind: PersonaKind) -> list[Path]:
+        """The score folder and the other names writers give it, in order of preference."""
+        return [Path(data_root) / source_model / folder.format(kind_dir=kind.directory)
+                for folder in (self.scores, *self.other_scores)]
 
     def pattern(self, kind: PersonaKind) -> str:
         """Glob of this layout's responses files of ``kind`` under a data root."""
@@ -157,7 +164,10 @@ class RolloutLayout:
         return f"{folder}/<name>.jsonl with {scores}/<name>.json ({self.name})"
 
 
-PERSONA_SUBSPACE = RolloutLayout("persona-subspace", ("roles", "traits"), "{kind_dir}/responses", "{kind_dir}/extract_scores")
+# roles/4_judge.py writes to roles_240/extract_labels unless --output-dir says extract_scores,
+# which is what roles/5_vectors.py and the traits scripts use.
+PERSONA_SUBSPACE = RolloutLayout("persona-subspace", ("roles", "traits"), "{kind_dir}/responses",
+                                 "{kind_dir}/extract_scores", ("{kind_dir}/extract_labels",))
 ASSISTANT_AXIS = RolloutLayout("assistant-axis", ("roles",), "responses", "scores")
 LAYOUTS: tuple[RolloutLayout, ...] = (PERSONA_SUBSPACE, ASSISTANT_AXIS)
 
@@ -230,7 +240,18 @@ class PersonaRef:
         return self.layout(data_root).responses_dir(data_root, self.source_model, self.kind) / f"{self.name}.jsonl"
 
     def scores_path(self, data_root: Path | str) -> Path:
-        return self.layout(data_root).scores_dir(data_root, self.source_model, self.kind) / f"{self.name}.json"
+        """The score file; a layout's other score folder name is used when only it holds one.
+
+        Raises RolloutFormatError when two score folders of the layout hold this persona's file.
+        """
+        layout = self.layout(data_root)
+        paths = [folder / f"{self.name}.json" for folder in layout.score_dirs(data_root, self.source_model, self.kind)]
+        present = [path for path in paths if path.is_file()]
+        if len(present) > 1:
+            raise RolloutFormatError(
+                f"{self.partition_key}: score files in two folders ({' and '.join(map(str, present))}); keep one"
+            )
+        return present[0] if present else paths[0]
 
 
 @dataclass

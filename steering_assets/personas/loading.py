@@ -254,8 +254,8 @@ def read_scores_with_report(path: Path | str, kind: PersonaKind) -> tuple[dict[s
     if not path.is_file():
         raise RolloutFormatError(
             f"{path}: score file is missing; every non-baseline {kind.column} needs its judge scores "
-            f"beside its responses ({kind.directory}/extract_scores/<name>.json, or scores/<name>.json "
-            "in the assistant-axis layout)"
+            f"beside its responses ({kind.directory}/extract_scores/<name>.json or {kind.directory}/extract_labels/"
+            "<name>.json, or scores/<name>.json in the assistant-axis layout)"
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))

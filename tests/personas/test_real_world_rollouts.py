@@ -430,3 +430,19 @@ def test_240_traits_with_neutral_rows_keep_only_pos_rows(tmp_path, shared_person
         split = build_training_split(frame, word_tokenizer, SelectionConfig.defaults_for(TRAITS), BudgetConfig(1000, 0))
         assert split.train["label"].to_list() == ["pos", "pos"]
         assert sorted(m[0]["content"] for m in split.train["messages"].to_list()) == ["Q0?", "Q1?"]
+
+
+def test_role_scores_in_the_judges_default_extract_labels_folder_are_read(tmp_path):
+    # persona-subspace roles/4_judge.py writes to roles_240/extract_labels unless --output-dir is given.
+    rows = [row("pos", 0, 0, "Q?", "Arr.", "Be a pirate.", system_turn=True)]
+    write_persona(tmp_path, "roles_240", "pirate", rows)
+    labels = tmp_path / "model-a" / "roles_240" / "extract_labels"
+    labels.mkdir()
+    (labels / "pirate.json").write_text(json.dumps({"pos_p0_q0": 3}))
+    ref = PersonaRef(ROLES, "model-a", "pirate")
+    frame, report = build_persona_dataset(ref, tmp_path)
+    assert frame["extract_score"].to_list() == [3] and report.scores_path == str(labels / "pirate.json")
+    (tmp_path / "model-a" / "roles_240" / "extract_scores").mkdir()
+    (tmp_path / "model-a" / "roles_240" / "extract_scores" / "pirate.json").write_text("{}")
+    with pytest.raises(RolloutFormatError, match=r"score files in two folders .*; keep one"):
+        build_persona_dataset(ref, tmp_path)
