@@ -446,3 +446,34 @@ def test_role_scores_in_the_judges_default_extract_labels_folder_are_read(tmp_pa
     (tmp_path / "model-a" / "roles_240" / "extract_scores" / "pirate.json").write_text("{}")
     with pytest.raises(RolloutFormatError, match=r"score files in two folders .*; keep one"):
         build_persona_dataset(ref, tmp_path)
+
+
+def test_a_gemma_rollout_runs_through_the_dagster_job(tmp_path, word_tokenizer):
+    """The fixture tree through sensor-free sync and the roles job: layout, unwrapped rows and the
+    per-partition instruction check in Dagster's own records."""
+    from steering_assets.definitions import build_definitions, persona_job_name
+
+    root = fixture_root("instruction_in_user_turn")
+    word_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    defs = build_definitions(str(root), str(tmp_path / "artifacts"), str(tmp_path / "tokenizer"))
+    with dg.instance_for_test() as instance:
+        sync_partitions(instance, root)
+        run_config = {"ops": {"roles__persona_training_split": {"config": {"train_tokens": 1000, "validation_tokens": 0}}}}
+        result = defs.resolve_job_def(persona_job_name("roles")).execute_in_process(
+            instance=instance, partition_key="gemma-2-27b/pirate", run_config=run_config)
+        assert result.success
+        check = {e.check_name: e for e in result.get_asset_check_evaluations()}[INSTRUCTION_CHECK]
+        assert check.passed and check.partition == "gemma-2-27b/pirate"
+        dataset = instance.fetch_materializations(dg.AssetKey(["roles", "persona_dataset"]), limit=1).records[0]
+        metadata = dataset.asset_materialization.metadata
+        assert metadata["layout"].value == "persona-subspace"
+        assert metadata["instruction_removed_from_user_turn"].value == 1
+        assert metadata["rows_by_label"].value == {"pos": 1}
+        bad = {"ops": {"roles__persona_training_split": {"config": {"keep_labels": ["pos", "default"]}}}}
+        failed = defs.resolve_job_def(persona_job_name("roles")).execute_in_process(
+            instance=instance, partition_key="gemma-2-27b/pirate", run_config=bad, raise_on_error=False)
+        assert not failed.success
+        from steering_assets.runner import failure_message
+
+        failure = next(e for e in failed.all_events if e.is_step_failure)
+        assert "those rows are baselines" in failure_message(failure)
