@@ -1,9 +1,19 @@
 import json
+from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from partitions.concepts import concept_discovery_sensor, sync_concept_partitions
+from resources.sae import ConceptSentences
 from steering_assets.demo.features import DEMO_CONCEPTS, concept_sentences, write_demo_concepts
-from steering_assets.features.concepts import ConceptFileError, discover_concepts, read_concept_sentences
+from steering_assets.features.concepts import (
+    ConceptFileError,
+    concept_source,
+    discover_concepts,
+    read_concept_sentences,
+    survey_concepts,
+)
 
 
 def test_demo_concepts_have_enough_sentences_per_label(tmp_path):
@@ -33,14 +43,6 @@ def test_bad_concept_rows_name_file_and_line(tmp_path, row, message):
 
 
 # -- the interpretability pipeline's CSV files and what else a concepts root holds ----------------
-
-from pathlib import Path  # noqa: E402
-
-import dagster as dg  # noqa: E402
-
-from partitions.concepts import concept_discovery_sensor, sync_concept_partitions  # noqa: E402
-from resources.sae import ConceptSentences  # noqa: E402
-from steering_assets.features.concepts import concept_source, survey_concepts  # noqa: E402
 
 TRACING_CSV = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world" / "concepts" / "tracing_csv"
 

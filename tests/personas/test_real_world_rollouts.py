@@ -440,6 +440,7 @@ def test_role_scores_in_the_judges_default_extract_labels_folder_are_read(tmp_pa
     labels.mkdir()
     (labels / "pirate.json").write_text(json.dumps({"pos_p0_q0": 3}))
     ref = PersonaRef(ROLES, "model-a", "pirate")
+    assert ref.layout(tmp_path) is PERSONA_SUBSPACE
     frame, report = build_persona_dataset(ref, tmp_path)
     assert frame["extract_score"].to_list() == [3] and report.scores_path == str(labels / "pirate.json")
     (tmp_path / "model-a" / "roles_240" / "extract_scores").mkdir()
