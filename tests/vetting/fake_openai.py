@@ -54,6 +54,8 @@ class FakeJudgeServer:
         self.digits = digits
         self.scripts = scripts or {}
         self.probe_delay = probe_delay
+        self.offset = 0  # added to every "score:NN" centre: a judge whose scores drifted
+        self.prompts: list[str] = []
         self.calls = 0
         self.probes = 0
         self.seen: dict[str, int] = {}
@@ -84,6 +86,7 @@ class FakeJudgeServer:
                         server.probes += 1
                     else:
                         server.calls += 1
+                        server.prompts.append(prompt)
                     attempt = server.seen.get(prompt, 0)
                     server.seen[prompt] = attempt + 1
                 if server.latency:
@@ -112,7 +115,7 @@ class FakeJudgeServer:
                     body["choices"][0]["logprobs"] = None
                     return self._send(200, json.dumps(body).encode())
                 match = re.search(r"score:(\d+)", prompt)
-                centre = int(match.group(1)) if match else 50
+                centre = max(0, min(100, (int(match.group(1)) if match else 50) + server.offset))
                 top = [(str(centre), 0.6), (str(min(100, centre + 10)), 0.3), ("Hello", 0.1)]
                 return self._send(200, json.dumps(completion_body(top)).encode())
 
