@@ -89,13 +89,15 @@ def failing_rows(report: dict, texts: dict[tuple[str, int], str], thresholds) ->
 
 def _report_result(context, stage_asset: str, store, result, scenarios, verdicts, config: VettingConfig) -> dg.MaterializeResult:
     from steering_assets.vetting.calibration import (
+        CALIBRATION_PLOT,
         calibrate,
         calibration_plot,
         calibration_row,
         calibration_warnings,
         read_calibration,
+        verdicts_digest,
     )
-    from steering_assets.vetting.pipeline import RESPONSES_FILE, STAGES, pass_rate
+    from steering_assets.vetting.pipeline import RESPONSES_FILE, STAGES, pass_rate, plot_title
     from steering_assets.vetting.scenarios import Thresholds, report_is_complete
 
     thresholds = Thresholds(config.pos_threshold, config.neg_threshold)
@@ -115,8 +117,13 @@ def _report_result(context, stage_asset: str, store, result, scenarios, verdicts
     calibration = calibrate(report["judge_model"], STAGES[stage_asset], report, verdicts, thresholds, stored)
     row = calibration_row(calibration)
     warnings = calibration_warnings(calibration, config.min_agreement, config.max_drift)
-    plot = calibration_plot(report, calibration, verdicts, stored, thresholds,
-                            f"{scenarios.partition_key} {STAGES[stage_asset]}s, judge {report['judge_model']}")
+    stage_verdicts = [v for v in verdicts if v.stage == STAGES[stage_asset]]
+    saved_plot = result.folder / CALIBRATION_PLOT
+    if stored is not None and stored.get("verdicts_sha256") == verdicts_digest(stage_verdicts) and saved_plot.is_file():
+        plot = saved_plot.read_bytes()  # drawn when the vetting was written; the verdicts have not changed since
+    else:
+        plot = calibration_plot(report, calibration, stage_verdicts, stored, thresholds,
+                                plot_title(scenarios, stage_asset, report["judge_model"]))
     complete = report_is_complete(report)
     if not complete:
         context.log.warning(f"{scenarios.partition_key}: {report['summary']['errors']} error(s) and "
@@ -182,7 +189,8 @@ def _judge_stage(context, stage_asset: str, config: VettingConfig, storage: Arti
         items = read_trait_scenarios(folder)
         verdicts = read_verdicts(folder, items)
         backend = judge.judge(store.folder("vetting", "judgments"))
-        result = vet(folder, store, backend, judge.judge_name, Thresholds(config.pos_threshold, config.neg_threshold))
+        result = vet(folder, store, backend, judge.judge_name, Thresholds(config.pos_threshold, config.neg_threshold),
+                     verdicts)
     return _report_result(context, stage_asset, store, result, items, verdicts, config)
 
 

@@ -23,10 +23,16 @@ from typing import Any, Sequence
 from steering_assets.vetting.scenarios import Thresholds, Verdict
 
 CALIBRATION_FILE = "calibration.json"
+CALIBRATION_PLOT = "calibration.png"
 
 
 def prompt_digest(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+def verdicts_digest(verdicts: Sequence[Verdict]) -> str:
+    payload = json.dumps([[v.stage, v.polarity, v.idx, v.should_pass] for v in verdicts], sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def item_scores(report: dict, prompts: dict[tuple[str, int], str]) -> list[dict]:

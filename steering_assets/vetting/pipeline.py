@@ -15,16 +15,26 @@ import json
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from steering_assets.artifacts import ArtifactIntegrityError, ArtifactResult, ArtifactStore, file_digest, fingerprint
 from steering_assets.personas.layout import validate_name
-from steering_assets.vetting.calibration import CALIBRATION_FILE, item_scores, read_calibration, stored_calibration
+from steering_assets.vetting.calibration import (
+    CALIBRATION_FILE,
+    CALIBRATION_PLOT,
+    calibrate,
+    calibration_plot,
+    item_scores,
+    read_calibration,
+    stored_calibration,
+    verdicts_digest,
+)
 from steering_assets.vetting.local import complete_scenarios, response_prompt, scenario_prompt
 from steering_assets.vetting.scenarios import (
     POLARITIES,
     Thresholds,
     TraitScenarios,
+    Verdict,
     read_trait_scenarios,
     report_is_complete,
     response_scores_report,
@@ -75,7 +85,7 @@ def _previous_calibration(store: ArtifactStore, folder: Path) -> dict | None:
 
 
 def _vet(store: ArtifactStore, asset: str, scenarios: TraitScenarios, key: str, judge: Any, judge_name: str,
-         thresholds: Thresholds, build_prompts: Callable[[int], dict[tuple[str, int], str]],
+         thresholds: Thresholds, build_prompts: Callable[[int], dict[tuple[str, int], str]], verdicts: Sequence[Verdict],
          extra: dict[str, Any] | None = None) -> ArtifactResult:
     folder = _artifact_folder(store, asset, scenarios)
     existing = store.current_manifest(folder, key)
@@ -90,13 +100,19 @@ def _vet(store: ArtifactStore, asset: str, scenarios: TraitScenarios, key: str, 
     report = {**report, "judge_model": judge_name, "judge_method": "logprob", "judge_scale": scale_name(scale_top),
               **(extra or {})}
     vetted_at = datetime.now(timezone.utc).isoformat()
-    calibration = stored_calibration(judge_name, STAGES[asset], vetted_at, item_scores(report, prompts),
-                                     _previous_calibration(store, folder))
+    stage_verdicts = [v for v in verdicts if v.stage == STAGES[asset]]
+    calibration = {**stored_calibration(judge_name, STAGES[asset], vetted_at, item_scores(report, prompts),
+                                        _previous_calibration(store, folder)),
+                   "verdicts_sha256": verdicts_digest(stage_verdicts)}
+    # Drawn once here and kept with the result; the asset redraws it only when the verdicts change.
+    plot = calibration_plot(report, calibrate(judge_name, STAGES[asset], report, stage_verdicts, thresholds, calibration),
+                            stage_verdicts, calibration, thresholds, plot_title(scenarios, asset, judge_name))
     if asset == "scenario_vetting":
         (folder / REPORT_FILE).unlink(missing_ok=True)  # written by stage 0 before version 2: never leave it to be read
     complete = report_is_complete(report)
     manifest = store.write_artifact(
-        folder, {STAGE_REPORT_FILES[asset]: _strict_json(report), CALIBRATION_FILE: _strict_json(calibration)},
+        folder, {STAGE_REPORT_FILES[asset]: _strict_json(report), CALIBRATION_FILE: _strict_json(calibration),
+                 CALIBRATION_PLOT: lambda path: path.write_bytes(plot)},
         fingerprint_value=key,
         details={**report, "complete": complete, "unscored": sum(r["score"] is None for r in report["results"]),
                  "sources": scenarios.sources, "ignored_files": scenarios.ignored},
@@ -104,12 +120,17 @@ def _vet(store: ArtifactStore, asset: str, scenarios: TraitScenarios, key: str, 
     return ArtifactResult(folder, manifest, skipped=False)
 
 
+def plot_title(scenarios: TraitScenarios, asset: str, judge_name: str) -> str:
+    return f"{scenarios.partition_key} {STAGES[asset]}s, judge {judge_name}"
+
+
 def _key(stage: str, inputs: Any, judge: Any, judge_name: str, thresholds: Thresholds) -> str:
     return fingerprint({"code": VETTING_CODE_VERSION, "stage": stage, "inputs": inputs, "judge": judge_name,
                         "number_scale": getattr(judge, "number_scale", "auto"), "thresholds": asdict(thresholds)})
 
 
-def vet_scenarios(folder: Path, store: ArtifactStore, judge: Any, judge_name: str, thresholds: Thresholds) -> ArtifactResult:
+def vet_scenarios(folder: Path, store: ArtifactStore, judge: Any, judge_name: str, thresholds: Thresholds,
+                  verdicts: Sequence[Verdict] = ()) -> ArtifactResult:
     """Stage 0: does each scenario set up the trait (positive) or its opposite (negative)? Writes scenario_scores.json."""
     scenarios = read_trait_scenarios(folder)
     key = _key("scenario_vetting", scenario_files_digest(folder), judge, judge_name, thresholds)
@@ -118,7 +139,7 @@ def vet_scenarios(folder: Path, store: ArtifactStore, judge: Any, judge_name: st
         return {(polarity, i): scenario_prompt(scenarios.definition, item.prompt, item.system_prompt, scale_top)
                 for polarity in POLARITIES for i, item in enumerate(scenarios.side(polarity))}
 
-    return _vet(store, "scenario_vetting", scenarios, key, judge, judge_name, thresholds, prompts,
+    return _vet(store, "scenario_vetting", scenarios, key, judge, judge_name, thresholds, prompts, verdicts,
                 {"input_hashes": scenario_input_hashes(folder)})
 
 
@@ -138,7 +159,8 @@ def generate_responses(folder: Path, store: ArtifactStore, model: Any, tokenizer
     return ArtifactResult(out, manifest, skipped=False)
 
 
-def vet_responses(folder: Path, store: ArtifactStore, judge: Any, judge_name: str, thresholds: Thresholds) -> ArtifactResult:
+def vet_responses(folder: Path, store: ArtifactStore, judge: Any, judge_name: str, thresholds: Thresholds,
+                  verdicts: Sequence[Verdict] = ()) -> ArtifactResult:
     """Stage 2: does each completion express the trait? Writes response_scores.json."""
     scenarios = read_trait_scenarios(folder)
     responses_folder = _artifact_folder(store, "scenario_responses", scenarios)
@@ -154,7 +176,7 @@ def vet_responses(folder: Path, store: ArtifactStore, judge: Any, judge_name: st
                                                scale_top)
                 for polarity in POLARITIES for i, item in enumerate(scenarios.side(polarity))}
 
-    return _vet(store, "response_vetting", scenarios, key, judge, judge_name, thresholds, prompts)
+    return _vet(store, "response_vetting", scenarios, key, judge, judge_name, thresholds, prompts, verdicts)
 
 
 def read_report(store: ArtifactStore, asset: str, category: str, trait: str) -> dict | None:
