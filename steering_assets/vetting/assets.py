@@ -125,6 +125,8 @@ def _report_result(context, stage_asset: str, store, result, scenarios, verdicts
         plot = calibration_plot(report, calibration, stage_verdicts, stored, thresholds,
                                 plot_title(scenarios, stage_asset, report["judge_model"]))
     complete = report_is_complete(report)
+    for name in scenarios.ignored:
+        context.log.warning(f"{scenarios.partition_key}: {name} is not read: the .jsonl beside it is preferred")
     if not complete:
         context.log.warning(f"{scenarios.partition_key}: {report['summary']['errors']} error(s) and "
                             f"{result.details.get('unscored', 0)} unscored item(s); the next run asks exactly those again")
