@@ -3,6 +3,7 @@
 
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -110,7 +111,7 @@ def test_local_backend_without_a_model_stops_before_any_work(demo_workspace, tmp
     assert not (tmp_path / "artifacts" / "vetting").exists()
 
 
-def test_local_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo_workspace, tmp_path):
+def test_local_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo_workspace, tmp_path, capsys):
     import shutil
 
     import dagster as dg
@@ -148,3 +149,17 @@ def test_local_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo_work
         reused = [m.metadata["reused_existing_artifact"].value for m in again.asset_materializations_for_node("vetting__response_vetting")]
         complete = scored == 64
         assert reused == [complete] and len(cache.read_text().splitlines()) == cached
+
+    # What `make demo` prints: pass rates, failing items with the threshold they missed, and the calibration table.
+    from steering_assets.artifacts import ArtifactStore
+    from steering_assets.cli import print_vetting
+    from steering_assets.demo.vetting import response_verdicts
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    capsys.readouterr()
+    print_vetting(store, root, [key], response_verdicts(store, root, [key]))
+    out = capsys.readouterr().out
+    assert "Judge calibration (local:" in out and re.search(r"trait +stage +agreement +ambiguous +drift", out)
+    scenario_row = next(line for line in out.splitlines() if line.startswith(f"{key}  scenarios"))
+    assert f"{agreement['agree']}/{agreement['compared']} ({agreement['rate']:.0%})" in scenario_row
+    assert ">= 60" in out  # a failing positive scenario names the threshold it missed
