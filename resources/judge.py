@@ -31,6 +31,12 @@ class JudgeResource(dg.ConfigurableResource):
     local_model: Optional[str] = Field(
         default=None, description="Local judge model folder or hub id (local backend; env PERSONA_JUDGE_LOCAL_MODEL)."
     )
+    number_scale: str = Field(
+        default="auto",
+        description='"auto": 0-100 when the judge holds one token per number, else a 0-9 rating mapped to 0-100 (a '
+        'setup probe or the local tokenizer decides); "0-100": refuse a judge that spells numbers digit by digit; '
+        '"0-9": always the 0-9 rating (env PERSONA_JUDGE_NUMBER_SCALE).',
+    )
     device: str = Field(default="auto", description='Local backend: "auto", "cpu", "cuda", ...')
     dtype: str = Field(default="auto", description='Local backend: "auto", "float32", "bfloat16", ...')
 
@@ -40,8 +46,12 @@ class JudgeResource(dg.ConfigurableResource):
         # Fail before any work when the judge cannot run (the key itself is never shown).
         from steering_assets.vetting.judge import JudgeConfigurationError
 
+        from steering_assets.vetting.judge import NUMBER_SCALES
+
         if self.backend not in ("openai", "local"):
             raise JudgeConfigurationError(f'judge backend {self.backend!r} is not "openai" or "local"')
+        if self.number_scale not in NUMBER_SCALES:
+            raise JudgeConfigurationError(f"judge number_scale {self.number_scale!r} is not one of {list(NUMBER_SCALES)}")
         if self.backend == "openai" and not self.api_key:
             raise JudgeConfigurationError(
                 "the judge backend is 'openai' but no API key is set: export OPENAI_API_KEY (any non-empty value "
@@ -71,9 +81,9 @@ class JudgeResource(dg.ConfigurableResource):
             cache = JudgmentCache(Path(cache_dir) / f"judgments-{fingerprint(self.judge_name)[:16]}.jsonl")
             if self.backend == "local":
                 model, tokenizer = _load_local_judge(self.local_model, self.device, self.dtype)
-                self._judge = LocalJudge(model, tokenizer, self.judge_name, cache=cache)
+                self._judge = LocalJudge(model, tokenizer, self.judge_name, cache=cache, number_scale=self.number_scale)
             else:
                 self._judge = OpenAIJudge(self.model, api_key=self.api_key, base_url=self.base_url,
                                           concurrency=self.concurrency, timeout=self.timeout,
-                                          max_retries=self.max_retries, cache=cache)
+                                          max_retries=self.max_retries, cache=cache, number_scale=self.number_scale)
         return self._judge

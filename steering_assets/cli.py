@@ -159,7 +159,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nConcept classifiers (cross-validated, best model per dataset)")
     print_concept_classifiers(store, instance.get_dynamic_partitions("concepts"))
     print("\nVetting (demo judge; pass: positive >= 60, negative <= 40)")
-    print_vetting(store, workspace.scenarios_root, traits, workspace.scenario_truth)
+    from steering_assets.demo.vetting import response_verdicts
+
+    print_vetting(store, workspace.scenarios_root, traits, response_verdicts(store, workspace.scenarios_root, traits))
     print(
         f"\nDone in {time.perf_counter() - started:.0f}s. Where to look:\n"
         f"  artifacts:   {workspace.artifact_root}\n"
@@ -191,57 +193,64 @@ def _clip(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def print_vetting(store: ArtifactStore, scenarios_root: Path, traits: list[str], truth_path: Path | None = None,
+def print_vetting(store: ArtifactStore, scenarios_root: Path, traits: list[str], completion_verdicts: dict | None = None,
                   completions_shown: int = 3) -> None:
-    """Pass rates per stage, every failing scenario, a few failing completions, and (demo) agreement with known verdicts."""
+    """Pass rates per stage, every failing scenario, a few failing completions, and the judge calibration table
+    (agreement with the known verdicts of ``verdicts.jsonl`` and, for completions, ``completion_verdicts``; the share
+    of ambiguous scores; the drift since the previous vetting)."""
     import json
 
-    from steering_assets.vetting.pipeline import REPORT_FILE, RESPONSES_FILE, pass_rate, trait_folder
-    from steering_assets.vetting.scenarios import read_trait_scenarios
+    from steering_assets.vetting.calibration import calibrate, calibration_row, read_calibration
+    from steering_assets.vetting.pipeline import RESPONSES_FILE, STAGES, pass_rate, read_report, trait_folder
+    from steering_assets.vetting.scenarios import Thresholds, read_trait_scenarios, read_verdicts
 
-    reports: dict[str, dict[str, dict]] = {"scenario_vetting": {}, "response_vetting": {}}
-    rates, scenario_rows, completion_rows = [], [], []
+    rates, scenario_rows, completion_rows, calibration_rows, judges = [], [], [], [], set()
     for key in traits:
-        scenarios = read_trait_scenarios(trait_folder(scenarios_root, key))
+        folder = trait_folder(scenarios_root, key)
+        scenarios = read_trait_scenarios(folder)
+        verdicts = read_verdicts(folder, scenarios) + list((completion_verdicts or {}).get(key, []))
         row = [key]
-        for stage in reports:
-            folder = store.folder("vetting", stage, scenarios.category, scenarios.trait)
-            if not (folder / REPORT_FILE).is_file():
+        for stage in STAGES:
+            report = read_report(store, stage, scenarios.category, scenarios.trait)
+            if report is None:
                 row.append("-")
                 continue
-            report = reports[stage][key] = json.loads((folder / REPORT_FILE).read_text())
             row.append(f"{pass_rate(report):.0%}")
+            thresholds = Thresholds(**report["thresholds"])
+            judges.add(report["judge_model"])
+            stored = read_calibration(store.folder("vetting", stage, scenarios.category, scenarios.trait))
+            calibration = calibration_row(calibrate(report["judge_model"], STAGES[stage], report, verdicts, thresholds, stored))
+            calibration_rows.append([key, f"{STAGES[stage]}s", calibration["agreement"], calibration["ambiguous"],
+                                     calibration["drift"]])
             scores = {(r["polarity"], r["idx"]): r["score"] for r in report["results"]}
             failed = [(side, i) for side in ("positive", "negative") for i in report["failed_indices"][side]]
             if stage == "scenario_vetting":
                 for side, i in failed:
                     score = scores.get((side, i))
                     scenario_rows.append([key, f"{side[:3]} {i}", "error" if score is None else f"{score:.0f}",
-                                          _clip(getattr(scenarios, side)[i])])
+                                          thresholds.requirement(side), _clip(scenarios.side(side)[i].prompt)])
             else:
                 responses = json.loads((store.folder("vetting", "scenario_responses", scenarios.category, scenarios.trait)
-                                        / RESPONSES_FILE).read_text())
+                                        / RESPONSES_FILE).read_text(encoding="utf-8"))
                 for side, i in failed[:completions_shown]:
                     score = scores.get((side, i))
                     completion_rows.append([key, f"{side[:3]} {i}", "error" if score is None else f"{score:.0f}",
-                                            _clip(responses[side][i]) or "(empty)"])
+                                            thresholds.requirement(side), _clip(responses[side][i]) or "(empty)"])
                 if len(failed) > completions_shown:
-                    completion_rows.append([key, f"+{len(failed) - completions_shown} more", "", str(folder / REPORT_FILE)])
+                    completion_rows.append([key, f"+{len(failed) - completions_shown} more", "", "",
+                                            str(store.folder("vetting", stage, scenarios.category, scenarios.trait))])
         rates.append(row)
     _print_table(["trait", "scenarios pass", "completions pass"], rates)
     if scenario_rows:
         print("\nScenarios that fail (fix these lines in the scenario files):")
-        _print_table(["trait", "item", "score", "scenario"], scenario_rows)
+        _print_table(["trait", "item", "score", "needs", "scenario"], scenario_rows)
     if completion_rows:
         print("\nCompletions that fail (the base model did not write the trait, or its opposite, as the scenario asked):")
-        _print_table(["trait", "item", "score", "completion"], completion_rows)
-    if truth_path is not None and Path(truth_path).is_file():
-        from steering_assets.demo.vetting import judge_agreement, read_truth, response_truth
-
-        scenario = judge_agreement(read_truth(truth_path), reports["scenario_vetting"])
-        responses = judge_agreement(response_truth(store, scenarios_root, traits), reports["response_vetting"])
-        print(f"demo judge agrees with the known verdicts on {scenario['agree']}/{scenario['total']} scenarios "
-              f"({scenario['rate']:.0%}) and {responses['agree']}/{responses['total']} completions ({responses['rate']:.0%})")
+        _print_table(["trait", "item", "score", "needs", "completion"], completion_rows)
+    if calibration_rows:
+        print(f"\nJudge calibration ({', '.join(sorted(judges))}): agreement with the known verdicts, share of scores "
+              "between the thresholds, change since the previous vetting of the same items")
+        _print_table(["trait", "stage", "agreement", "ambiguous", "drift"], calibration_rows)
 
 
 def print_evaluations(store: ArtifactStore, data_root: Path) -> None:

@@ -27,6 +27,7 @@ from steering_assets.features.assets import FEATURE_ASSETS  # noqa: E402
 from steering_assets.vetting.assets import (  # noqa: E402
     VETTING_ASSETS,
     ScenarioSource,
+    automation_sensor,
     revetting_schedule,
     scenario_discovery_sensor,
     vetting_job,
@@ -49,13 +50,16 @@ def default_judge() -> JudgeResource:
     (the model in PERSONA_JUDGE_LOCAL_MODEL)."""
     import os
 
+    number_scale = os.environ.get("PERSONA_JUDGE_NUMBER_SCALE", "auto")
     if os.environ.get("PERSONA_JUDGE_BACKEND", "openai") == "local":
-        return JudgeResource(backend="local", local_model=os.environ.get("PERSONA_JUDGE_LOCAL_MODEL") or None)
+        return JudgeResource(backend="local", local_model=os.environ.get("PERSONA_JUDGE_LOCAL_MODEL") or None,
+                             number_scale=number_scale)
     return JudgeResource(
         backend="openai",
         model=os.environ.get("PERSONA_JUDGE_MODEL", "gpt-4.1-mini"),
         api_key=dg.EnvVar("OPENAI_API_KEY"),
         base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        number_scale=number_scale,
     )
 
 
@@ -111,7 +115,7 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        sensors=[persona_discovery_sensor, concept_discovery_sensor, scenario_discovery_sensor],
+        sensors=[persona_discovery_sensor, concept_discovery_sensor, scenario_discovery_sensor, automation_sensor],
         schedules=[revetting_schedule],
         resources=resources,
         # One process per run: a model or tokenizer is loaded once and serves every step.

@@ -116,6 +116,12 @@ def _build_vetting_inputs(workspace: DemoWorkspace, seed: int, force: bool) -> b
     wanted = {"version": VETTING_VERSION, "seed": seed}
     stamp = json.loads(stamp_path.read_text()) if stamp_path.is_file() else {}
     if not force and all(stamp.get(k) == v for k, v in wanted.items()) and workspace.judge_path.is_dir():
+        if not all((folder / "verdicts.jsonl").is_file() for folder in workspace.scenarios_root.glob("*/*")):
+            # A workspace built before verdicts files existed: the scenarios are rewritten (the same
+            # lines, from the same seed) with them, without training the judge again.
+            from steering_assets.demo.vetting import write_demo_scenarios
+
+            write_demo_scenarios(workspace.scenarios_root, workspace.scenario_truth, seed=seed)
         return False
     from steering_assets.demo.vetting import held_out_questions, train_demo_judge, write_demo_scenarios
 

@@ -4,7 +4,8 @@ A demo scenario is a trait cue followed by a question, e.g. "Answer with jokes a
 What do you think about a lost key?". A good pair sets up the trait in its positive line
 and the opposite in its negative line; the deliberately weak pairs have a positive line
 with no cue, a negative line cued for another trait, or a positive line cued for the
-opposite. Each item's expected verdict is written to ``scenario_truth.json``.
+opposite. Each item's expected verdict is written to ``scenario_truth.json`` and, in the format
+users write, to each trait's ``verdicts.jsonl`` (what the judge calibration reads).
 
 The demo judge is a tiny model of its own, trained (TRL SFT) on rating examples built from
 the demo corpus: how strongly a scenario invites the trait, and whether a completion is
@@ -90,9 +91,14 @@ def write_demo_scenarios(scenarios_root: Path, truth_path: Path, seed: int = 0) 
         positive, negative = demo_trait_scenarios(trait, questions[number * PAIRS_PER_TRAIT:(number + 1) * PAIRS_PER_TRAIT], seed)
         folder = Path(scenarios_root) / CATEGORY / trait
         folder.mkdir(parents=True, exist_ok=True)
+        verdicts = "".join(json.dumps({"polarity": side, "idx": index, "should_pass": item.should_pass, "prompt": item.text,
+                                       "why": item.why}) + "\n"
+                           for side, items in (("positive", positive), ("negative", negative))
+                           for index, item in enumerate(items))
         for name, text in (("definition.txt", DEFINITIONS[trait] + "\n"),
                            ("positive.txt", "".join(item.text + "\n" for item in positive)),
-                           ("negative.txt", "".join(item.text + "\n" for item in negative))):
+                           ("negative.txt", "".join(item.text + "\n" for item in negative)),
+                           ("verdicts.jsonl", verdicts)):
             with atomic_path(folder / name) as tmp:
                 tmp.write_text(text, encoding="utf-8")
         truth[f"{CATEGORY}/{trait}"] = {side: [{"should_pass": item.should_pass, "why": item.why} for item in items]
@@ -301,6 +307,15 @@ def judge_agreement(truth: dict, reports: dict[str, dict]) -> dict:
 
 def read_truth(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def response_verdicts(store, scenarios_root: Path, traits: list[str]) -> dict:
+    """Known verdicts of the base model's completions (stage 2), per trait: which voice wrote them."""
+    from steering_assets.vetting.scenarios import Verdict
+
+    return {key: [Verdict("response", side, index, item["should_pass"], item["why"])
+                  for side in ("positive", "negative") for index, item in enumerate(truth[side])]
+            for key, truth in response_truth(store, scenarios_root, traits).items()}
 
 
 def response_truth(store, scenarios_root: Path, traits: list[str]) -> dict:

@@ -232,9 +232,12 @@ def build_persona_assets(kind: PersonaKind) -> list:
         kinds={"polars", "parquet"},
         code_version="1",
         check_specs=[
-            dg.AssetCheckSpec(BUDGET_CHECK, asset=split_key, description="WARN when the train budget cannot be filled."),
+            # Checks carry the asset's partitions: each persona keeps its own status in the UI.
+            dg.AssetCheckSpec(BUDGET_CHECK, asset=split_key, partitions_def=partitions_def,
+                              description="WARN when the train budget cannot be filled."),
             dg.AssetCheckSpec(
-                SURVIVORS_CHECK, asset=split_key, blocking=True, description="ERROR when no example survives filtering."
+                SURVIVORS_CHECK, asset=split_key, blocking=True, partitions_def=partitions_def,
+                description="ERROR when no example survives filtering.",
             ),
             dg.AssetCheckSpec(
                 INSTRUCTION_CHECK,

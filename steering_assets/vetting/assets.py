@@ -1,5 +1,6 @@
 """Dagster wrappers for vetting: per-trait assets, a discovery sensor, re-vetting on a schedule and on edits."""
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -11,18 +12,24 @@ from resources.judge import JudgeResource
 from resources.language_model import LanguageModelResource
 from resources.storage import ArtifactStorage
 from steering_assets.asset_helpers import reported_as_failure
-from steering_assets.metadata import md_table
+from steering_assets.metadata import md_table, png_markdown
 
 VETTING_PARTITIONS = dg.DynamicPartitionsDefinition(name="scenario_traits")
 GROUP = "vetting"
 SCENARIO_FILES_KEY = dg.AssetKey(["vetting", "scenario_files"])
 PASS_CHECK = "pass_rate_meets_bar"
+CALIBRATION_CHECK = "judge_calibration"
+AUTOMATION_SENSOR = "default_automation_condition_sensor"
 # Weekly by default (Monday 06:00); PERSONA_REVET_CRON overrides it.
 REVET_CRON = os.environ.get("PERSONA_REVET_CRON", "0 6 * * 1")
+# How often scenario folders are scanned and automation conditions evaluated (seconds).
+SCAN_INTERVAL = int(os.environ.get("PERSONA_SCENARIO_SCAN_SECONDS", "60"))
+AUTOMATION_INTERVAL = int(os.environ.get("PERSONA_AUTOMATION_SECONDS", "30"))
+_ITEM_TEXT = 90
 
 
 class ScenarioSource(dg.ConfigurableResource):
-    """``{root}/{category}/{trait}/{positive,negative,definition}.txt`` (env PERSONA_SCENARIOS_ROOT)."""
+    """``{root}/{category}/{trait}/`` folders of scenario files (env PERSONA_SCENARIOS_ROOT)."""
 
     root: str = Field(description="Folder of scenario categories (env PERSONA_SCENARIOS_ROOT).")
 
@@ -31,6 +38,11 @@ class VettingConfig(dg.Config):
     pos_threshold: float = Field(default=60.0, description="A positive item passes at score >= this.")
     neg_threshold: float = Field(default=40.0, description="A negative item passes at score <= this.")
     pass_bar: float = Field(default=1.0, ge=0, le=1, description="The check fails below this pass rate (goal: 100%).")
+    min_agreement: float = Field(default=0.8, ge=0, le=1,
+                                 description="judge_calibration WARNs when agreement with known verdicts is below this.")
+    max_drift: float = Field(default=10.0, ge=0,
+                             description="judge_calibration WARNs when scores moved more than this many points on average "
+                                         "since the previous vetting of the same items.")
 
 
 class ResponsesConfig(dg.Config):
@@ -41,25 +53,113 @@ class ResponsesConfig(dg.Config):
     seed: int = 0
 
 
-def _report_result(context, result, bar: float) -> dg.MaterializeResult:
-    from steering_assets.vetting.pipeline import pass_rate
+@contextlib.contextmanager
+def _judge_failures(what: str):
+    """A judge that cannot run, or a provider that refuses the run, fails the partition with its message only."""
+    from steering_assets.vetting.judge import JudgeConfigurationError, JudgeStoppedError
 
+    try:
+        yield
+    except (JudgeConfigurationError, JudgeStoppedError) as err:
+        raise dg.Failure(description=f"{what}: {err}", allow_retries=False) from err
+
+
+def _clip(text: str, width: int = _ITEM_TEXT) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def failing_rows(report: dict, texts: dict[tuple[str, int], str], thresholds) -> list[tuple]:
+    """Each failing item: polarity, index, its text, its score rounded (or why it has none), and the threshold it missed."""
+    rows = []
+    failed = {(p, i) for p in ("positive", "negative") for i in report["failed_indices"][p]}
+    for r in report["results"]:
+        key = (r["polarity"], r["idx"])
+        if key not in failed:
+            continue
+        if r.get("error"):
+            score = f"error: {_clip(r['error'], 120)}"
+        elif r["score"] is None:
+            score = "refusal" if r.get("refusal") else "unscored"
+        else:
+            score = f"{r['score']:.0f}"
+        rows.append((r["polarity"], r["idx"], _clip(texts.get(key, "")), score, f"needs {thresholds.requirement(r['polarity'])}"))
+    return rows
+
+
+def _report_result(context, stage_asset: str, store, result, scenarios, verdicts, config: VettingConfig) -> dg.MaterializeResult:
+    from steering_assets.vetting.calibration import (
+        CALIBRATION_PLOT,
+        calibrate,
+        calibration_plot,
+        calibration_row,
+        calibration_warnings,
+        read_calibration,
+        verdicts_digest,
+    )
+    from steering_assets.vetting.pipeline import RESPONSES_FILE, STAGES, pass_rate, plot_title
+    from steering_assets.vetting.scenarios import Thresholds, report_is_complete
+
+    thresholds = Thresholds(config.pos_threshold, config.neg_threshold)
     report = result.details
-    failing = [(r["polarity"], r["idx"], "error" if r.get("error") else r["score"]) for r in report["results"]
-               if r["idx"] in report["failed_indices"][r["polarity"]]]
+    if stage_asset == "scenario_vetting":
+        texts = {(p, i): (f"[system: {item.system_prompt}] " if item.system_prompt else "") + item.prompt
+                 for p in ("positive", "negative") for i, item in enumerate(scenarios.side(p))}
+        item_label = "scenario"
+    else:
+        responses_folder = store.folder("vetting", "scenario_responses", scenarios.category, scenarios.trait)
+        responses = json.loads((responses_folder / RESPONSES_FILE).read_text(encoding="utf-8"))
+        texts = {(p, i): text or "(empty)" for p in ("positive", "negative") for i, text in enumerate(responses[p])}
+        item_label = "completion"
+    rows = failing_rows(report, texts, thresholds)
     rate = pass_rate(report)
+    stored = read_calibration(result.folder)
+    calibration = calibrate(report["judge_model"], STAGES[stage_asset], report, verdicts, thresholds, stored)
+    row = calibration_row(calibration)
+    warnings = calibration_warnings(calibration, config.min_agreement, config.max_drift)
+    stage_verdicts = [v for v in verdicts if v.stage == STAGES[stage_asset]]
+    saved_plot = result.folder / CALIBRATION_PLOT
+    if stored is not None and stored.get("verdicts_sha256") == verdicts_digest(stage_verdicts) and saved_plot.is_file():
+        plot = saved_plot.read_bytes()  # drawn when the vetting was written; the verdicts have not changed since
+    else:
+        plot = calibration_plot(report, calibration, stage_verdicts, stored, thresholds,
+                                plot_title(scenarios, stage_asset, report["judge_model"]))
+    complete = report_is_complete(report)
+    for name in scenarios.ignored:
+        context.log.warning(f"{scenarios.partition_key}: {name} is not read: the .jsonl beside it is preferred")
+    if not complete:
+        context.log.warning(f"{scenarios.partition_key}: {report['summary']['errors']} error(s) and "
+                            f"{result.details.get('unscored', 0)} unscored item(s); the next run asks exactly those again")
+    summary_line = (f"pass rate {rate:.0%} (bar {config.pass_bar:.0%}); {len(rows)} failing item(s) to fix"
+                    + (f", {report['summary']['errors']} of them judge errors" if report["summary"]["errors"] else ""))
     return dg.MaterializeResult(
         metadata={
             "pass_rate": dg.MetadataValue.float(rate),
             "summary": dg.MetadataValue.json(report["summary"]),
-            "failing_items": dg.MetadataValue.md(md_table(["polarity", "index", "score"], failing or [("-", "-", "all passed")])),
+            "failing_items": dg.MetadataValue.md(md_table(
+                ["polarity", "index", item_label, "score", "threshold missed"], rows or [("-", "-", "all passed", "-", "-")])),
+            "judge": report["judge_model"],
+            "judge_scale": report["judge_scale"],
+            "calibration": dg.MetadataValue.md(md_table(["judge", "agreement with known verdicts", "ambiguous share "
+                                                         f"({thresholds.neg_threshold:g} < score < {thresholds.pos_threshold:g})",
+                                                         "drift since previous vetting"],
+                                                        [(report["judge_model"], row["agreement"], row["ambiguous"], row["drift"])])),
+            "calibration_plot": dg.MetadataValue.md(png_markdown(plot, "judge calibration")),
+            "calibration_details": dg.MetadataValue.json(calibration),
+            "scenario_files": dg.MetadataValue.json({**scenarios.sources, "ignored": scenarios.ignored}),
+            "complete": complete,
             "path": dg.MetadataValue.path(str(result.folder)),
             "reused_existing_artifact": result.skipped,
         },
-        check_results=[dg.AssetCheckResult(
-            check_name=PASS_CHECK, passed=rate >= bar,
-            description=f"pass rate {rate:.0%} (bar {bar:.0%}); {len(failing)} failing item(s) to fix",
-        )],
+        check_results=[
+            dg.AssetCheckResult(check_name=PASS_CHECK, passed=rate >= config.pass_bar, description=summary_line,
+                                metadata={"pass_rate": rate, "failing_items": len(rows)}),
+            dg.AssetCheckResult(
+                check_name=CALIBRATION_CHECK, passed=not warnings, severity=dg.AssetCheckSeverity.WARN,
+                description="; ".join(warnings) or f"agreement {row['agreement']}; ambiguous {row['ambiguous']}; drift {row['drift']}",
+                metadata={"agreement": row["agreement"], "ambiguous": row["ambiguous"], "drift": row["drift"]},
+            ),
+        ],
     )
 
 
@@ -70,7 +170,8 @@ def _folder(context, scenarios: ScenarioSource) -> Path:
 
 
 @dg.observable_source_asset(key=SCENARIO_FILES_KEY, partitions_def=VETTING_PARTITIONS, group_name=GROUP,
-                            description="Scenario files of each trait; the data version is a hash of the three files.")
+                            description="Scenario files of each trait (definition.txt and each polarity's .jsonl or .txt); "
+                                        "the data version is a hash of the files vetting reads.")
 def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) -> dg.DataVersionsByPartition:
     from steering_assets.vetting.pipeline import scenario_files_digest, trait_folder
 
@@ -78,38 +179,52 @@ def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) ->
     return dg.DataVersionsByPartition({k: scenario_files_digest(trait_folder(Path(scenarios.root), k))[:32] for k in keys})
 
 
-def _judge_stage(context, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource, scenarios: ScenarioSource,
-                 vet) -> dg.MaterializeResult:
+def _judge_stage(context, stage_asset: str, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
+                 scenarios: ScenarioSource, vet) -> dg.MaterializeResult:
     """Run one judge stage (``vet_scenarios`` or ``vet_responses``) for the run's trait."""
-    from steering_assets.vetting.scenarios import Thresholds
+    from steering_assets.vetting.scenarios import Thresholds, read_trait_scenarios, read_verdicts
 
     store = storage.store()
-    with reported_as_failure(context.partition_key):
+    with reported_as_failure(context.partition_key), _judge_failures(context.partition_key):
+        folder = _folder(context, scenarios)
+        # Everything the stage reads is checked before the judge is asked anything.
+        items = read_trait_scenarios(folder)
+        verdicts = read_verdicts(folder, items)
         backend = judge.judge(store.folder("vetting", "judgments"))
-        result = vet(_folder(context, scenarios), store, backend, judge.judge_name, Thresholds(config.pos_threshold, config.neg_threshold))
-    return _report_result(context, result, config.pass_bar)
+        result = vet(folder, store, backend, judge.judge_name, Thresholds(config.pos_threshold, config.neg_threshold),
+                     verdicts)
+    return _report_result(context, stage_asset, store, result, items, verdicts, config)
 
 
 def _vetting_asset(name: str, deps: list, description: str):
+    key = dg.AssetKey(["vetting", name])
     return dg.asset(
-        key=["vetting", name], deps=deps, partitions_def=VETTING_PARTITIONS, group_name=GROUP, code_version="1",
+        key=key, deps=deps, partitions_def=VETTING_PARTITIONS, group_name=GROUP, code_version="2",
         automation_condition=dg.AutomationCondition.eager(),  # an edited scenario or definition re-vets its trait
-        check_specs=[dg.AssetCheckSpec(PASS_CHECK, asset=dg.AssetKey(["vetting", name]), description="Pass rate at or above the bar.")],
+        check_specs=[
+            # Checks carry the asset's partitions: each trait keeps its own status in the UI.
+            dg.AssetCheckSpec(PASS_CHECK, asset=key, partitions_def=VETTING_PARTITIONS,
+                              description="Pass rate at or above the bar."),
+            dg.AssetCheckSpec(CALIBRATION_CHECK, asset=key, partitions_def=VETTING_PARTITIONS,
+                              description="WARN when the judge disagrees with known verdicts or drifted since the previous vetting."),
+        ],
         description=description,
     )
 
 
-@_vetting_asset("scenario_vetting", [SCENARIO_FILES_KEY], "Stage 0: the judge scores whether each scenario sets up the trait (positive) or its opposite (negative).")
+@_vetting_asset("scenario_vetting", [SCENARIO_FILES_KEY], "Stage 0: the judge scores whether each scenario sets up the trait "
+                "(positive) or its opposite (negative); writes scenario_scores.json.")
 def scenario_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
                      scenarios: ScenarioSource) -> dg.MaterializeResult:
     from steering_assets.vetting.pipeline import vet_scenarios
 
-    return _judge_stage(context, config, storage, judge, scenarios, vet_scenarios)
+    return _judge_stage(context, "scenario_vetting", config, storage, judge, scenarios, vet_scenarios)
 
 
 @dg.asset(key=["vetting", "scenario_responses"], deps=[SCENARIO_FILES_KEY], partitions_def=VETTING_PARTITIONS, group_name=GROUP,
-          pool="gpu", code_version="1", automation_condition=dg.AutomationCondition.eager(),
-          description="Stage 1: a base model continues every scenario (no chat template), batched, greedy or seeded sampling.")
+          pool="gpu", code_version="2", automation_condition=dg.AutomationCondition.eager(),
+          description="Stage 1: a base model continues every scenario (no chat template; a system prompt goes first), "
+                      "batched, greedy or seeded sampling.")
 def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfig, storage: ArtifactStorage,
                        scenarios: ScenarioSource, language_model: LanguageModelResource) -> dg.MaterializeResult:
     from steering_assets.vetting.pipeline import generate_responses
@@ -117,7 +232,7 @@ def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfi
     with reported_as_failure(context.partition_key):
         result = generate_responses(_folder(context, scenarios), storage.store(), language_model.get_model(),
                                     language_model.get_tokenizer(), language_model.model_name, **config.model_dump())
-    examples = json.loads((result.folder / "responses.json").read_text())
+    examples = json.loads((result.folder / "responses.json").read_text(encoding="utf-8"))
     return dg.MaterializeResult(metadata={
         "completions": dg.MetadataValue.json(result.details["count"]),
         "examples": dg.MetadataValue.md(md_table(["polarity", "completion"], [(s, t[:120]) for s in examples for t in examples[s][:2]])),
@@ -125,12 +240,13 @@ def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfi
     })
 
 
-@_vetting_asset("response_vetting", [dg.AssetKey(["vetting", "scenario_responses"])], "Stage 2: the judge scores each completion against the definition; writes response_scores.json.")
+@_vetting_asset("response_vetting", [dg.AssetKey(["vetting", "scenario_responses"])],
+                "Stage 2: the judge scores each completion against the definition; writes response_scores.json.")
 def response_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
                      scenarios: ScenarioSource) -> dg.MaterializeResult:
     from steering_assets.vetting.pipeline import vet_responses
 
-    return _judge_stage(context, config, storage, judge, scenarios, vet_responses)
+    return _judge_stage(context, "response_vetting", config, storage, judge, scenarios, vet_responses)
 
 
 vetting_job = dg.define_asset_job("vetting", selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets(SCENARIO_FILES_KEY),
@@ -138,22 +254,26 @@ vetting_job = dg.define_asset_job("vetting", selection=dg.AssetSelection.groups(
 
 
 @dg.schedule(cron_schedule=REVET_CRON, job=vetting_job, default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Re-vet every trait (cached judgments make unchanged items free).")
+             description="Re-vet every trait (cached judgments make unchanged items free; items that failed with an "
+                         "error or had no score are asked again).")
 def revetting_schedule(context: dg.ScheduleEvaluationContext):
     for key in context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name):
         yield dg.RunRequest(run_key=f"{key}@{context.scheduled_execution_time:%Y-%m-%d}", partition_key=key)
 
 
-@dg.sensor(name="scenario_discovery_sensor", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+@dg.sensor(name="scenario_discovery_sensor", minimum_interval_seconds=SCAN_INTERVAL, default_status=dg.DefaultSensorStatus.RUNNING,
            description="New {category}/{trait} folders become partitions; edited files get a new data version.")
 def scenario_discovery_sensor(context: dg.SensorEvaluationContext, scenarios: ScenarioSource) -> dg.SensorResult:
     from steering_assets.vetting.pipeline import scenario_files_digest
-    from steering_assets.vetting.scenarios import discover_traits
+    from steering_assets.vetting.scenarios import scan_scenario_root
 
     seen = json.loads(context.cursor) if context.cursor else {}
     existing = set(context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name))
     new, observations = [], []
-    for folder in discover_traits(scenarios.root):
+    scan = scan_scenario_root(scenarios.root)
+    for folder, reason in scan.skipped:
+        context.log.warning(f"{folder}: not offered as a scenario trait: {reason}")
+    for folder in scan.traits:
         key = f"{folder.parent.name}/{folder.name}"
         if key not in existing:
             new.append(key)
@@ -165,5 +285,13 @@ def scenario_discovery_sensor(context: dg.SensorEvaluationContext, scenarios: Sc
     return dg.SensorResult(dynamic_partitions_requests=requests, asset_events=observations, cursor=json.dumps(seen),
                            skip_reason=None if requests or observations else "no new or changed scenario files")
 
+
+# Dagster's own default automation sensor starts stopped, so the eager conditions above would
+# never fire in `make ui`; this one replaces it (same name) and runs by default.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    AUTOMATION_SENSOR, target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=AUTOMATION_INTERVAL,
+    description="Evaluates every asset's automation condition: an edited scenario file re-vets its trait.",
+)
 
 VETTING_ASSETS = [scenario_files, scenario_vetting, scenario_responses, response_vetting]

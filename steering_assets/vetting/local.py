@@ -7,29 +7,74 @@ judge, from the next-token logprobs of a local model, and shares its cache forma
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Sequence
 
-from steering_assets.vetting.judge import Judgment, JudgmentCache, ScoringSettings, cache_key, weighted_score
+from steering_assets.vetting.judge import (
+    NUMBER_SCALES,
+    JudgeConfigurationError,
+    Judgment,
+    JudgmentCache,
+    ScoringSettings,
+    cache_key,
+    weighted_score,
+)
+
+
+def single_token_numbers(tokenizer: Any, top: int) -> list[int]:
+    """The integers 0..top that the tokenizer holds as one token (bare, or with a byte-level or SentencePiece space)."""
+    vocab = tokenizer.get_vocab()
+    return [n for n in range(top + 1) if any(f"{marker}{n}" in vocab for marker in ("", "Ġ", "▁"))]
 
 
 class LocalJudge:
-    """Scores prompts with a local model: chat-formatted prompt, top-k next-token logprobs, weighted score."""
+    """Scores prompts with a local model: chat-formatted prompt, top-k next-token logprobs, weighted score.
+
+    The number scale follows the tokenizer: one token per integer 0-100 gives the 0-100 scale;
+    a tokenizer that spells numbers digit by digit (Qwen, Gemma, Mistral, Llama-2) is asked for
+    a 0-9 rating (``number_scale="auto"`` or ``"0-9"``), or refused with ``"0-100"``.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, model_name: str, *, settings: ScoringSettings = ScoringSettings(),
-                 cache: JudgmentCache | None = None, batch_size: int = 16):
+                 cache: JudgmentCache | None = None, batch_size: int = 16, number_scale: str = "auto"):
+        if number_scale not in NUMBER_SCALES:
+            raise JudgeConfigurationError(f"number_scale must be one of {NUMBER_SCALES}, got {number_scale!r}")
         self.model, self.tokenizer = model, tokenizer
         self.model_name = model_name
-        self.settings = settings
+        self.base_settings = settings
         self.cache = cache
         self.batch_size = batch_size
+        self.number_scale = number_scale
         self.calls = 0
+        self._scale_top: int | None = None
+
+    def scale_top(self) -> int:
+        """100 when every integer 0-100 is one token, 9 for a digit-by-digit tokenizer; refuses what cannot be scored."""
+        if self._scale_top is None:
+            whole = len(single_token_numbers(self.tokenizer, 100)) == 101
+            digits = len(single_token_numbers(self.tokenizer, 9)) == 10
+            if self.number_scale == "0-100" and not whole:
+                raise JudgeConfigurationError(
+                    f"the local judge {self.model_name!r} does not hold every number 0-100 as one token (its tokenizer "
+                    "spells numbers digit by digit), so a 0-100 score read from the first token would be about a tenth "
+                    "of the real one; set number_scale to 'auto' or '0-9', or use another judge model")
+            if not digits:
+                raise JudgeConfigurationError(
+                    f"the local judge {self.model_name!r} has no single token for each digit 0-9, so no score can be "
+                    "read from its next-token logprobs; use another judge model")
+            self._scale_top = 100 if whole and self.number_scale != "0-9" else 9
+        return self._scale_top
+
+    @property
+    def settings(self) -> ScoringSettings:
+        return ScoringSettings(**{**asdict(self.base_settings), "scale_top": self.scale_top()})
 
     def _render(self, prompt: str) -> str:
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
         return prompt
 
-    def _score_batch(self, prompts: Sequence[str]) -> list[Judgment]:
+    def _score_batch(self, prompts: Sequence[str], settings: ScoringSettings) -> list[Judgment]:
         import torch
 
         side = self.tokenizer.padding_side
@@ -42,23 +87,25 @@ class LocalJudge:
         with torch.no_grad():
             logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits[:, -1].float()
         logprobs = torch.log_softmax(logits, dim=-1)
-        top = logprobs.topk(self.settings.top_logprobs, dim=-1)
+        top = logprobs.topk(settings.top_logprobs, dim=-1)
         judgments = []
         for values, indices in zip(top.values.tolist(), top.indices.tolist()):
             tokens = self.tokenizer.convert_ids_to_tokens(indices)
             # Byte-level BPE marks a leading space with 'Ġ'; the judge's answer is the bare number.
             pairs = [(self.tokenizer.convert_tokens_to_string([t]), v) for t, v in zip(tokens, values)]
-            judgments.append(weighted_score(pairs, self.settings))
+            # weighted_score turns a NaN logit into that item's error, never a NaN score.
+            judgments.append(weighted_score(pairs, settings))
         self.calls += len(prompts)
         return judgments
 
     def score(self, prompts: Sequence[str]) -> list[Judgment]:
-        keys = [cache_key(self.model_name, p, self.settings) for p in prompts]
+        settings = self.settings
+        keys = [cache_key(self.model_name, p, settings) for p in prompts]
         results: list[Judgment | None] = [self.cache.get(k) if self.cache else None for k in keys]
         pending = [i for i, r in enumerate(results) if r is None]
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start : start + self.batch_size]
-            for index, judgment in zip(chunk, self._score_batch([prompts[i] for i in chunk])):
+            for index, judgment in zip(chunk, self._score_batch([prompts[i] for i in chunk], settings)):
                 results[index] = judgment
                 if self.cache is not None:
                     self.cache.put(keys[index], judgment)
@@ -88,7 +135,8 @@ def complete_scenarios(model: Any, tokenizer: Any, scenarios: Sequence[str], *, 
     return outputs
 
 
-# The instruction comes first so the item to rate sits right before the answer.
+# The instruction comes first so the item to rate sits right before the answer. (The demo judge
+# holds each 0-100 instruction as one token, so their text must not change.)
 SCENARIO_INSTRUCTION = (
     "Rate how strongly the scenario invites a response that shows the trait, from 0 (it invites the opposite) "
     "to 100 (it clearly invites the trait). Answer with a single number, or REFUSAL if you cannot answer."
@@ -99,11 +147,24 @@ RESPONSE_INSTRUCTION = (
 )
 
 
-def scenario_prompt(definition: str, scenario: str) -> str:
-    """Stage 0: does this scenario set up the trait? (0 = clearly its opposite, 100 = clearly the trait)."""
-    return f"{SCENARIO_INSTRUCTION}\n\nTrait: {definition}\n\nScenario: {scenario}"
+def _instruction(instruction: str, scale_top: int) -> str:
+    if scale_top == 100:
+        return instruction
+    # A digit-by-digit judge rates on 0-9, one token; the score is mapped back to 0-100.
+    return instruction.replace("to 100 (", f"to {scale_top} (").replace("a single number", "a single digit")
 
 
-def response_prompt(definition: str, scenario: str, completion: str) -> str:
+def _scenario_block(scenario: str, system_prompt: str | None) -> str:
+    return f"System prompt: {system_prompt}\nScenario: {scenario}" if system_prompt else f"Scenario: {scenario}"
+
+
+def scenario_prompt(definition: str, scenario: str, system_prompt: str | None = None, scale_top: int = 100) -> str:
+    """Stage 0: does this scenario (with its system prompt, if any) set up the trait? 0 = its opposite, top = the trait."""
+    return f"{_instruction(SCENARIO_INSTRUCTION, scale_top)}\n\nTrait: {definition}\n\n{_scenario_block(scenario, system_prompt)}"
+
+
+def response_prompt(definition: str, scenario: str, completion: str, system_prompt: str | None = None,
+                    scale_top: int = 100) -> str:
     """Stage 2: does this completion express the trait?"""
-    return f"{RESPONSE_INSTRUCTION}\n\nTrait: {definition}\n\nScenario: {scenario}\nCompletion: {completion}"
+    return (f"{_instruction(RESPONSE_INSTRUCTION, scale_top)}\n\nTrait: {definition}\n\n"
+            f"{_scenario_block(scenario, system_prompt)}\nCompletion: {completion}")

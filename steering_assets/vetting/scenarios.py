@@ -1,25 +1,55 @@
-"""Contrastive trait scenarios on disk and the vetting report.
+"""Contrastive trait scenarios on disk, known verdicts, and the vetting reports.
 
-    {scenarios_root}/{category}/{trait}/positive.txt    one scenario a line
-    {scenarios_root}/{category}/{trait}/negative.txt
-    {scenarios_root}/{category}/{trait}/definition.txt
+    {scenarios_root}/{category}/{trait}/positive.jsonl   {"prompt", "system_prompt"} a line  (preferred)
+    {scenarios_root}/{category}/{trait}/positive.txt     one scenario (a completion prefix) a line
+    {scenarios_root}/{category}/{trait}/negative.jsonl | negative.txt
+    {scenarios_root}/{category}/{trait}/definition.txt   the trait's definition (often a HIGH/MID/LOW rubric)
+    {scenarios_root}/{category}/{trait}/verdicts.jsonl   optional known verdicts, for judge calibration
 
-Positive and negative files are paired line by line (scenario i of each tells the same
-situation with and without the trait), so they must have the same length.
+The layout and the ``.jsonl``-over-``.txt`` preference are those of trait-interp's
+``datasets/traits`` loader. Each polarity is vetted on its own: the two sides need not have
+the same number of items (real folders hold 11 to 470 a side), and an item is named by its
+polarity and its 0-based index within that side. Text files are UTF-8 (a byte-order mark
+is dropped), may lack a final newline and use any line ends; blank lines are skipped.
+
+``verdicts.jsonl``, one known verdict a line::
+
+    {"polarity": "positive", "idx": 3, "should_pass": false,
+     "stage": "scenario", "prompt": "the item's text, checked if given", "why": "free text"}
+
+``stage`` is ``"scenario"`` (stage 0, the default) or ``"response"`` (stage 2, the
+completion of that scenario); ``prompt``, when given, must equal the item's current text, so
+a verdict written for a line that has since been edited is refused rather than misapplied.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from steering_assets.personas.layout import validate_name
 from steering_assets.vetting.judge import Judgment
 
+POLARITIES = ("positive", "negative")
+STAGES = ("scenario", "response")
+DEFINITION_FILE = "definition.txt"
+VERDICTS_FILE = "verdicts.jsonl"
+
 
 class ScenarioFormatError(ValueError):
-    """Scenario files that cannot be vetted as they are."""
+    """Scenario or verdict files that cannot be vetted as they are."""
+
+
+@dataclass(frozen=True)
+class ScenarioItem:
+    prompt: str
+    system_prompt: str | None = None
+
+    def generation_text(self) -> str:
+        """What a base model continues: the system prompt, a blank line, then the prompt (plain text, no template)."""
+        return f"{self.system_prompt}\n\n{self.prompt}" if self.system_prompt else self.prompt
 
 
 @dataclass(frozen=True)
@@ -27,61 +57,194 @@ class TraitScenarios:
     category: str
     trait: str
     definition: str
-    positive: list[str]
-    negative: list[str]
+    positive: list[ScenarioItem]
+    negative: list[ScenarioItem]
+    sources: dict[str, str] = field(default_factory=dict)  # polarity -> file read
+    ignored: list[str] = field(default_factory=list)  # files present but not read (a .txt beside its .jsonl)
 
     @property
     def partition_key(self) -> str:
         return f"{self.category}/{self.trait}"
 
+    def side(self, polarity: str) -> list[ScenarioItem]:
+        return self.positive if polarity == "positive" else self.negative
+
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         line = path.read_bytes()[: err.start].count(b"\n") + 1
         raise ScenarioFormatError(f"{path}:{line}: not UTF-8 (byte {err.object[err.start]:#x}); re-save the file as UTF-8") from None
 
 
+def polarity_file(folder: Path, polarity: str) -> Path | None:
+    """``{polarity}.jsonl`` when present (the real pipeline prefers it), else ``{polarity}.txt``, else None."""
+    for suffix in (".jsonl", ".txt"):
+        path = Path(folder) / f"{polarity}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def scenario_source_files(folder: Path) -> list[Path]:
+    """The files a trait's vetting reads (definition and the chosen file of each polarity)."""
+    files = [Path(folder) / DEFINITION_FILE] if (Path(folder) / DEFINITION_FILE).is_file() else []
+    return files + [path for path in (polarity_file(folder, p) for p in POLARITIES) if path is not None]
+
+
+def _read_jsonl_items(path: Path) -> list[ScenarioItem]:
+    items = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ScenarioFormatError(f"{path}:{number}: not valid JSON ({err.msg}); expected "
+                                      '{"prompt": "...", "system_prompt": "..."}') from None
+        if not isinstance(row, dict):
+            raise ScenarioFormatError(f"{path}:{number}: a {type(row).__name__}, expected an object with a \"prompt\" key")
+        if "prompt" not in row:
+            raise ScenarioFormatError(f"{path}:{number}: no \"prompt\" key (keys: {sorted(row)}); each line needs "
+                                      '{"prompt": "...", "system_prompt": "..."} (system_prompt optional)')
+        prompt, system_prompt = row["prompt"], row.get("system_prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ScenarioFormatError(f"{path}:{number}: \"prompt\" must be non-empty text, got {prompt!r}")
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise ScenarioFormatError(f"{path}:{number}: \"system_prompt\" must be text or null, got {system_prompt!r}")
+        # Kept as written (a completion prefix's trailing space can matter); an empty system prompt is none.
+        items.append(ScenarioItem(prompt, system_prompt if system_prompt and system_prompt.strip() else None))
+    return items
+
+
+def _read_polarity(folder: Path, polarity: str) -> list[ScenarioItem]:
+    path = polarity_file(folder, polarity)
+    if path is None:
+        raise ScenarioFormatError(f"{folder / (polarity + '.txt')}: missing; expected {polarity}.txt (one scenario a line) "
+                                  f'or {polarity}.jsonl ({{"prompt", "system_prompt"}} a line)')
+    if path.suffix == ".jsonl":
+        items = _read_jsonl_items(path)
+    else:
+        items = [ScenarioItem(line.strip()) for line in _read_text(path).splitlines() if line.strip()]
+    if not items:
+        raise ScenarioFormatError(f"{path}: no scenarios; expected one scenario a line")
+    return items
+
+
 def read_trait_scenarios(folder: Path | str) -> TraitScenarios:
+    """A trait folder's definition and both polarities; raises ScenarioFormatError naming the file and line."""
     folder = Path(folder)
     trait = validate_name(folder.name, "trait name")
     category = validate_name(folder.parent.name, "scenario category")
-    definition_path = folder / "definition.txt"
+    definition_path = folder / DEFINITION_FILE
     if not definition_path.is_file():
         raise ScenarioFormatError(f"{definition_path}: missing; the judge needs the trait's definition to score anything")
     definition = _read_text(definition_path).strip()
     if not definition:
-        raise ScenarioFormatError(f"{definition_path}: empty; write one paragraph defining the trait")
-    sides = {}
-    for side in ("positive", "negative"):
-        path = folder / f"{side}.txt"
-        if not path.is_file():
-            raise ScenarioFormatError(f"{path}: missing; expected one scenario a line")
-        lines = [line.strip() for line in _read_text(path).splitlines() if line.strip()]
-        if not lines:
-            raise ScenarioFormatError(f"{path}: no scenarios; expected one scenario a line")
-        sides[side] = lines
-    if len(sides["positive"]) != len(sides["negative"]):
-        raise ScenarioFormatError(
-            f"{folder}: positive.txt has {len(sides['positive'])} scenarios and negative.txt {len(sides['negative'])}; "
-            "they are paired line by line, so add or remove lines until both match"
-        )
-    return TraitScenarios(category, trait, definition, sides["positive"], sides["negative"])
+        raise ScenarioFormatError(f"{definition_path}: empty; write the trait's definition (a paragraph or a rubric)")
+    sides = {polarity: _read_polarity(folder, polarity) for polarity in POLARITIES}
+    sources = {polarity: polarity_file(folder, polarity).name for polarity in POLARITIES}
+    ignored = [f"{p}.txt" for p in POLARITIES if sources[p].endswith(".jsonl") and (folder / f"{p}.txt").is_file()]
+    return TraitScenarios(category, trait, definition, sides["positive"], sides["negative"], sources, ignored)
 
 
-def discover_traits(root: Path | str) -> list[Path]:
-    """Every ``{category}/{trait}`` folder holding a definition.txt (a new folder is a new partition)."""
+@dataclass(frozen=True)
+class TraitScan:
+    traits: list[Path]  # folders offered as partitions
+    skipped: list[tuple[Path, str]]  # folders that look like traits but cannot be vetted, with what to fix
+
+
+def scan_scenario_root(root: Path | str) -> TraitScan:
+    """Every ``{category}/{trait}`` folder: offered when it holds a definition and both polarities.
+
+    A folder holding some scenario files but not all is not offered; it is listed in ``skipped``
+    with what is missing, so the discovery sensor can say so instead of failing every run.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"scenario folder {root} does not exist; set PERSONA_SCENARIOS_ROOT")
-    return sorted(path.parent for path in root.glob("*/*/definition.txt"))
+    traits, skipped = [], []
+    names = (DEFINITION_FILE, *(f"{p}{s}" for p in POLARITIES for s in (".txt", ".jsonl")))
+    candidates = sorted({path.parent for name in names for path in root.glob(f"*/*/{name}")})
+    for folder in candidates:
+        missing = [DEFINITION_FILE] if not (folder / DEFINITION_FILE).is_file() else []
+        missing += [f"{p}.txt or {p}.jsonl" for p in POLARITIES if polarity_file(folder, p) is None]
+        if missing:
+            skipped.append((folder, f"missing {', '.join(missing)}"))
+        else:
+            traits.append(folder)
+    return TraitScan(traits, skipped)
+
+
+def discover_traits(root: Path | str) -> list[Path]:
+    """Every ``{category}/{trait}`` folder that can be vetted (a new folder is a new partition)."""
+    return scan_scenario_root(root).traits
+
+
+@dataclass(frozen=True)
+class Verdict:
+    stage: str
+    polarity: str
+    idx: int
+    should_pass: bool
+    why: str = ""
+
+
+def read_verdicts(folder: Path | str, scenarios: TraitScenarios) -> list[Verdict]:
+    """Known verdicts from ``verdicts.jsonl`` (none when the file is absent), checked against the scenarios."""
+    path = Path(folder) / VERDICTS_FILE
+    if not path.is_file():
+        return []
+    verdicts: list[Verdict] = []
+    seen: dict[tuple[str, str, int], int] = {}
+    expected = '{"polarity": "positive"|"negative", "idx": 0, "should_pass": true|false}'
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ScenarioFormatError(f"{where}: not valid JSON ({err.msg}); expected {expected}") from None
+        if not isinstance(row, dict):
+            raise ScenarioFormatError(f"{where}: a {type(row).__name__}, expected {expected}")
+        missing = [key for key in ("polarity", "idx", "should_pass") if key not in row]
+        if missing:
+            raise ScenarioFormatError(f"{where}: no {', '.join(repr(k) for k in missing)}; expected {expected}")
+        stage, polarity, idx, should_pass = row.get("stage", "scenario"), row["polarity"], row["idx"], row["should_pass"]
+        if stage not in STAGES:
+            raise ScenarioFormatError(f"{where}: stage {stage!r} is not one of {list(STAGES)}")
+        if polarity not in POLARITIES:
+            raise ScenarioFormatError(f"{where}: polarity {polarity!r} is not one of {list(POLARITIES)}")
+        if isinstance(idx, bool) or not isinstance(idx, int):
+            raise ScenarioFormatError(f"{where}: idx {idx!r} is not an integer (the item's 0-based index in its file)")
+        if not isinstance(should_pass, bool):
+            raise ScenarioFormatError(f"{where}: should_pass {should_pass!r} is not true or false")
+        items = scenarios.side(polarity)
+        if not 0 <= idx < len(items):
+            raise ScenarioFormatError(
+                f"{where}: {polarity} item {idx} does not exist: {scenarios.sources.get(polarity, polarity)} holds "
+                f"{len(items)} items (idx 0-{len(items) - 1})")
+        if "prompt" in row and row["prompt"] != items[idx].prompt:
+            raise ScenarioFormatError(
+                f"{where}: {polarity} item {idx} is now {items[idx].prompt[:80]!r}, but the verdict was written for "
+                f"{str(row['prompt'])[:80]!r}; update or remove the verdict")
+        if (stage, polarity, idx) in seen:
+            raise ScenarioFormatError(f"{where}: a second verdict for {stage} {polarity} {idx} (the first is on line "
+                                      f"{seen[(stage, polarity, idx)]})")
+        seen[(stage, polarity, idx)] = number
+        verdicts.append(Verdict(stage, polarity, idx, should_pass, str(row.get("why", ""))))
+    return verdicts
 
 
 @dataclass(frozen=True)
 class Thresholds:
     pos_threshold: float = 60.0  # a positive item passes at score >= this
     neg_threshold: float = 40.0  # a negative item passes at score <= this
+
+    def requirement(self, polarity: str) -> str:
+        return f">= {self.pos_threshold:g}" if polarity == "positive" else f"<= {self.neg_threshold:g}"
 
 
 def passes(judgment: Judgment, polarity: str, thresholds: Thresholds) -> bool:
@@ -94,9 +257,17 @@ def passes(judgment: Judgment, polarity: str, thresholds: Thresholds) -> bool:
 
 
 def response_scores_report(
-    experiment: str, scenarios: TraitScenarios, judgments: Sequence[tuple[int, str, Judgment]], thresholds: Thresholds
+    experiment: str, scenarios: TraitScenarios, judgments: Sequence[tuple[int, str, Judgment]], thresholds: Thresholds,
+    *, with_text: bool = False,
 ) -> dict:
-    """The ``response_scores.json`` document: thresholds, summary, failed indices and every result."""
+    """The vetting document: thresholds, summary, failed indices per polarity and every result.
+
+    Stage 2's ``response_scores.json`` has DESIGN.md's shape (results ``{idx, polarity, score}``,
+    plus ``error`` or ``refusal`` when present). With ``with_text`` (stage 0's
+    ``scenario_scores.json``, as trait-interp writes it) each result also holds the item's text
+    (``scenario``, and ``system_prompt`` when it has one) and the summary its ``total``.
+    Errors and unscored answers count as failures.
+    """
     summary = {"positive_passed": 0, "negative_passed": 0, "positive_failed": 0, "negative_failed": 0, "errors": 0}
     failed: dict[str, list[int]] = {"positive": [], "negative": []}
     results = []
@@ -107,12 +278,20 @@ def response_scores_report(
             summary["errors"] += 1
         if not ok:
             failed[polarity].append(index)
-        result = {"idx": index, "polarity": polarity, "score": judgment.score}
+        result: dict = {"idx": index, "polarity": polarity}
+        if with_text:
+            item = scenarios.side(polarity)[index]
+            result["scenario"] = item.prompt
+            if item.system_prompt:
+                result["system_prompt"] = item.system_prompt
+        result["score"] = judgment.score
         if judgment.error is not None:
             result["error"] = judgment.error
         if judgment.refusal:
             result["refusal"] = True
         results.append(result)
+    if with_text:
+        summary = {"total": len(results), **summary}
     return {
         "experiment": experiment,
         "trait": scenarios.trait,
@@ -122,3 +301,8 @@ def response_scores_report(
         "failed_indices": failed,
         "results": results,
     }
+
+
+def report_is_complete(report: dict) -> bool:
+    """True when every item has a score: a report with errors or unscored items is never reused as up to date."""
+    return all(r.get("score") is not None and "error" not in r for r in report.get("results", []))

@@ -15,7 +15,7 @@ from steering_assets.demo.vetting import (
 )
 from steering_assets.vetting.judge import JudgmentCache
 from steering_assets.vetting.local import LocalJudge, scenario_prompt
-from steering_assets.vetting.scenarios import Thresholds, read_trait_scenarios, response_scores_report
+from steering_assets.vetting.scenarios import Thresholds, read_trait_scenarios, read_verdicts, response_scores_report
 
 
 def test_demo_scenarios_are_paired_and_hold_weak_items(demo_workspace):
@@ -26,6 +26,10 @@ def test_demo_scenarios_are_paired_and_hold_weak_items(demo_workspace):
         assert len(scenarios.positive) == len(scenarios.negative) == PAIRS_PER_TRAIT
         weak = [item for side in ("positive", "negative") for item in expected[side] if not item["should_pass"]]
         assert len(weak) == 3 and all(item["why"].startswith("weak") for item in weak)
+        # The same verdicts, in the verdicts.jsonl format users write, beside the scenarios.
+        verdicts = read_verdicts(demo_workspace.scenarios_root / key, scenarios)
+        assert [(v.polarity, v.idx, v.should_pass) for v in verdicts] == [
+            (side, i, item["should_pass"]) for side in ("positive", "negative") for i, item in enumerate(expected[side])]
 
 
 def test_judge_never_trains_on_the_demo_questions():
@@ -57,8 +61,8 @@ def test_demo_judge_agrees_with_the_known_verdicts(demo_workspace, tmp_path):
     reports = {}
     for key in truth:
         scenarios = read_trait_scenarios(demo_workspace.scenarios_root / key)
-        items = [(i, side, scenario_prompt(scenarios.definition, text))
-                 for side in ("positive", "negative") for i, text in enumerate(getattr(scenarios, side))]
+        items = [(i, side, scenario_prompt(scenarios.definition, item.prompt))
+                 for side in ("positive", "negative") for i, item in enumerate(scenarios.side(side))]
         judgments = judge.score([prompt for _, _, prompt in items])
         reports[key] = response_scores_report("scenario_vetting", scenarios,
                                               [(i, side, j) for (i, side, _), j in zip(items, judgments)], Thresholds())

@@ -4,6 +4,12 @@ The user prompt chooses the behaviour: ``score:NN`` answers with logprobs centre
 ``[text]`` answers words, ``[refusal]`` answers REFUSAL, ``[nologprobs]`` omits logprobs,
 ``[malformed]`` sends a body that is not JSON, and ``[429-once]``, ``[500-once]``,
 ``[timeout-once]`` fail the first request for that prompt and succeed after.
+
+``scripts`` maps a marker to the answers (status, body bytes) served, in turn, to the
+prompts that hold it (the last one repeats), e.g. a real server's body from
+``shared/fixtures/real_world/judge_responses``. The judge's setup probe ("reply with 85")
+is answered with one token "85", or with "8", "5" when ``digits`` is set (a tokenizer that
+spells numbers digit by digit); ``probe_delay`` holds that answer back.
 """
 
 from __future__ import annotations
@@ -32,10 +38,26 @@ def completion_body(top):
     }
 
 
+def probe_body(digits: bool) -> dict:
+    tokens = ["8", "5"] if digits else ["85"]
+    body = completion_body([(tokens[0], 0.99), ("9", 0.01)])
+    body["choices"][0]["message"]["content"] = "".join(tokens)
+    body["choices"][0]["logprobs"]["content"] = [{**_entry(t, 0.99), "top_logprobs": [_entry(t, 0.99)]} for t in tokens]
+    return body
+
+
 class FakeJudgeServer:
-    def __init__(self, latency: float = 0.0):
+    def __init__(self, latency: float = 0.0, *, digits: bool = False, scripts: dict | None = None, probe_delay: float = 0.0):
+        from steering_assets.vetting.judge import PROBE_PROMPT
+
         self.latency = latency
+        self.digits = digits
+        self.scripts = scripts or {}
+        self.probe_delay = probe_delay
+        self.offset = 0  # added to every "score:NN" centre: a judge whose scores drifted
+        self.prompts: list[str] = []
         self.calls = 0
+        self.probes = 0
         self.seen: dict[str, int] = {}
         self.lock = threading.Lock()
         server = self
@@ -60,11 +82,22 @@ class FakeJudgeServer:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 prompt = request["messages"][-1]["content"]
                 with server.lock:
-                    server.calls += 1
+                    if prompt == PROBE_PROMPT:
+                        server.probes += 1
+                    else:
+                        server.calls += 1
+                        server.prompts.append(prompt)
                     attempt = server.seen.get(prompt, 0)
                     server.seen[prompt] = attempt + 1
                 if server.latency:
                     time.sleep(server.latency)
+                for marker, answers in server.scripts.items():
+                    if marker in prompt:
+                        status, body = answers[min(attempt, len(answers) - 1)]
+                        return self._send(status, body, {"retry-after-ms": "10"})
+                if prompt == PROBE_PROMPT:
+                    time.sleep(server.probe_delay)
+                    return self._send(200, json.dumps(probe_body(server.digits)).encode())
                 if "[429-once]" in prompt and attempt == 0:
                     return self._send(429, b'{"error": {"message": "rate limited"}}', {"retry-after-ms": "10"})
                 if "[500-once]" in prompt and attempt == 0:
@@ -82,7 +115,7 @@ class FakeJudgeServer:
                     body["choices"][0]["logprobs"] = None
                     return self._send(200, json.dumps(body).encode())
                 match = re.search(r"score:(\d+)", prompt)
-                centre = int(match.group(1)) if match else 50
+                centre = max(0, min(100, (int(match.group(1)) if match else 50) + server.offset))
                 top = [(str(centre), 0.6), (str(min(100, centre + 10)), 0.3), ("Hello", 0.1)]
                 return self._send(200, json.dumps(completion_body(top)).encode())
 

@@ -2,12 +2,21 @@
 
 
 import json
+import math
+import re
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from steering_assets.vetting.judge import JudgmentCache, weighted_score
-from steering_assets.vetting.local import LocalJudge, complete_scenarios, response_prompt, scenario_prompt
+from steering_assets.vetting.judge import JudgeConfigurationError, JudgmentCache, ScoringSettings, weighted_score
+from steering_assets.vetting.local import (
+    LocalJudge,
+    complete_scenarios,
+    response_prompt,
+    scenario_prompt,
+    single_token_numbers,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +28,10 @@ def model(demo_workspace):
 
 def test_local_judge_scores_from_the_next_token_distribution(model, tokenizer, tmp_path):
     judge = LocalJudge(model, tokenizer, "tiny", cache=JudgmentCache(tmp_path / "j.jsonl"))
-    prompts = [scenario_prompt("Being humorous.", "A friend trips over a cat."), response_prompt("Being humorous.", "x", "y")]
+    # The demo model's tokenizer spells numbers digit by digit: the judge rates on 0-9.
+    assert judge.scale_top() == 9
+    prompts = [scenario_prompt("Being humorous.", "A friend trips over a cat.", scale_top=9),
+               response_prompt("Being humorous.", "x", "y", scale_top=9)]
     results = judge.score(prompts)
     # The same computation by hand: top-20 next-token logprobs of the chat-formatted prompt.
     text = tokenizer.apply_chat_template([{"role": "user", "content": prompts[0]}], add_generation_prompt=True, tokenize=False)
@@ -27,13 +39,48 @@ def test_local_judge_scores_from_the_next_token_distribution(model, tokenizer, t
         logits = model(**tokenizer(text, return_tensors="pt", add_special_tokens=False)).logits[0, -1]
     top = torch.log_softmax(logits.float(), -1).topk(20)
     expected = weighted_score([(tokenizer.convert_tokens_to_string([t]), v) for t, v in
-                               zip(tokenizer.convert_ids_to_tokens(top.indices.tolist()), top.values.tolist())])
+                               zip(tokenizer.convert_ids_to_tokens(top.indices.tolist()), top.values.tolist())],
+                              ScoringSettings(scale_top=9))
     assert results[0].weight == pytest.approx(expected.weight, abs=1e-5)
     assert (results[0].score is None) == (expected.score is None)
     assert judge.calls == 2
     again = LocalJudge(model, tokenizer, "tiny", cache=JudgmentCache(tmp_path / "j.jsonl"))
     again.score(prompts)
-    assert again.calls == 0
+    # Only scored judgments were cached: unscored ones are asked again.
+    assert again.calls == sum(r.score is None for r in results)
+
+
+class FixedLogits(torch.nn.Module):
+    """A stand-in causal LM whose next-token logits are given (for checking the arithmetic exactly)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("next_logits", torch.as_tensor(logits, dtype=torch.float32))
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=self.next_logits.expand(input_ids.shape[0], input_ids.shape[1], -1))
+
+
+def test_a_digit_tokenizer_is_scored_on_0_9_or_refused_and_never_gives_nan(tokenizer):
+    vocab = len(tokenizer)
+    logits = torch.full((vocab,), -30.0)
+    eight, nine = tokenizer.convert_tokens_to_ids("8"), tokenizer.convert_tokens_to_ids("9")
+    logits[eight], logits[nine] = math.log(0.6), math.log(0.4)
+    judge = LocalJudge(FixedLogits(logits), tokenizer, "digits")
+    [result] = judge.score([scenario_prompt("d", "s", scale_top=9)])
+    assert result.score == pytest.approx((0.6 * 8 + 0.4 * 9) * 100 / 9, abs=1e-3)
+    with pytest.raises(JudgeConfigurationError, match=r"local judge 'digits' does not hold every number 0-100 as one token"):
+        LocalJudge(FixedLogits(logits), tokenizer, "digits", number_scale="0-100").scale_top()
+    broken = LocalJudge(FixedLogits(torch.full((vocab,), float("nan"))), tokenizer, "broken")
+    [nan] = broken.score(["x"])
+    assert nan.score is None and "NaN" in nan.error
+
+
+def test_the_demo_judge_holds_whole_numbers(demo_workspace):
+    from transformers import AutoTokenizer
+
+    assert single_token_numbers(AutoTokenizer.from_pretrained(demo_workspace.judge_path), 100) == list(range(101))
 
 
 def test_completions_are_batched_seeded_and_plain_text(model, tokenizer):
@@ -64,7 +111,7 @@ def test_local_backend_without_a_model_stops_before_any_work(demo_workspace, tmp
     assert not (tmp_path / "artifacts" / "vetting").exists()
 
 
-def test_local_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo_workspace, tmp_path):
+def test_local_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo_workspace, tmp_path, capsys):
     import shutil
 
     import dagster as dg
@@ -86,11 +133,33 @@ def test_local_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo_work
         assert first.success
         report_path = tmp_path / "artifacts" / "vetting" / "response_vetting" / "personality" / "humorous" / "response_scores.json"
         report = json.loads(report_path.read_text())
-        assert report["trait"] == "humorous" and len(report["results"]) == 32
+        assert report["trait"] == "humorous" and len(report["results"]) == 32 and report["judge_scale"] == "0-100"
+        stage0 = json.loads(report_path.parents[3].joinpath("scenario_vetting", "personality", "humorous",
+                                                           "scenario_scores.json").read_text())
+        scored = sum(r["score"] is not None for r in report["results"] + stage0["results"])
         cache = next((tmp_path / "artifacts" / "vetting" / "judgments").glob("judgments-*.jsonl"))
         cached = len(cache.read_text().splitlines())
-        assert cached == 64  # 32 scenarios and 32 completions, each judged once
+        assert cached == scored  # every scored item judged once and cached; unscored ones never are
+        # The demo's verdicts.jsonl gives the scenario stage its agreement in the metadata.
+        [materialization] = first.asset_materializations_for_node("vetting__scenario_vetting")
+        agreement = materialization.metadata["calibration_details"].value["agreement"]
+        assert agreement["known"] == 32 and agreement["rate"] >= 0.9
         again = job.execute_in_process(instance=instance, partition_key=key, run_config=config)
         assert again.success
         reused = [m.metadata["reused_existing_artifact"].value for m in again.asset_materializations_for_node("vetting__response_vetting")]
-        assert reused == [True] and len(cache.read_text().splitlines()) == cached
+        complete = scored == 64
+        assert reused == [complete] and len(cache.read_text().splitlines()) == cached
+
+    # What `make demo` prints: pass rates, failing items with the threshold they missed, and the calibration table.
+    from steering_assets.artifacts import ArtifactStore
+    from steering_assets.cli import print_vetting
+    from steering_assets.demo.vetting import response_verdicts
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    capsys.readouterr()
+    print_vetting(store, root, [key], response_verdicts(store, root, [key]))
+    out = capsys.readouterr().out
+    assert "Judge calibration (local:" in out and re.search(r"trait +stage +agreement +ambiguous +drift", out)
+    scenario_row = next(line for line in out.splitlines() if line.startswith(f"{key}  scenarios"))
+    assert f"{agreement['agree']}/{agreement['compared']} ({agreement['rate']:.0%})" in scenario_row
+    assert ">= 60" in out  # a failing positive scenario names the threshold it missed
