@@ -64,7 +64,8 @@ def generate_responses(folder: Path, store: ArtifactStore, model: Any, tokenizer
     existing = store.current_manifest(out, key)
     if existing is not None:
         return ArtifactResult(out, existing, skipped=True)
-    responses = {side: complete_scenarios(model, tokenizer, getattr(scenarios, side), **generation) for side in ("positive", "negative")}
+    responses = {side: complete_scenarios(model, tokenizer, getattr(scenarios, side), model_name=model_name, **generation)
+                 for side in ("positive", "negative")}
     manifest = store.write_artifact(out, {RESPONSES_FILE: lambda p: p.write_text(json.dumps(responses, indent=2))},
                                     fingerprint_value=key, details={"count": {s: len(r) for s, r in responses.items()}, **generation})
     return ArtifactResult(out, manifest, skipped=False)
