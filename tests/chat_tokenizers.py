@@ -51,7 +51,8 @@ def templates_present() -> bool:
     return all((TEMPLATES / spec["template"]).is_file() for spec in FAMILIES.values())
 
 
-def build_tokenizer(family: str = "qwen3", *, chat_template: str | None = None, vocab_size: int = 400, pad: bool | None = None):
+def build_tokenizer(family: str = "qwen3", *, chat_template: str | None = None, vocab_size: int = 400, pad: bool | None = None,
+                    corpus: list[str] | None = None):
     """A fast tokenizer with ``family``'s special tokens, BOS behaviour and (unless given) real chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -62,7 +63,7 @@ def build_tokenizer(family: str = "qwen3", *, chat_template: str | None = None, 
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=spec["special"], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    core.train_from_iterator(CORPUS, trainer)
+    core.train_from_iterator(corpus or CORPUS, trainer)
     if spec["add_bos"]:
         bos_id = core.token_to_id(spec["bos"])
         core.post_processor = processors.TemplateProcessing(single=f"{spec['bos']} $A", pair=f"{spec['bos']} $A $B",

@@ -142,6 +142,7 @@ def test_a_vector_trained_through_the_fallback_mask_equals_one_trained_with_tags
 @pytest.mark.parametrize("family", ["qwen3", "gemma2", "llama3", "llama3.3"])
 def test_real_templates_train_on_the_reply_tokens_only(family, demo_conversations, tmp_path):
     from steering_assets.steering.assistant_mask import rendered_reply_mask
+    from steering_assets.steering.training import persona_seed, rows_needed
     from tests.chat_tokenizers import build_tokenizer, templates_present, tiny_qwen3
 
     if not templates_present():
@@ -151,9 +152,11 @@ def test_real_templates_train_on_the_reply_tokens_only(family, demo_conversation
     config = SteeringTrainingConfig(**{**FAST.__dict__, "max_steps": 2, "max_length": 1024, "layer": 1})
     outcome = train_steering_vectors(tiny_qwen3(tokenizer), tokenizer, [persona], config, tmp_path, model_name=family)
     assert outcome.assistant_mask == "rendered_reply"
-    masks = [rendered_reply_mask(tokenizer, m) for m in persona.train]
-    expected = sum(m.reply_tokens for m in masks) / sum(len(m.input_ids) for m in masks)
-    assert outcome.loss_token_share == pytest.approx(expected) and outcome.loss_token_share < 0.9
+    drawn = rows_needed(len(persona.train), 2, config.per_device_batch_size, persona_seed(config.seed, persona.name))
+    masks = [rendered_reply_mask(tokenizer, persona.train[i]) for i in drawn]
+    cut = config.max_length  # TRL truncates the rows to max_length before training
+    expected = sum(sum(m.assistant_mask[:cut]) for m in masks) / sum(len(m.input_ids[:cut]) for m in masks)
+    assert outcome.loss_token_share == pytest.approx(expected) and outcome.loss_token_share < 1.0
     assert outcome.vectors[0].vector.norm() > 0
 
 
@@ -171,7 +174,7 @@ def test_gradient_accumulation_normalises_each_persona_over_the_whole_step(tiny_
             self.grads.append(model.persona_steering.vectors.grad.detach().clone())
 
     two = [PersonaData(p.name, p.train[:8], []) for p in personas[:2]]
-    lengths = [len(tokenizer.apply_chat_template(m)) for m in two[0].train]
+    lengths = [len(tokenizer.apply_chat_template(m)["input_ids"]) for m in two[0].train]
     assert len(set(lengths)) > 2  # replies of unequal length, or the test could not tell the two ways apart
     base = {**FAST.__dict__, "max_steps": 1, "max_grad_norm": 0.0, "max_length": 1024, "warmup_steps": 0}
     grads = []
