@@ -187,3 +187,34 @@ def test_gradient_accumulation_normalises_each_persona_over_the_whole_step(tiny_
     one, accumulated = grads
     assert one.norm() > 0
     assert ((one - accumulated).norm() / one.norm()).item() < 1e-5
+
+
+@pytest.mark.parametrize("family", ["qwen3", "gemma2", "llama3", "llama3.3"])
+def test_vector_artifact_records_the_fallback_mask_with_each_real_template(family, demo_workspace, tmp_path):
+    """The steering_vector artifact of a real template says assistant-only loss, built by the rendered-reply method."""
+    import json
+
+    from steering_assets.artifacts import ArtifactStore
+    from steering_assets.personas.budget import BudgetConfig
+    from steering_assets.personas.layout import ROLES, PersonaRef
+    from steering_assets.personas.pipeline import materialize_persona_dataset, materialize_training_split
+    from steering_assets.steering.export import GGUF_FILE, LAYER_STACK_FILE, LM_EVAL_FILE
+    from steering_assets.steering.pipeline import materialize_steering_vectors
+    from tests.chat_tokenizers import build_tokenizer, templates_present, tiny_qwen3
+
+    if not templates_present():
+        pytest.skip("../shared/fixtures/real_world/chat_templates is not present")
+    tokenizer = build_tokenizer(family)
+    store = ArtifactStore(tmp_path / "artifacts")
+    ref = PersonaRef(ROLES, "demo-qwen3-tiny", "pirate")
+    materialize_persona_dataset(ref, demo_workspace.data_root, store)
+    materialize_training_split(ref, store, tokenizer, BudgetConfig(train_tokens=4000, validation_tokens=800))
+    config = SteeringTrainingConfig(**{**FAST.__dict__, "max_steps": 2, "eval_steps": 2, "save_steps": 2, "layer": 1, "max_length": 256})
+    result = materialize_steering_vectors([ref], store, tiny_qwen3(tokenizer), tokenizer, family, config, log=lambda _: None)
+    artifact = result[ref.partition_key]
+    saved = json.loads((artifact.folder / "steering_config.json").read_text())
+    assert saved["assistant_mask"] == "rendered_reply" and saved["metrics"]["assistant_only_loss"] is True
+    assert 0 < saved["metrics"]["loss_token_share"] < 1
+    assert artifact.details["assistant_mask"] == "rendered_reply"
+    assert {GGUF_FILE, LM_EVAL_FILE, LAYER_STACK_FILE} <= {p.name for p in artifact.folder.iterdir()}
+    assert saved["exports"] == {"files": sorted([GGUF_FILE, LM_EVAL_FILE, LAYER_STACK_FILE]), "not_exported": {}}
