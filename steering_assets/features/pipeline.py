@@ -20,7 +20,8 @@ from steering_assets.features.ranking import FeatureScore, rank_features, score_
 from steering_assets.personas.layout import validate_name
 from steering_assets.plots import line_plot_png
 
-FEATURES_CODE_VERSION = "1"
+# 2: layer L is block L's output (the last layer no longer reads the final norm); fragments start after BOS.
+FEATURES_CODE_VERSION = "2"
 RANKING_FILE = "top_features.json"
 
 
