@@ -498,6 +498,12 @@ def train_steering_vectors(
             kept = trainer._row_lookup(trainer.train_dataset)
             requested = [sum(1 for row in train_rows if row["persona_index"] == k) for k in range(len(names))]
             skipped = {name: requested[k] - len(kept[k]) for k, name in enumerate(names) if requested[k] > len(kept[k])}
+            nothing = [name for k, name in enumerate(names) if not kept[k]]
+            if nothing:
+                raise EmptyTrainingSplitError(
+                    f"no training row of {', '.join(nothing)} has reply tokens within max_length={config.max_length}: "
+                    "the prompt (system header, user turn, template boilerplate) fills it; raise max_length"
+                )
             if skipped and log is not None:
                 log(f"rows whose reply starts beyond max_length={config.max_length} (no loss tokens, skipped): {skipped}")
             if log is not None:

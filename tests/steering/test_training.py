@@ -218,3 +218,19 @@ def test_vector_artifact_records_the_fallback_mask_with_each_real_template(famil
     assert artifact.details["assistant_mask"] == "rendered_reply"
     assert {GGUF_FILE, LM_EVAL_FILE, LAYER_STACK_FILE} <= {p.name for p in artifact.folder.iterdir()}
     assert saved["exports"] == {"files": sorted([GGUF_FILE, LM_EVAL_FILE, LAYER_STACK_FILE]), "not_exported": {}}
+
+
+def test_rows_whose_reply_starts_beyond_max_length_are_skipped_and_counted(tmp_path):
+    from steering_assets.demo.model import CHAT_TEMPLATE
+    from tests.chat_tokenizers import build_tokenizer, tiny_qwen3
+
+    tokenizer = build_tokenizer("qwen3", chat_template=CHAT_TEMPLATE)
+    short = [[{"role": "user", "content": "How are you?"}, {"role": "assistant", "content": f"Arr, matey number {i}!"}] for i in range(3)]
+    long_prompt = [{"role": "user", "content": "Tell me about the sea. " * 30}, {"role": "assistant", "content": "Hoist the sails."}]
+    config = SteeringTrainingConfig(**{**FAST.__dict__, "max_steps": 2, "per_device_batch_size": 4, "max_length": 40, "layer": 1})
+    outcome = train_steering_vectors(tiny_qwen3(tokenizer), tokenizer, [PersonaData("demo/p", short + [long_prompt], [])], config,
+                                     tmp_path / "some", model_name="tiny")
+    assert outcome.rows_without_loss_tokens == {"demo/p": 1} and outcome.vectors[0].vector.norm() > 0
+    with pytest.raises(EmptyTrainingSplitError, match=r"no training row of demo/q has reply tokens within max_length=40"):
+        train_steering_vectors(tiny_qwen3(tokenizer), tokenizer, [PersonaData("demo/q", [long_prompt], [])], config,
+                               tmp_path / "none", model_name="tiny")
