@@ -174,7 +174,7 @@ def padded_batches(tokenizer: Any, side: str, model_name: str, setting: str = "P
     try:
         yield pad_id
     finally:
-        tokenizer.padding_side = side if saved_side is None else saved_side
+        tokenizer.padding_side = saved_side
         if saved_pad is None:
             tokenizer.pad_token = None
 
