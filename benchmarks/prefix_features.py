@@ -22,14 +22,14 @@ def main() -> None:
 
     from steering_assets.demo.build import build_demo_workspace
     from steering_assets.demo.corpus import ROLE_VOICES, TOPICS
-    from steering_assets.features.prefixes import prefix_hidden_states, prefix_hidden_states_one_by_one, sentence_token_ids
+    from steering_assets.features.prefixes import prefix_hidden_states, prefix_hidden_states_one_by_one, tokenize_sentences
 
     workspace, _ = build_demo_workspace(args.workspace)
     tokenizer = AutoTokenizer.from_pretrained(workspace.model_path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(workspace.model_path, local_files_only=True).eval()
     sentences = [s.format(topic=topic) for voice in ROLE_VOICES.values() for s in voice.sentences for topic in TOPICS[:2]]
-    ids = sentence_token_ids(tokenizer, sentences[: args.sentences])
-    prefixes = sum(len(x) for x in ids)
+    ids = tokenize_sentences(tokenizer, sentences[: args.sentences])
+    prefixes = sum(x.n_fragments for x in ids)
 
     started = time.perf_counter()
     naive = prefix_hidden_states_one_by_one(model, ids)

@@ -47,7 +47,18 @@ class LanguageModelResource(dg.ConfigurableResource):
 
     source: ModelSource
     device: str = Field(default="auto", description='"auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...')
+    device_map: Optional[str] = Field(
+        default=None,
+        description=(
+            'Unset: the whole model on `device`. "auto", "balanced", "balanced_low_0" or "sequential": shard the '
+            "decoder blocks over every GPU the run sees (CUDA_VISIBLE_DEVICES). Or a JSON object of module -> device. "
+            "Weights always load straight onto their device."
+        ),
+    )
     dtype: str = Field(default="auto", description='"auto" (bfloat16 on CUDA, float32 on CPU), "float32", "bfloat16", "float16".')
+    quantization: Optional[str] = Field(
+        default=None, description='"8bit" or "4bit" (bitsandbytes, optional: pip install \'steering-assets[quantization]\').'
+    )
     attn_implementation: Optional[str] = Field(default=None, description='e.g. "sdpa", "eager", "flash_attention_2".')
 
     _model: Any = PrivateAttr(default=None)
@@ -61,9 +72,13 @@ class LanguageModelResource(dg.ConfigurableResource):
             device=self.device,
             dtype=self.dtype,
             attn_implementation=self.attn_implementation,
+            device_map=self.device_map,
+            quantization=self.quantization,
         )
         if context.log:
-            context.log.info(f"loaded {self.source.model_name_or_path} on {self._model.device} ({self._model.dtype})")
+            placement = getattr(self._model, "hf_device_map", None)
+            where = f"sharded over {sorted({str(d) for d in placement.values()})}" if placement and len(set(placement.values())) > 1 else f"on {self._model.device}"
+            context.log.info(f"loaded {self.source.model_name_or_path} {where} ({self._model.dtype})")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         device = getattr(self._model, "device", None)

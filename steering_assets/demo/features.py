@@ -56,7 +56,7 @@ def train_demo_saes(model_path: Path, data_root: Path, sae_root: Path, seed: int
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from steering_assets.demo.corpus import iter_demo_texts
-    from steering_assets.features.prefixes import prefix_hidden_states, sentence_token_ids
+    from steering_assets.features.prefixes import prefix_hidden_states, tokenize_sentences
     from steering_assets.features.sae import train_small_sae
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -64,7 +64,7 @@ def train_demo_saes(model_path: Path, data_root: Path, sae_root: Path, seed: int
     rng = random.Random(seed)
     texts = [s.strip() + "." for t in iter_demo_texts(data_root) for s in t.split(". ") if len(s) > 10]
     sample = rng.sample(texts, min(sentences, len(texts)))
-    states = prefix_hidden_states(model, sentence_token_ids(tokenizer, sample), batch_size=32)
+    states = prefix_hidden_states(model, tokenize_sentences(tokenizer, sample), batch_size=32)
     entries = []
     for layer in SAE_LAYERS:
         activations = np.concatenate([s[layer] for s in states])

@@ -21,8 +21,9 @@ from steering_assets.features.ranking import FeatureScore, rank_features, score_
 from steering_assets.personas.layout import validate_name
 from steering_assets.plots import line_plot_png
 
-# 2: feature NPZs record hidden_state_layers; layers are looked up by id, never by position.
-FEATURES_CODE_VERSION = "2"
+# 2: layer L is block L's output (the last layer no longer reads the final norm); fragments start after BOS.
+# 3: feature NPZs record hidden_state_layers; layers are looked up by id, never by position.
+FEATURES_CODE_VERSION = "3"
 RANKING_FILE = "top_features.json"
 
 

@@ -2,7 +2,9 @@
 
 In a causal LM, position t of a single pass over a sentence sees exactly tokens 1..t, so
 its hidden state is the last-token state of prefix t. One batched pass therefore yields
-every prefix of every sentence; the naive way runs one forward per prefix.
+every prefix of every sentence; the naive way runs one forward per prefix. Prefixes start
+after the tokenizer's BOS (the BOS token alone is not a fragment), and layer L is the output
+of decoder block L, read with hooks (``steering_assets.steering.residual``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,57 @@ class NonFiniteHiddenStatesError(FloatingPointError):
     """NaN or inf in hidden states: reported, never silently used."""
 
 
-def sentence_token_ids(tokenizer: Any, sentences: Sequence[str]) -> list[list[int]]:
-    ids = tokenizer(list(sentences), add_special_tokens=True)["input_ids"]
-    for index, (sentence, tokens) in enumerate(zip(sentences, ids)):
-        if not tokens:
+@dataclass(frozen=True)
+class SentenceTokens:
+    """A sentence's token ids as the model reads them, and where its fragments start.
+
+    ``ids`` include the special tokens the tokenizer adds in front (BOS for Gemma and Llama):
+    the model expects them as context. The fragments (cumulative prefixes) start after them
+    at ``start``: the BOS token alone is not a fragment (DESIGN.md). Fragment ``i`` is
+    ``ids[: start + i + 1]``, and there are ``len(ids) - start`` of them.
+    """
+
+    ids: list[int]
+    start: int = 0
+
+    @property
+    def n_fragments(self) -> int:
+        return len(self.ids) - self.start
+
+
+def _leading_special(ids: list[int], special: set[int]) -> int:
+    count = 0
+    while count < len(ids) and ids[count] in special:
+        count += 1
+    return count
+
+
+def tokenize_sentences(tokenizer: Any, sentences: Sequence[str]) -> list[SentenceTokens]:
+    """Token ids of each sentence with the tokenizer's own leading special tokens, fragments after them.
+
+    The sentence's own tokens are its encoding without special tokens; they are located in the
+    encoding with special tokens, whose leading part (BOS) becomes context and whose trailing
+    part (an EOS some tokenizers append) is dropped. Raises ``EmptySentenceError`` for a
+    sentence with no tokens of its own.
+    """
+    texts = list(sentences)
+    full = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    plain = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    result = []
+    for index, (sentence, with_special, own) in enumerate(zip(texts, full, plain)):
+        if not own:
             raise EmptySentenceError(f"sentence {index} ({sentence!r}) tokenizes to nothing; remove it or fix the text")
-    return ids
+        start = next((i for i in range(len(with_special) - len(own) + 1) if with_special[i : i + len(own)] == own), None)
+        if start is None:
+            # Special tokens changed how the text itself was split: keep the encoding the model sees,
+            # minus its leading and trailing special tokens.
+            start = _leading_special(with_special, special)
+            end = len(with_special) - _leading_special(with_special[::-1], special)
+            result.append(SentenceTokens(list(with_special[:end]), start))
+        else:
+            result.append(SentenceTokens(list(with_special[: start + len(own)]), start))
+    return result
 
 
 def _check_finite(array: np.ndarray, what: str) -> np.ndarray:
@@ -36,45 +83,58 @@ def _check_finite(array: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
-def prefix_hidden_states(model: Any, token_ids: Sequence[list[int]], batch_size: int = 16) -> list[np.ndarray]:
-    """For each sentence, ``[n_layers, n_tokens, d]``: layer outputs at every prefix's last token.
+def _as_tokens(sentence: SentenceTokens | Sequence[int]) -> SentenceTokens:
+    return sentence if isinstance(sentence, SentenceTokens) else SentenceTokens(list(sentence), 0)
 
-    Sentences are right-padded within a batch; with a causal mask, padding after a
-    sentence never affects its positions.
+
+def prefix_hidden_states(model: Any, sentences: Sequence[SentenceTokens], batch_size: int = 16) -> list[np.ndarray]:
+    """For each sentence, ``[n_layers, n_fragments, d]``: every block's output at each fragment's last token.
+
+    Layer L is the output of decoder block L (DESIGN.md), captured with hooks, the last block
+    included. Sentences are right-padded within a batch; with a causal mask, padding after
+    a sentence never affects its positions. Raises ``NonFiniteHiddenStatesError`` naming the
+    sentence when a state is NaN or infinite.
     """
     import torch
 
-    device = next(model.parameters()).device
+    from steering_assets.steering.hook import input_device
+    from steering_assets.steering.residual import all_block_outputs
+
+    items = [_as_tokens(s) for s in sentences]
+    device = input_device(model)
     pad = getattr(getattr(model, "config", None), "pad_token_id", None) or 0
     results: list[np.ndarray] = []
     with torch.no_grad():
-        for start in range(0, len(token_ids), batch_size):
-            chunk = token_ids[start : start + batch_size]
-            width = max(len(ids) for ids in chunk)
+        for first in range(0, len(items), batch_size):
+            chunk = items[first : first + batch_size]
+            width = max(len(item.ids) for item in chunk)
             input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, ids in enumerate(chunk):
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                attention[row, : len(ids)] = 1
-            outputs = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), output_hidden_states=True)
-            stacked = torch.stack(outputs.hidden_states[1:]).float().cpu().numpy()  # [n_layers, batch, width, d]
-            for row, ids in enumerate(chunk):
-                results.append(_check_finite(stacked[:, row, : len(ids)], f"sentence {start + row}"))
+            for row, item in enumerate(chunk):
+                input_ids[row, : len(item.ids)] = torch.tensor(item.ids)
+                attention[row, : len(item.ids)] = 1
+            stacked = all_block_outputs(model, input_ids=input_ids.to(device), attention_mask=attention.to(device))
+            stacked = stacked.float().cpu().numpy()  # [n_layers, batch, width, d]
+            for row, item in enumerate(chunk):
+                results.append(_check_finite(stacked[:, row, item.start : len(item.ids)], f"sentence {first + row}"))
     return results
 
 
-def prefix_hidden_states_one_by_one(model: Any, token_ids: Sequence[list[int]]) -> list[np.ndarray]:
-    """The reference way: one forward pass per prefix, keeping its last position."""
+def prefix_hidden_states_one_by_one(model: Any, sentences: Sequence[SentenceTokens]) -> list[np.ndarray]:
+    """The reference way: one forward pass per fragment, keeping every block's output at its last position."""
     import torch
 
-    device = next(model.parameters()).device
+    from steering_assets.steering.hook import input_device
+    from steering_assets.steering.residual import all_block_outputs
+
+    device = input_device(model)
     results = []
     with torch.no_grad():
-        for ids in token_ids:
+        for item in (_as_tokens(s) for s in sentences):
             per_prefix = []
-            for t in range(1, len(ids) + 1):
-                outputs = model(input_ids=torch.tensor([ids[:t]], device=device), output_hidden_states=True)
-                per_prefix.append(torch.stack([h[0, -1] for h in outputs.hidden_states[1:]]).float().cpu().numpy())
+            for end in range(item.start + 1, len(item.ids) + 1):
+                stacked = all_block_outputs(model, input_ids=torch.tensor([item.ids[:end]], device=device))
+                per_prefix.append(stacked[:, 0, -1].float().cpu().numpy())
             results.append(np.stack(per_prefix, axis=1))
     return results
 
@@ -125,8 +185,9 @@ class SentenceFeatures:
             )
 
 
-def prefix_texts(tokenizer: Any, token_ids: list[int]) -> list[str]:
-    return [tokenizer.decode(token_ids[:t], skip_special_tokens=True) for t in range(1, len(token_ids) + 1)]
+def prefix_texts(tokenizer: Any, sentence: SentenceTokens) -> list[str]:
+    """The text of each fragment (special tokens such as BOS left out)."""
+    return [tokenizer.decode(sentence.ids[:end], skip_special_tokens=True) for end in range(sentence.start + 1, len(sentence.ids) + 1)]
 
 
 def sentence_features(
@@ -134,14 +195,14 @@ def sentence_features(
     *, first_index: int = 0, batch_size: int = 16,
 ) -> list[SentenceFeatures]:
     """Features of every prefix of every sentence: encoder embeddings, all hidden states, SAE activations."""
-    ids = sentence_token_ids(tokenizer, sentences)
-    hidden = prefix_hidden_states(model, ids, batch_size)
+    tokens = tokenize_sentences(tokenizer, sentences)
+    hidden = prefix_hidden_states(model, tokens, batch_size)
     layers = np.array(sorted(saes), dtype=np.int64)
     features = []
-    for offset, (sentence, label, tokens, states) in enumerate(zip(sentences, labels, ids, hidden)):
-        texts = prefix_texts(tokenizer, tokens)
-        activations = np.stack([saes[layer].encode(states[layer]) for layer in layers]) if len(layers) else np.zeros((0, len(tokens), 0))
-        final = np.zeros(len(tokens), dtype=bool)
+    for offset, (sentence, label, item, states) in enumerate(zip(sentences, labels, tokens, hidden)):
+        texts = prefix_texts(tokenizer, item)
+        activations = np.stack([saes[layer].encode(states[layer]) for layer in layers]) if len(layers) else np.zeros((0, item.n_fragments, 0))
+        final = np.zeros(item.n_fragments, dtype=bool)
         final[-1] = True
         features.append(
             SentenceFeatures(

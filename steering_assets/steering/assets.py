@@ -27,7 +27,9 @@ class SteeringVectorConfig(dg.Config):
     max_steps: int = Field(default=200, gt=0)
     epochs: Optional[float] = Field(default=None, gt=0, description="Passes over the largest split; overrides max_steps when set.")
     per_device_batch_size: int = Field(default=8, gt=0, description="Examples per persona per step.")
-    gradient_accumulation_steps: int = Field(default=1, gt=0)
+    gradient_accumulation_steps: int = Field(
+        default=1, gt=0, description="Micro-batches per optimizer step; each persona's loss is its mean over all their reply tokens."
+    )
     lr_scheduler_type: str = Field(default="cosine")
     warmup_steps: int = Field(default=10, ge=0)
     weight_decay: float = Field(default=0.0, ge=0)
@@ -88,10 +90,19 @@ def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
     }
 
 
+def export_metadata(details: dict[str, Any]) -> dict[str, Any]:
+    """The export files written beside the vector, and any left out with the reason (e.g. llama.cpp and block 0)."""
+    return {
+        "exports": dg.MetadataValue.json(details.get("exports", [])),
+        **({"not_exported": dg.MetadataValue.json(details["not_exported"])} if details.get("not_exported") else {}),
+    }
+
+
 def activation_metadata(result: ArtifactResult) -> dict[str, Any]:
     return {
         "layer": result.details["layer"],
         "vector_norm": dg.MetadataValue.float(result.details["norm"]),
+        **export_metadata(result.details),
         "path": dg.MetadataValue.path(str(result.folder)),
         "reused_existing_artifact": result.skipped,
     }
@@ -109,6 +120,10 @@ def vector_metadata(result: ArtifactResult) -> dict[str, Any]:
         "tokens_per_second": dg.MetadataValue.float(d["tokens_per_second"]),
         "trained_with_personas": d["trained_with"],
         "assistant_only_loss": d["assistant_only_loss"],
+        "assistant_mask": d.get("assistant_mask"),
+        "loss_token_share": dg.MetadataValue.float(d["loss_token_share"]) if d.get("loss_token_share") is not None else None,
+        "rows_without_loss_tokens": d.get("rows_without_loss_tokens", 0),
+        **export_metadata(d),
         "loss_curve": dg.MetadataValue.md(png_markdown(png, "loss curve")),
         "path": dg.MetadataValue.path(str(result.folder / VECTOR_FILE)),
         "interop_pt": dg.MetadataValue.path(str(result.folder / INTEROP_FILE)),

@@ -26,7 +26,8 @@ from steering_assets.steering.evaluation import (
 from steering_assets.steering.persona_classifier import BASELINE_CLASS, PersonaClassifier
 from steering_assets.steering.pipeline import vector_folder
 
-EVAL_CODE_VERSION = "1"
+# 2: block-output layers (the last layer no longer reads the final norm), reply masks shared with training.
+EVAL_CODE_VERSION = "2"
 CLASSIFIER_FILE = "classifier.npz"
 ACTIVATION_FILE = "activation_vector.npy"
 EVAL_FILE = "evaluation.json"
@@ -123,8 +124,13 @@ def materialize_activation_vectors(
     rows: int = 256, seed: int = 0, log: Callable[[str], None] = print,
 ) -> dict[str, ArtifactResult]:
     """Mean reply activation of each persona's training split minus that of the baselines, at the vector's layer."""
+    from steering_assets.models import padding_token_id
     from steering_assets.steering.vectors import read_vector
 
+    from steering_assets.steering.export import ModelShape, export_writers
+
+    padding_token_id(tokenizer, model_name)  # before any work: batches need a pad (or EOS) token
+    shape = ModelShape.of(model)
     results: dict[str, ArtifactResult] = {}
     baseline_means: dict[tuple[str, int], np.ndarray] = {}
     baselines = {model: baseline_conversations(store, model) for model in {ref.source_model for ref in refs}}
@@ -140,16 +146,21 @@ def materialize_activation_vectors(
             results[ref.partition_key] = ArtifactResult(folder, existing, skipped=True)
             continue
         if (ref.source_model, layer) not in baseline_means:
-            baseline_means[(ref.source_model, layer)] = assistant_mean_hidden(model, tokenizer, _sample(baseline, rows, seed), layer).mean(0)
+            baseline_means[(ref.source_model, layer)] = assistant_mean_hidden(
+                model, tokenizer, _sample(baseline, rows, seed), layer, model_name=model_name).mean(0)
         train = load_training_split(store, ref)[0]["messages"].to_list()
-        persona_mean = assistant_mean_hidden(model, tokenizer, _sample(train, rows, seed), layer).mean(0)
+        persona_mean = assistant_mean_hidden(model, tokenizer, _sample(train, rows, seed), layer, model_name=model_name).mean(0)
         vector = (persona_mean - baseline_means[(ref.source_model, layer)]).astype(np.float32)
         log(f"{ref.partition_key}: activation vector at layer {layer}, norm {np.linalg.norm(vector):.3f}")
+        exports, not_exported = export_writers(vector, layer, shape)
+        for name, reason in not_exported.items():
+            log(f"{ref.partition_key}: {name} not written: {reason}")
         manifest = store.write_artifact(
             folder,
-            {ACTIVATION_FILE: lambda p, v=vector: _save_npy(v, p)},
+            {ACTIVATION_FILE: lambda p, v=vector: _save_npy(v, p), **exports},
             fingerprint_value=key,
-            details={"layer": layer, "norm": float(np.linalg.norm(vector)), "persona_rows": min(rows, len(train)), "baseline_rows": min(rows, len(baseline))},
+            details={"layer": layer, "norm": float(np.linalg.norm(vector)), "persona_rows": min(rows, len(train)),
+                     "baseline_rows": min(rows, len(baseline)), "exports": sorted(exports), "not_exported": not_exported},
         )
         results[ref.partition_key] = ArtifactResult(folder, manifest, skipped=False)
     return results
@@ -182,7 +193,7 @@ def held_out_rows(store: ArtifactStore, ref: PersonaRef) -> pl.DataFrame:
 
 def evaluate_persona(
     ref: PersonaRef, store: ArtifactStore, model: Any, tokenizer: Any, classifier: PersonaClassifier, encoder: Any,
-    config: EvaluationConfig, baseline: list | None = None,
+    config: EvaluationConfig, baseline: list | None = None, model_name: str = "PERSONA_MODEL",
 ) -> dict[str, Any]:
     from steering_assets.steering.hook import attach_steering
     from steering_assets.steering.vectors import check_fits, read_vector
@@ -230,7 +241,7 @@ def evaluate_persona(
 
     questions = list(dict.fromkeys(c[-2]["content"] for c in baseline if len(c) >= 2 and c[-2]["role"] == "user"))
     prompts = questions[: config.n_prompts]
-    generations = steered_generations(model, tokenizer, prompts, layer, vector, config)
+    generations = steered_generations(model, tokenizer, prompts, layer, vector, config, model_name=model_name)
     effect = steering_effect(generations, ref.partition_key, classifier, encoder)
     result["steering"] = {
         "coefficients": effect.coefficients,
@@ -250,6 +261,9 @@ def materialize_steering_evals(
     refs: Sequence[PersonaRef], store: ArtifactStore, model: Any, tokenizer: Any, model_name: str, encoder: Any,
     config: EvaluationConfig, log: Callable[[str], None] = print,
 ) -> dict[str, ArtifactResult]:
+    from steering_assets.models import padding_token_id
+
+    padding_token_id(tokenizer, model_name)  # before any work: batches need a pad (or EOS) token
     results: dict[str, ArtifactResult] = {}
     kind = refs[0].kind
     classifier, classifier_print = load_persona_classifier(store, kind)
@@ -266,7 +280,8 @@ def materialize_steering_evals(
             continue
         if ref.source_model not in baselines:
             baselines[ref.source_model] = baseline_conversations(store, ref.source_model)[0]
-        evaluation = evaluate_persona(ref, store, model, tokenizer, classifier, encoder, config, baselines[ref.source_model])
+        evaluation = evaluate_persona(ref, store, model, tokenizer, classifier, encoder, config, baselines[ref.source_model],
+                                      model_name=model_name)
         steering = evaluation["steering"]
         log(f"{ref.partition_key}: target probability {steering['unsteered_probability']:.2f} unsteered -> "
             f"{steering['best_probability']:.2f} at coefficient {steering['best_coefficient']}")

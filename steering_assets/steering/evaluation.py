@@ -13,7 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from steering_assets.steering.hook import attach_steering, check_layer
+from steering_assets.models import padded_batches, padding_token_id
+from steering_assets.steering.assistant_mask import assistant_masks
+from steering_assets.steering.hook import attach_steering, check_layer, hidden_size, input_device
+from steering_assets.steering.residual import block_outputs
 
 
 @dataclass(frozen=True)
@@ -28,65 +31,68 @@ class EvaluationConfig:
     seed: int = 0
 
 
-def _assistant_spans(tokenizer: Any, conversations: Sequence[list[dict[str, str]]]) -> tuple[list[list[int]], list[int]]:
-    """Token ids of each conversation and where its final assistant turn starts.
+def _assistant_masks(tokenizer: Any, conversations: Sequence[list[dict[str, str]]], max_length: int):
+    """Token ids of each conversation and its assistant-reply mask, by the same method as training.
 
-    The start is the length of the prompt rendered with ``add_generation_prompt``; this
-    works for any chat template, with or without {% generation %} tags.
+    Tagged templates use their ``{% generation %}`` tags; any other template has the reply
+    located in its rendering (``assistant_mask``), so template boilerplate such as Qwen3's
+    empty ``<think></think>`` block never counts as reply.
     """
-    ids, starts = [], []
-    for conversation in conversations:
-        prompt = tokenizer.apply_chat_template(conversation[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-        full = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
-        ids.append(full)
-        starts.append(len(prompt))
-    return ids, starts
+    masked = assistant_masks(tokenizer, conversations)
+    return [m.input_ids[:max_length] for m in masked], [m.assistant_mask[:max_length] for m in masked]
 
 
-def _batches(ids: list[list[int]], starts: list[int], batch_size: int, pad_id: int, device):
+def _batches(ids: list[list[int]], masks: list[list[int]], batch_size: int, pad_id: int, device):
+    """Right-padded batches: input ids, attention mask, assistant mask."""
     for begin in range(0, len(ids), batch_size):
         chunk = ids[begin : begin + batch_size]
         width = max(len(x) for x in chunk)
         input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(chunk), width), dtype=torch.long)
         assistant = torch.zeros((len(chunk), width), dtype=torch.bool)
-        for row, (tokens, start) in enumerate(zip(chunk, starts[begin : begin + batch_size])):
+        for row, (tokens, mask) in enumerate(zip(chunk, masks[begin : begin + batch_size])):
             input_ids[row, : len(tokens)] = torch.tensor(tokens)
             attention[row, : len(tokens)] = 1
-            assistant[row, start : len(tokens)] = True
+            assistant[row, : len(tokens)] = torch.tensor(mask, dtype=torch.bool)
         yield input_ids.to(device), attention.to(device), assistant.to(device)
 
 
 @torch.no_grad()
-def assistant_mean_hidden(model, tokenizer, conversations, layer: int, batch_size: int = 16, max_length: int = 1024) -> np.ndarray:
-    """Mean residual-stream activation (output of decoder layer ``layer``) over each reply's tokens."""
+def assistant_mean_hidden(model, tokenizer, conversations, layer: int, batch_size: int = 16, max_length: int = 1024,
+                          model_name: str = "PERSONA_MODEL") -> np.ndarray:
+    """``[n_conversations, d]``: mean residual stream at the output of decoder block ``layer`` over each reply's tokens.
+
+    Layer L is block L's output (DESIGN.md), read with a hook (the last block included), so
+    the activation vector lives where steering adds. Raises ``FloatingPointError`` on NaN/inf.
+    """
     check_layer(model, layer)
-    ids, starts = _assistant_spans(tokenizer, conversations)
-    ids = [x[:max_length] for x in ids]
-    device = next(model.parameters()).device
+    pad_id = padding_token_id(tokenizer, model_name)
+    ids, masks = _assistant_masks(tokenizer, conversations, max_length)
+    device = input_device(model)
     rows = []
-    for input_ids, attention, assistant in _batches(ids, starts, batch_size, tokenizer.pad_token_id or 0, device):
-        hidden = model(input_ids=input_ids, attention_mask=attention, output_hidden_states=True).hidden_states[layer + 1]
-        mask = assistant.unsqueeze(-1).to(hidden.dtype)
+    for input_ids, attention, assistant in _batches(ids, masks, batch_size, pad_id, device):
+        hidden = block_outputs(model, [layer], input_ids=input_ids, attention_mask=attention)[layer]
+        mask = assistant.to(hidden.device).unsqueeze(-1).to(hidden.dtype)
         means = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         rows.append(means.float().cpu().numpy())
-    result = np.concatenate(rows) if rows else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+    result = np.concatenate(rows) if rows else np.zeros((0, hidden_size(model)), dtype=np.float32)
     if not np.isfinite(result).all():
         raise FloatingPointError(f"non-finite hidden states at layer {layer}; the model or the inputs are broken")
     return result
 
 
 @torch.no_grad()
-def assistant_perplexity(model, tokenizer, conversations, batch_size: int = 16, max_length: int = 1024) -> float:
-    """exp(mean next-token loss over the assistant replies)."""
-    ids, starts = _assistant_spans(tokenizer, conversations)
-    ids = [x[:max_length] for x in ids]
-    device = next(model.parameters()).device
+def assistant_perplexity(model, tokenizer, conversations, batch_size: int = 16, max_length: int = 1024,
+                         model_name: str = "PERSONA_MODEL") -> float:
+    """exp(mean next-token loss over the assistant replies' tokens), the same tokens training computes its loss on."""
+    pad_id = padding_token_id(tokenizer, model_name)
+    ids, masks = _assistant_masks(tokenizer, conversations, max_length)
+    device = input_device(model)
     total, count = 0.0, 0
-    for input_ids, attention, assistant in _batches(ids, starts, batch_size, tokenizer.pad_token_id or 0, device):
+    for input_ids, attention, assistant in _batches(ids, masks, batch_size, pad_id, device):
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
-        targets = input_ids[:, 1:]
-        mask = assistant[:, 1:]
+        targets = input_ids[:, 1:].to(logits.device)
+        mask = assistant[:, 1:].to(logits.device)
         losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         total += float((losses * mask).sum())
         count += int(mask.sum())
@@ -132,16 +138,17 @@ def projection_regression(hidden: np.ndarray, scores: np.ndarray, vector: np.nda
 
 
 @torch.no_grad()
-def steered_generations(model, tokenizer, prompts: Sequence[str], layer: int, vector: torch.Tensor, config: EvaluationConfig) -> dict[float, list[str]]:
-    """Replies to each neutral prompt at every steering coefficient, with the same sampling seed."""
-    device = next(model.parameters()).device
+def steered_generations(model, tokenizer, prompts: Sequence[str], layer: int, vector: torch.Tensor, config: EvaluationConfig,
+                        model_name: str = "PERSONA_MODEL") -> dict[float, list[str]]:
+    """Replies to each neutral prompt at every steering coefficient, with the same sampling seed.
+
+    Prompts are left-padded (with EOS when the tokenizer has no pad token) so every row's
+    next token follows its own last prompt token.
+    """
+    device = input_device(model)
     rendered = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False) for p in prompts]
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
+    with padded_batches(tokenizer, "left", model_name) as pad_id:
         batch = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    finally:
-        tokenizer.padding_side = side
     outputs: dict[float, list[str]] = {}
     with attach_steering(model, layer, 1, vector[None].float()) as handle:
         for coefficient in config.coefficients:
@@ -153,7 +160,7 @@ def steered_generations(model, tokenizer, prompts: Sequence[str], layer: int, ve
                 do_sample=True,
                 temperature=config.temperature,
                 top_p=config.top_p,
-                pad_token_id=tokenizer.pad_token_id,
+                pad_token_id=pad_id,
             )
             replies = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
             outputs[float(coefficient)] = [r.strip() for r in replies]

@@ -18,19 +18,97 @@ from steering_assets.steering.errors import LayerOutOfRangeError
 STEERING_ATTRIBUTE = "persona_steering"
 
 
+class DecoderLayersNotFoundError(ValueError):
+    """A model whose decoder blocks cannot be located."""
+
+
+# Where causal LMs keep their decoder blocks, relative to the model or its base model:
+# Llama/Mistral/Qwen/Gemma/Phi-3/OLMo (``model.layers``), GPT-2 (``transformer.h``), GPT-NeoX
+# (``gpt_neox.layers``), multimodal wrappers such as Gemma3ForConditionalGeneration
+# (``model.language_model.layers``), MPT/Falcon-style ``blocks``.
+_LAYER_ATTRIBUTES = ("layers", "h", "blocks")
+
+
+def _text_layer_count(model: nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(text_config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder-layer list of a causal LM (Llama, Qwen, Gemma, Mistral, GPT-2 style)."""
-    candidates = []
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    for owner in (decoder, getattr(model, "model", None), getattr(model, "transformer", None), model):
-        if owner is None:
+    """The decoder blocks of a causal LM, in order: block L is layer L of DESIGN.md's convention.
+
+    Looked up, in order, on ``model.get_decoder()``, ``model.base_model``, ``model.model``,
+    ``model.model.language_model``, ``model.language_model``, ``model.transformer`` and the model
+    itself, under the attribute names ``layers``, ``h`` and ``blocks``; a ``ModuleList`` whose
+    length is the config's ``num_hidden_layers`` is preferred when several exist.
+
+    Raises ``DecoderLayersNotFoundError`` naming the model class and every place looked in.
+    """
+    owners: list[tuple[str, nn.Module]] = []
+    if hasattr(model, "get_decoder"):
+        try:
+            owners.append(("get_decoder()", model.get_decoder()))
+        except (AttributeError, NotImplementedError, TypeError):
+            pass
+    inner = getattr(model, "model", None)
+    for path, owner in (
+        ("base_model", getattr(model, "base_model", None)),
+        ("model", inner),
+        ("model.language_model", getattr(inner, "language_model", None)),
+        ("language_model", getattr(model, "language_model", None)),
+        ("transformer", getattr(model, "transformer", None)),
+        ("(the model itself)", model),
+    ):
+        owners.append((path, owner))
+    expected = _text_layer_count(model)
+    looked: list[str] = []
+    candidates: list[nn.ModuleList] = []
+    for path, owner in owners:
+        if not isinstance(owner, nn.Module):
             continue
-        for name in ("layers", "h", "blocks"):
+        for name in _LAYER_ATTRIBUTES:
+            looked.append(f"{path}.{name} ({type(owner).__name__})")
             layers = getattr(owner, name, None)
             if isinstance(layers, nn.ModuleList) and len(layers):
-                return layers
-        candidates.append(type(owner).__name__)
-    raise ValueError(f"could not find the decoder layers of {type(model).__name__} (looked in {candidates})")
+                if expected is None or len(layers) == expected:
+                    return layers
+                candidates.append(layers)
+    if candidates:
+        # A config whose layer count disagrees (extra MTP layers, a renamed field): the first list found.
+        return candidates[0]
+    raise DecoderLayersNotFoundError(
+        f"could not find the decoder layers of {type(model).__name__}: looked for a non-empty nn.ModuleList at "
+        f"{', '.join(dict.fromkeys(looked))}. Steering, activation vectors and hidden-state features need the "
+        "list of decoder blocks; this architecture keeps them elsewhere."
+    )
+
+
+def layer_device(model: nn.Module, layer: int) -> torch.device:
+    """The device holding decoder block ``layer`` (blocks of a sharded model live on different GPUs)."""
+    block = decoder_layers(model)[layer]
+    for tensor in block.parameters():
+        return tensor.device
+    for tensor in block.buffers():
+        return tensor.device
+    return input_device(model)
+
+
+def input_device(model: nn.Module) -> torch.device:
+    """Where ``input_ids`` go: the device of the input embeddings (the first shard of a sharded model)."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    weight = getattr(embeddings, "weight", None)
+    if isinstance(weight, torch.Tensor):
+        return weight.device
+    return next(model.parameters()).device
+
+
+def n_layers(model: nn.Module) -> int:
+    return len(decoder_layers(model))
 
 
 def check_layer(model: nn.Module, layer: int) -> int:
@@ -110,13 +188,14 @@ def attach_steering(model: nn.Module, layer: int, n_vectors: int = 1, vectors: t
 
     The module is registered as a submodule of the model so an optimiser built from
     ``model.parameters()`` sees it, and the hook is prepended so that the hidden states
-    transformers returns (collected by its own hooks) already include the steering.
+    transformers returns (collected by its own hooks) already include the steering. The
+    vectors live on the device of block ``layer``.
     """
     check_layer(model, layer)
     if getattr(model, STEERING_ATTRIBUTE, None) is not None:
         raise RuntimeError("model already has a steering module attached; remove it first")
-    parameter = next(model.parameters())
-    steering = SteeringVectors(n_vectors, hidden_size(model), dtype=torch.float32, device=parameter.device)
+    # On the device of the steered block, so a model sharded over GPUs never copies the vectors per forward.
+    steering = SteeringVectors(n_vectors, hidden_size(model), dtype=torch.float32, device=layer_device(model, layer))
     if vectors is not None:
         if tuple(vectors.shape) != tuple(steering.vectors.shape):
             raise ValueError(

@@ -24,7 +24,8 @@ from steering_assets.steering.training import (
 from steering_assets.steering.config import CONFIG_FILE, INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE, SteeringTrainingConfig
 from steering_assets.steering.vectors import write_interop, write_vector
 
-VECTOR_CODE_VERSION = "1"
+# 2: assistant-only loss with any chat template, loss normalised per accumulation window, exports.
+VECTOR_CODE_VERSION = "2"
 
 
 def vector_folder(store: ArtifactStore, ref: PersonaRef) -> Path:
@@ -61,6 +62,8 @@ def materialize_steering_vectors(
     log: Callable[[str], None] = print,
 ) -> dict[str, ArtifactResult]:
     """Train every persona whose vector is missing or stale in one batched run; reuse the rest."""
+    from steering_assets.steering.export import ModelShape
+
     results: dict[str, ArtifactResult] = {}
     todo: list[tuple[PersonaRef, str]] = []
     for ref in refs:
@@ -84,8 +87,9 @@ def materialize_steering_vectors(
     outcome = train_steering_vectors(model, tokenizer, personas, config, checkpoints, model_name=model_name, log=log)
     if outcome.resumed_from:
         log(f"resumed from checkpoint {outcome.resumed_from}")
+    shape = ModelShape.of(model)
     for (ref, key), trained in zip(todo, outcome.vectors):
-        results[ref.partition_key] = _write_vector_artifact(store, ref, key, trained, outcome, model_name, config)
+        results[ref.partition_key] = _write_vector_artifact(store, ref, key, trained, outcome, model_name, config, shape)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return results
 
@@ -98,10 +102,14 @@ def _write_vector_artifact(
     outcome: TrainingOutcome,
     model_name: str,
     config: SteeringTrainingConfig,
+    shape,
 ) -> ArtifactResult:
     import json
 
+    from steering_assets.steering.export import export_writers
+
     split_manifest = store.load_manifest(split_folder(store, ref), verify=False)
+    exports, not_exported = export_writers(trained.vector, outcome.layer, shape)
     metrics = {
         "best_validation_loss": trained.best_validation_loss,
         "best_step": trained.best_step,
@@ -110,6 +118,9 @@ def _write_vector_artifact(
         "tokens_per_second": round(outcome.tokens_per_second, 1),
         "trained_with": len(outcome.vectors),
         "assistant_only_loss": outcome.assistant_only_loss,
+        "assistant_mask": outcome.assistant_mask,
+        "loss_token_share": round(outcome.loss_token_share, 4),
+        "rows_without_loss_tokens": outcome.rows_without_loss_tokens.get(ref.partition_key, 0),
         "final_train_loss": trained.train_loss[-1][1] if trained.train_loss else None,
     }
     steering_config = {
@@ -121,7 +132,9 @@ def _write_vector_artifact(
         "source_model": ref.source_model,
         "dataset_hash": split_manifest["fingerprint"],
         "training": asdict(config),
+        "assistant_mask": outcome.assistant_mask,
         "metrics": metrics,
+        "exports": {"files": sorted(exports), "not_exported": not_exported},
     }
     png = loss_curve_png(trained, f"{ref.partition_key} (layer {outcome.layer})")
     folder = vector_folder(store, ref)
@@ -132,8 +145,10 @@ def _write_vector_artifact(
             INTEROP_FILE: lambda p: write_interop(trained.vector, p),
             CONFIG_FILE: lambda p: p.write_text(json.dumps(steering_config, indent=2)),
             LOSS_CURVE_FILE: lambda p: p.write_bytes(png),
+            **exports,
         },
         fingerprint_value=key,
-        details={**metrics, "layer": outcome.layer, "train_loss": trained.train_loss, "validation_loss": trained.validation_loss},
+        details={**metrics, "layer": outcome.layer, "train_loss": trained.train_loss, "validation_loss": trained.validation_loss,
+                 "exports": sorted(exports), "not_exported": not_exported},
     )
     return ArtifactResult(folder, manifest, skipped=False)

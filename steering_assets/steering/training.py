@@ -7,13 +7,21 @@ kept per persona:
 
 - data order: persona k's batches come from its own seeded stream (seeded by its
   name, not its position), whatever the other personas are;
-- loss: each persona's loss is the mean over its own assistant tokens, and the total
-  is their sum, so the gradient of vector k is the gradient of persona k's loss;
+- loss: each persona's loss is the mean over its own assistant-reply tokens in the whole
+  optimizer step (every micro-batch of a gradient-accumulation window counted together, so
+  batch 8 x accumulation 1 and batch 4 x accumulation 2 over the same rows give the same
+  gradient), and the total is their sum, so the gradient of vector k is the gradient of
+  persona k's loss;
 - optimiser: AdamW is elementwise, so the rows of one ``[K, d]`` parameter have
   independent moments;
 - gradient clipping: each row is clipped to ``max_grad_norm`` on its own (a global
   norm would let one persona shrink another's step);
 - validation and early stopping: tracked per persona, each keeping its best vector.
+
+The loss covers the assistant replies (and their end-of-turn token) only, whatever the chat
+template: TRL's ``assistant_only_loss`` when the template carries ``{% generation %}`` tags,
+else a mask located in the rendering (``steering_assets.steering.assistant_mask``); the
+method is recorded with every vector.
 
 Checkpoints hold only the steering state (never the frozen base model), so resuming
 after a crash reloads vectors, best vectors, optimiser, scheduler and RNG state and
@@ -33,6 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from steering_assets.models import padded_batches, padding_token_id
+from steering_assets.steering.assistant_mask import GENERATION_TAGS, AssistantMaskError, mask_method, rendered_reply_mask
 from steering_assets.steering.config import SteeringTrainingConfig
 from steering_assets.steering.errors import CheckpointMismatchError, EmptyTrainingSplitError, NonFiniteLossError
 from steering_assets.steering.hook import SteeringHandle, attach_steering, check_layer, default_layer, freeze, hidden_size
@@ -69,7 +79,13 @@ class TrainingOutcome:
     layer: int
     tokens_per_second: float
     resumed_from: str | None
-    assistant_only_loss: bool
+    assistant_mask: str  # how the loss mask was built: "generation_tags" or "rendered_reply"
+    loss_token_share: float  # loss tokens / all tokens of the training rows (after truncation)
+    rows_without_loss_tokens: dict[str, int] = field(default_factory=dict)  # truncated before their reply: skipped
+
+    @property
+    def assistant_only_loss(self) -> bool:
+        return True
 
 
 def persona_seed(seed: int, name: str) -> int:
@@ -115,7 +131,9 @@ class StepBatches(torch.utils.data.Dataset):
             self._permutations = {key: v for key, v in self._permutations.items() if key[0] != k}
             self._permutations[(k, epoch)] = _epoch_permutation(self.seeds[k], epoch, self.sizes[k])
         chosen = self._permutations[(k, epoch)][position * self.batch_size : (position + 1) * self.batch_size]
-        return [self.lookup[k][int(i)] for i in chosen]
+        # A row truncated before its reply has no loss tokens; TRL drops it from the prepared
+        # dataset (counted in TrainingOutcome.rows_without_loss_tokens), so it is skipped here.
+        return [self.lookup[k][int(i)] for i in chosen if int(i) in self.lookup[k]]
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         examples, index = [], []
@@ -124,6 +142,8 @@ class StepBatches(torch.utils.data.Dataset):
                 item = self.dataset[row]
                 examples.append({"input_ids": item["input_ids"], "labels": item["labels"]})
                 index.append(k)
+        if not examples:
+            raise EmptyTrainingSplitError(f"micro-step {step} drew no row with reply tokens within max_length")
         batch = self.collator(examples)
         batch["persona_index"] = torch.tensor(index, dtype=torch.long)
         return batch
@@ -133,10 +153,18 @@ def _only_item(items: list):
     return items[0]
 
 
+def per_persona_token_counts(labels: torch.Tensor, persona_index: torch.Tensor, n_personas: int) -> torch.Tensor:
+    """Number of next-token targets (labels that are not -100, after the shift), per persona: ``[K]``."""
+    mask = labels[:, 1:] != -100
+    index = persona_index.to(labels.device)
+    return torch.zeros(n_personas, device=labels.device, dtype=torch.float32).index_add(0, index, mask.sum(1).float())
+
+
 def per_persona_token_losses(logits: torch.Tensor, labels: torch.Tensor, persona_index: torch.Tensor, n_personas: int):
     """Sum of next-token losses and number of counted tokens, per persona."""
     shifted = logits[:, :-1, :].float()
-    targets = labels[:, 1:]
+    targets = labels[:, 1:].to(logits.device)
+    persona_index = persona_index.to(logits.device)
     mask = targets != -100
     token_loss = F.cross_entropy(shifted.transpose(1, 2), targets.clamp(min=0), reduction="none") * mask
     sums = torch.zeros(n_personas, device=logits.device, dtype=torch.float32).index_add(0, persona_index, token_loss.sum(1))
@@ -174,10 +202,22 @@ def _build_trainer_class():
             self.bad_evals = torch.zeros(k, dtype=torch.long)
             self.history: dict[str, list] = {"train": [[] for _ in range(k)], "validation": [[] for _ in range(k)]}
             self.trained_tokens = 0
+            # Reply tokens of each persona over the current optimizer step (all accumulated micro-batches).
+            self.window_counts: torch.Tensor | None = None
             super().__init__(*args, **kwargs)
-            # Our loss is a per-persona mean: let the Trainer divide it across accumulation steps.
-            self.loss_is_scaled_for_ga = False
+            # compute_loss divides by the whole accumulation window's token counts: the Trainer must not divide again.
+            self.loss_is_scaled_for_ga = True
             self.add_callback(PerPersonaGradClip(steering_handle.steering.vectors, config.max_grad_norm))
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            # The Trainer fetches every micro-batch of an optimizer step before the first forward:
+            # count each persona's loss tokens over all of them, the denominator of its mean loss.
+            batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+            counts = torch.zeros(len(self.names))
+            for batch in batch_samples:
+                counts += per_persona_token_counts(batch["labels"], batch["persona_index"], len(self.names)).cpu()
+            self.window_counts = counts
+            return batch_samples, num_items
 
         # ---- data ----
         def _row_lookup(self, dataset) -> list[dict[int, int]]:
@@ -206,14 +246,17 @@ def _build_trainer_class():
                 self.handle.steering.set_persona_index(None)
             sums, counts = per_persona_token_losses(outputs.logits, labels, persona_index, len(self.names))
             present = counts > 0
-            losses = sums[present] / counts[present]
-            if not torch.isfinite(losses).all():
+            if not torch.isfinite(sums[present]).all():
                 self._stop_on_non_finite(sums / counts.clamp(min=1))
+            window = self.window_counts.to(sums.device) if self.window_counts is not None else counts
+            # Persona k's loss is the mean over its reply tokens in the whole optimizer step; this
+            # micro-batch contributes its token-loss sum over that step's count.
+            contributions = sums / window.clamp(min=1)
             step = self.state.global_step
-            for k, value in zip(present.nonzero().flatten().tolist(), losses.detach().tolist()):
+            for k, value in zip(present.nonzero().flatten().tolist(), contributions[present].detach().tolist()):
                 self.history["train"][k].append((step, value))
             self.trained_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else labels.numel()
-            loss = losses.sum()
+            loss = contributions[present].sum()
             return (loss, outputs) if return_outputs else loss
 
         def _stop_on_non_finite(self, per_persona: torch.Tensor) -> None:
@@ -323,17 +366,12 @@ def check_checkpoint_meta(folder: Path, expected: dict) -> None:
     if not meta_path.is_file() or not (folder / STATE_FILE).is_file():
         raise CheckpointMismatchError(f"{folder} is not a steering checkpoint (no {META_FILE} / {STATE_FILE})")
     found = json.loads(meta_path.read_text())
-    for key in ("model", "layer", "hidden_size", "personas"):
+    for key in ("model", "layer", "hidden_size", "personas", "assistant_mask"):
         if found.get(key) != expected.get(key):
             raise CheckpointMismatchError(
                 f"checkpoint {folder} was written for {key}={found.get(key)!r}, but this run has "
                 f"{key}={expected.get(key)!r}; delete the checkpoint folder or train with the matching setting"
             )
-
-
-def has_generation_markers(tokenizer: Any) -> bool:
-    template = getattr(tokenizer, "chat_template", None) or ""
-    return "{% generation %}" in template.replace("{%-", "{%").replace("-%}", "%}").replace(" generation -", " generation ")
 
 
 def last_checkpoint(output_dir: Path) -> str | None:
@@ -352,8 +390,15 @@ def train_steering_vectors(
     model_name: str,
     resume: bool = True,
     log: Callable[[str], None] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainingOutcome:
-    """Train one steering vector per persona (all in the same forward passes) on a frozen model."""
+    """Train one steering vector per persona (all in the same forward passes) on a frozen model.
+
+    ``callbacks`` are extra ``transformers.TrainerCallback``s (after the per-persona clipping).
+    Raises ``ChatTemplateMissingError``, ``EmptyTrainingSplitError``, ``MissingPadTokenError``
+    (no pad and no EOS token), ``AssistantMaskError`` (a reply the template renders differently),
+    ``CheckpointMismatchError`` and ``NonFiniteLossError``, the first four before any training.
+    """
     import datasets
     from transformers import PrinterCallback
     from trl import SFTConfig
@@ -378,21 +423,26 @@ def train_steering_vectors(
     freeze(model)
     layer = check_layer(model, config.layer if config.layer is not None else default_layer(model))
     output_dir = Path(output_dir)
-    meta = {"model": model_name, "layer": layer, "hidden_size": hidden_size(model), "personas": names}
+    meta = {"model": model_name, "layer": layer, "hidden_size": hidden_size(model), "personas": names,
+            "assistant_mask": mask_method(tokenizer)}
     resume_from = last_checkpoint(output_dir) if resume else None
     if resume_from:
         check_checkpoint_meta(Path(resume_from), meta)
 
+    # Fail before any work when batches cannot be padded or the replies cannot be located.
+    padding_token_id(tokenizer, model_name)
+    method = mask_method(tokenizer)
     max_steps = config.steps_for(max(len(p.train) for p in personas))
     micro_steps = max_steps * config.gradient_accumulation_steps
-    train_rows = []
+    train_rows, validation_rows = [], []
     for k, persona in enumerate(personas):
         # Only the rows the schedule will draw are tokenised: short runs skip most of a large split.
         needed = rows_needed(len(persona.train), micro_steps, config.per_device_batch_size, persona_seed(config.seed, persona.name))
-        train_rows += [{"messages": persona.train[i], "persona_index": k, "source_row": i} for i in needed]
-    validation_rows = [{"messages": m, "persona_index": k} for k, p in enumerate(personas) for m in p.validation]
+        train_rows += [{**_row(tokenizer, method, persona.train[i], persona.name, "training", i), "persona_index": k, "source_row": i}
+                       for i in needed]
+        validation_rows += [{**_row(tokenizer, method, m, persona.name, "validation", i), "persona_index": k}
+                            for i, m in enumerate(persona.validation)]
 
-    assistant_only = has_generation_markers(tokenizer)
     use_cpu = next(model.parameters()).device.type == "cpu"
     args = SFTConfig(
         output_dir=str(output_dir),
@@ -417,7 +467,9 @@ def train_steering_vectors(
         fp16=False,
         use_cpu=use_cpu,
         report_to=[],
-        assistant_only_loss=assistant_only,
+        # Tagged templates: TRL builds the mask from the tags. Otherwise the rows arrive tokenised
+        # with our "assistant_masks" column, from which TRL builds the labels all the same.
+        assistant_only_loss=method == GENERATION_TAGS,
         max_length=config.max_length,
         remove_unused_columns=False,
         activation_checkpointing=False,
@@ -426,23 +478,40 @@ def train_steering_vectors(
     )
     handle = attach_steering(model, layer, n_vectors=len(personas))
     try:
-        trainer_class = _build_trainer_class()
-        trainer = trainer_class(
-            model=model,
-            args=args,
-            train_dataset=datasets.Dataset.from_list(train_rows),
-            eval_dataset=datasets.Dataset.from_list(validation_rows) if validation_rows else None,
-            processing_class=tokenizer,
-            steering_handle=handle,
-            persona_names=names,
-            persona_sizes=[len(p.train) for p in personas],
-            meta=meta,
-            config=config,
-        )
-        trainer.remove_callback(PrinterCallback)
-        if log is not None:
-            trainer.add_callback(_log_callback(log, max_steps))
-        result = trainer.train(resume_from_checkpoint=resume_from)
+        # Right padding with the pad token, or EOS for tokenizers without one (restored afterwards).
+        with padded_batches(tokenizer, "right", model_name):
+            trainer_class = _build_trainer_class()
+            trainer = trainer_class(
+                model=model,
+                args=args,
+                train_dataset=datasets.Dataset.from_list(train_rows),
+                eval_dataset=datasets.Dataset.from_list(validation_rows) if validation_rows else None,
+                processing_class=tokenizer,
+                steering_handle=handle,
+                persona_names=names,
+                persona_sizes=[len(p.train) for p in personas],
+                meta=meta,
+                config=config,
+            )
+            trainer.remove_callback(PrinterCallback)
+            share = _loss_token_share(trainer.train_dataset)
+            kept = trainer._row_lookup(trainer.train_dataset)
+            requested = [sum(1 for row in train_rows if row["persona_index"] == k) for k in range(len(names))]
+            skipped = {name: requested[k] - len(kept[k]) for k, name in enumerate(names) if requested[k] > len(kept[k])}
+            nothing = [name for k, name in enumerate(names) if not kept[k]]
+            if nothing:
+                raise EmptyTrainingSplitError(
+                    f"no training row of {', '.join(nothing)} has reply tokens within max_length={config.max_length}: "
+                    "the prompt (system header, user turn, template boilerplate) fills it; raise max_length"
+                )
+            if skipped and log is not None:
+                log(f"rows whose reply starts beyond max_length={config.max_length} (no loss tokens, skipped): {skipped}")
+            if log is not None:
+                log(f"loss mask: {method}; loss tokens are {share:.1%} of the training tokens")
+                trainer.add_callback(_log_callback(log, max_steps))
+            for callback in callbacks:
+                trainer.add_callback(callback)
+            result = trainer.train(resume_from_checkpoint=resume_from)
         final = handle.steering.vectors.detach().cpu().clone()
         vectors = []
         for k, name in enumerate(names):
@@ -454,14 +523,34 @@ def train_steering_vectors(
                     best_validation_loss=float(trainer.best_loss[k]) if validated else None,
                     best_step=int(trainer.best_step[k]) if validated else None,
                     steps=trainer.state.global_step,
-                    train_loss=_per_step_mean(trainer.history["train"][k]),
+                    train_loss=_per_step_total(trainer.history["train"][k]),
                     validation_loss=[tuple(x) for x in trainer.history["validation"][k]],
                 )
             )
         runtime = max(result.metrics.get("train_runtime", 0.0), 1e-9)
-        return TrainingOutcome(vectors, layer, trainer.trained_tokens / runtime, resume_from, assistant_only)
+        return TrainingOutcome(vectors, layer, trainer.trained_tokens / runtime, resume_from, method, share, skipped)
     finally:
         handle.remove()
+
+
+def _row(tokenizer: Any, method: str, conversation: list[dict[str, str]], persona: str, split: str, index: int) -> dict:
+    """A dataset row: the conversation for TRL to tokenise (tagged templates), else ids with our assistant mask."""
+    if method == GENERATION_TAGS:
+        return {"messages": conversation}
+    try:
+        masked = rendered_reply_mask(tokenizer, conversation, index)
+    except AssistantMaskError as err:
+        raise AssistantMaskError(f"{persona}, {split} row {index}: {err}") from err
+    return {"input_ids": masked.input_ids, "assistant_masks": masked.assistant_mask}
+
+
+def _loss_token_share(dataset) -> float:
+    """Loss tokens (labels that are not -100) over all tokens of the prepared training rows."""
+    total = loss = 0
+    for labels in dataset["labels"]:
+        total += len(labels)
+        loss += sum(1 for label in labels if label != -100)
+    return loss / total if total else 0.0
 
 
 def _log_callback(log: Callable[[str], None], max_steps: int):
@@ -476,8 +565,9 @@ def _log_callback(log: Callable[[str], None], max_steps: int):
     return LogCallback()
 
 
-def _per_step_mean(points: list) -> list[tuple[int, float]]:
-    by_step: dict[int, list[float]] = {}
+def _per_step_total(points: list) -> list[tuple[int, float]]:
+    """A persona's loss per optimizer step: the sum of its micro-batch contributions (each already over the step's tokens)."""
+    by_step: dict[int, float] = {}
     for step, value in points:
-        by_step.setdefault(int(step), []).append(float(value))
-    return [(step + 1, sum(v) / len(v)) for step, v in sorted(by_step.items())]
+        by_step[int(step)] = by_step.get(int(step), 0.0) + float(value)
+    return [(step + 1, total) for step, total in sorted(by_step.items())]

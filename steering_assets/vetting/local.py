@@ -37,8 +37,12 @@ class LocalJudge:
 
     def __init__(self, model: Any, tokenizer: Any, model_name: str, *, settings: ScoringSettings = ScoringSettings(),
                  cache: JudgmentCache | None = None, batch_size: int = 16, number_scale: str = "auto"):
+        from steering_assets.models import padding_token_id
+
         if number_scale not in NUMBER_SCALES:
             raise JudgeConfigurationError(f"number_scale must be one of {NUMBER_SCALES}, got {number_scale!r}")
+        # Batches are left-padded: refuse a tokenizer with neither pad nor EOS before any scoring.
+        padding_token_id(tokenizer, model_name, "PERSONA_JUDGE_LOCAL_MODEL")
         self.model, self.tokenizer = model, tokenizer
         self.model_name = model_name
         self.base_settings = settings
@@ -77,13 +81,13 @@ class LocalJudge:
     def _score_batch(self, prompts: Sequence[str], settings: ScoringSettings) -> list[Judgment]:
         import torch
 
-        side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"  # the next token is then at the last position of every row
-        try:
+        from steering_assets.models import padded_batches
+        from steering_assets.steering.hook import input_device
+
+        # Left padding (EOS when there is no pad token): the next token is at the last position of every row.
+        with padded_batches(self.tokenizer, "left", self.model_name, "PERSONA_JUDGE_LOCAL_MODEL"):
             batch = self.tokenizer([self._render(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
-        finally:
-            self.tokenizer.padding_side = side
-        device = next(self.model.parameters()).device
+        device = input_device(self.model)
         with torch.no_grad():
             logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits[:, -1].float()
         logprobs = torch.log_softmax(logits, dim=-1)
@@ -114,24 +118,27 @@ class LocalJudge:
 
 def complete_scenarios(model: Any, tokenizer: Any, scenarios: Sequence[str], *, max_new_tokens: int = 50,
                        do_sample: bool = False, temperature: float = 0.8, top_p: float = 0.95, seed: int = 0,
-                       batch_size: int = 16) -> list[str]:
-    """Continue each scenario as plain text (a base model, no chat template), in batches."""
+                       batch_size: int = 16, model_name: str = "the base model") -> list[str]:
+    """Continue each scenario as plain text (a base model, no chat template), in batches.
+
+    Batches are left-padded, with EOS when the tokenizer has no pad token (Llama and Mistral
+    base models); a tokenizer with neither fails before any generation, naming ``model_name``.
+    """
     import torch
 
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    device = next(model.parameters()).device
+    from steering_assets.models import padded_batches
+    from steering_assets.steering.hook import input_device
+
+    device = input_device(model)
     outputs: list[str] = []
-    try:
+    with padded_batches(tokenizer, "left", model_name) as pad_id:
         for start in range(0, len(scenarios), batch_size):
             chunk = list(scenarios[start : start + batch_size])
             batch = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
             torch.manual_seed(seed + start)
             options = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
-            generated = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **options)
+            generated = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **options)
             outputs += [text.strip() for text in tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
-    finally:
-        tokenizer.padding_side = side
     return outputs
 
 

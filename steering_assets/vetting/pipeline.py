@@ -152,7 +152,8 @@ def generate_responses(folder: Path, store: ArtifactStore, model: Any, tokenizer
     existing = store.current_manifest(out, key)
     if existing is not None:
         return ArtifactResult(out, existing, skipped=True)
-    responses = {side: complete_scenarios(model, tokenizer, [item.generation_text() for item in scenarios.side(side)], **generation)
+    responses = {side: complete_scenarios(model, tokenizer, [item.generation_text() for item in scenarios.side(side)],
+                                          model_name=model_name, **generation)
                  for side in POLARITIES}
     manifest = store.write_artifact(out, {RESPONSES_FILE: _strict_json(responses)}, fingerprint_value=key,
                                     details={"count": {s: len(r) for s, r in responses.items()}, "files": files, **generation})

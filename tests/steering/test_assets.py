@@ -47,15 +47,19 @@ def test_chunked_run_trains_evaluates_and_records_each_persona(env):
     for key in KEYS:
         folder = artifacts / "roles" / "steering_vector" / key
         assert {VECTOR_FILE, INTEROP_FILE, LOSS_CURVE_FILE, "steering_config.json", "manifest.json"} <= {p.name for p in folder.iterdir()}
+        assert {"control_vector.gguf", "lm_eval_steer.pt", "layer_stack.pt"} <= {p.name for p in folder.iterdir()}
         metadata = latest(instance, "steering_vector", key)
         assert metadata["trained_with_personas"].value == 2
+        assert metadata["assistant_mask"].value == "generation_tags" and 0 < metadata["loss_token_share"].value < 1
+        assert metadata["exports"].value == ["control_vector.gguf", "layer_stack.pt", "lm_eval_steer.pt"]
         assert metadata["loss_curve"].value.startswith("![loss curve](data:image/png;base64,")
         norms.add(metadata["vector_norm"].value)
         evaluation = latest(instance, "steering_eval", key)
         assert 0.0 <= evaluation["target_probability_steered"].value <= 1.0
         assert "coefficient" in evaluation["coefficient_sweep"].value
         assert -1.0 <= evaluation["cosine_with_activation_vector"].value <= 1.0
-        assert latest(instance, "persona_activation_vector", key)["layer"].value == 2
+        activation = latest(instance, "persona_activation_vector", key)
+        assert activation["layer"].value == 2 and "control_vector.gguf" in activation["exports"].value
     assert len(norms) == 2  # each partition shows its own vector, not the chunk's
     # Nothing changed: the second run reuses both vectors.
     outcomes = run_partition_chunks(defs, instance, steering_job_name("roles"), chunks, run_config=config, progress=lambda _: None)
