@@ -44,9 +44,7 @@ class JudgeResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Fail before any work when the judge cannot run (the key itself is never shown).
-        from steering_assets.vetting.judge import JudgeConfigurationError
-
-        from steering_assets.vetting.judge import NUMBER_SCALES
+        from steering_assets.vetting.judge import NUMBER_SCALES, JudgeConfigurationError
 
         if self.backend not in ("openai", "local"):
             raise JudgeConfigurationError(f'judge backend {self.backend!r} is not "openai" or "local"')

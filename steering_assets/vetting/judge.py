@@ -39,6 +39,7 @@ from steering_assets.vetting.logprobs import (
     number_value,
     provider_error,
     read_answer,
+    starts_thinking,
 )
 
 REFUSAL_TOKENS = ("REF", "REFUSAL", "Ref", "refusal")
@@ -119,6 +120,8 @@ def weighted_score(top_logprobs: Iterable[tuple[str, float]], settings: ScoringS
             total += probability
             weighted += probability * value
     top = max(pairs, key=lambda pair: pair[1])[0] if pairs else None
+    if starts_thinking(top):  # a local reasoning model, the same as an answer read from a server
+        return failed(REASONING_FIX)
     refusal = bool(top) and top.strip() in REFUSAL_TOKENS
     if total < settings.min_weight or total == 0.0:
         return Judgment(score=None, weight=total, refusal=refusal, top_token=top)

@@ -284,3 +284,19 @@ def test_missing_api_key_stops_before_any_work(demo_workspace, tmp_path):
     message = str(failure.event_specific_data.error.cause or failure.event_specific_data.error)
     assert "no API key is set: export OPENAI_API_KEY" in message
     assert not (tmp_path / "artifacts" / "vetting").exists()
+
+
+def test_unpaired_polarities_are_vetted_each_on_its_own(demo_workspace, tmp_path):
+    import shutil
+
+    source = REAL_WORLD / "scenarios" / "unpaired" / "emotion_set" / "fear"
+    if not source.is_dir():
+        pytest.skip(f"{source} is not present")
+    root = tmp_path / "scenarios"
+    shutil.copytree(source, root / "emotion_set" / "fear")
+    with FakeJudgeServer() as server, dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("scenario_traits", ["emotion_set/fear"])
+        assert stage0(definitions(demo_workspace, tmp_path, root, server), instance, "emotion_set/fear").success
+    report = json.loads(report_path(tmp_path, "emotion_set/fear").read_text())
+    assert [(r["polarity"], r["idx"]) for r in report["results"]] == [("positive", 0), ("positive", 1), ("negative", 0)]
+    assert report["results"][2]["scenario"] == "The lights went out and then the generator kicked in, so"

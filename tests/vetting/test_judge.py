@@ -52,6 +52,7 @@ def test_weighted_score_and_the_quarter_rule():
     assert low.score is None and low.weight == pytest.approx(0.2)
     assert weighted_score([("101", lp(0.9)), ("5", lp(0.1))], ScoringSettings(min_weight=0.05)).score == pytest.approx(5)
     assert weighted_score([("REFUSAL", lp(0.9)), ("50", lp(0.05))]).refusal
+    assert "Disable thinking" in weighted_score([("<think>", lp(0.9)), ("50", lp(0.05))]).error
     # On the 0-9 scale a digit d counts as d x 100/9, and "10" is not on the scale.
     digits = weighted_score([("8", lp(0.5)), ("9", lp(0.4)), ("10", lp(0.1))], ScoringSettings(scale_top=9))
     assert digits.score == pytest.approx((0.5 * 8 + 0.4 * 9) / 0.9 * 100 / 9)
