@@ -45,6 +45,20 @@ def steering_job_name(kind_name: str) -> str:
     return f"{kind_name}_steering"
 
 
+def default_language_model(source: ModelSource) -> LanguageModelResource:
+    """The target model; PERSONA_DEVICE, PERSONA_DEVICE_MAP ("auto" shards it over the run's GPUs), PERSONA_DTYPE
+    and PERSONA_QUANTIZATION ("8bit"/"4bit", needs bitsandbytes) set how it is loaded when present."""
+    import os
+
+    return LanguageModelResource(
+        source=source,
+        device=os.environ.get("PERSONA_DEVICE") or "auto",
+        device_map=os.environ.get("PERSONA_DEVICE_MAP") or None,
+        dtype=os.environ.get("PERSONA_DTYPE") or "auto",
+        quantization=os.environ.get("PERSONA_QUANTIZATION") or None,
+    )
+
+
 def default_judge() -> JudgeResource:
     """PERSONA_JUDGE_BACKEND picks "openai" (key from OPENAI_API_KEY, optional OPENAI_BASE_URL) or "local"
     (the model in PERSONA_JUDGE_LOCAL_MODEL)."""
@@ -105,7 +119,7 @@ def build_definitions(
         "rollouts": PersonaRollouts(data_root=data_root or dg.EnvVar("PERSONA_DATA_ROOT")),
         "storage": ArtifactStorage(root=artifact_root or dg.EnvVar("PERSONA_ARTIFACT_ROOT")),
         "model_source": source,
-        "language_model": LanguageModelResource(source=source),
+        "language_model": default_language_model(source),
         "sentence_encoder": SentenceEncoderResource(),
         "saes": SAEResource(config_path=sae_config or dg.EnvVar("PERSONA_SAE_CONFIG")),
         "concepts": ConceptSentences(root=concepts_root or dg.EnvVar("PERSONA_CONCEPTS_ROOT")),

@@ -108,3 +108,15 @@ def test_quantised_model_loads_and_steers(saved):
         before = model(input_ids=ids).logits
         with attach_steering(model, 1, 1, torch.ones(1, 64)):
             assert not torch.equal(model(input_ids=ids).logits, before)
+
+
+def test_loading_settings_come_from_the_environment(monkeypatch):
+    from steering_assets.definitions import default_language_model
+
+    source = ModelSource(model_name_or_path="some/model")
+    plain = default_language_model(source)
+    assert (plain.device, plain.device_map, plain.dtype, plain.quantization) == ("auto", None, "auto", None)
+    for name, value in {"PERSONA_DEVICE_MAP": "auto", "PERSONA_DTYPE": "bfloat16", "PERSONA_QUANTIZATION": "4bit"}.items():
+        monkeypatch.setenv(name, value)
+    sharded = default_language_model(source)
+    assert (sharded.device_map, sharded.dtype, sharded.quantization) == ("auto", "bfloat16", "4bit")

@@ -193,7 +193,7 @@ def held_out_rows(store: ArtifactStore, ref: PersonaRef) -> pl.DataFrame:
 
 def evaluate_persona(
     ref: PersonaRef, store: ArtifactStore, model: Any, tokenizer: Any, classifier: PersonaClassifier, encoder: Any,
-    config: EvaluationConfig, baseline: list | None = None, model_name: str = "PERSONA_MODEL",
+    config: EvaluationConfig, baseline: list | None = None, model_name: str = "the target model",
 ) -> dict[str, Any]:
     from steering_assets.steering.hook import attach_steering
     from steering_assets.steering.vectors import check_fits, read_vector

@@ -59,7 +59,7 @@ def _batches(ids: list[list[int]], masks: list[list[int]], batch_size: int, pad_
 
 @torch.no_grad()
 def assistant_mean_hidden(model, tokenizer, conversations, layer: int, batch_size: int = 16, max_length: int = 1024,
-                          model_name: str = "PERSONA_MODEL") -> np.ndarray:
+                          model_name: str = "the target model") -> np.ndarray:
     """``[n_conversations, d]``: mean residual stream at the output of decoder block ``layer`` over each reply's tokens.
 
     Layer L is block L's output (DESIGN.md), read with a hook (the last block included), so
@@ -83,7 +83,7 @@ def assistant_mean_hidden(model, tokenizer, conversations, layer: int, batch_siz
 
 @torch.no_grad()
 def assistant_perplexity(model, tokenizer, conversations, batch_size: int = 16, max_length: int = 1024,
-                         model_name: str = "PERSONA_MODEL") -> float:
+                         model_name: str = "the target model") -> float:
     """exp(mean next-token loss over the assistant replies' tokens), the same tokens training computes its loss on."""
     pad_id = padding_token_id(tokenizer, model_name)
     ids, masks = _assistant_masks(tokenizer, conversations, max_length)
@@ -139,7 +139,7 @@ def projection_regression(hidden: np.ndarray, scores: np.ndarray, vector: np.nda
 
 @torch.no_grad()
 def steered_generations(model, tokenizer, prompts: Sequence[str], layer: int, vector: torch.Tensor, config: EvaluationConfig,
-                        model_name: str = "PERSONA_MODEL") -> dict[float, list[str]]:
+                        model_name: str = "the target model") -> dict[float, list[str]]:
     """Replies to each neutral prompt at every steering coefficient, with the same sampling seed.
 
     Prompts are left-padded (with EOS when the tokenizer has no pad token) so every row's

@@ -140,6 +140,16 @@ def write_gguf_control_vector(vector: Any, layer: int, shape: ModelShape, path: 
     writer.close()
 
 
+def _field_value(field: Any) -> Any:
+    """A scalar or string GGUF metadata value (``ReaderField.contents()`` where the gguf package has it)."""
+    if field is None:
+        return None
+    if hasattr(field, "contents"):
+        return field.contents()
+    value = field.parts[field.data[0]]
+    return bytes(value).decode("utf-8") if field.types and field.types[0].name == "STRING" else value.tolist()[0]
+
+
 def read_gguf_control_vector(path: Path) -> dict[int, np.ndarray]:
     """``{N: direction.N}`` of a llama.cpp control-vector GGUF, checked as llama.cpp's loader checks it."""
     import gguf
@@ -149,8 +159,7 @@ def read_gguf_control_vector(path: Path) -> dict[int, np.ndarray]:
         reader = gguf.GGUFReader(str(path))
     except Exception as err:
         raise VectorShapeError(f"{path}: not a readable GGUF file ({err})") from err
-    field = reader.fields.get("general.architecture")
-    architecture = field.contents() if field is not None else None
+    architecture = _field_value(reader.fields.get("general.architecture"))
     if architecture != "controlvector":
         raise VectorShapeError(f"{path}: general.architecture is {architecture!r}, a control vector has 'controlvector'")
     directions: dict[int, np.ndarray] = {}
@@ -188,8 +197,8 @@ def import_gguf_control_vector(path: Path, model: Any, layer: int | None = None)
         raise VectorShapeError(f"{path}: control vector has n_embd {n_embd}, but the model has hidden size {shape.hidden_size}; "
                                "it was made for another model")
     beyond = [n for n in directions if n >= shape.n_layers]
-    count_field = gguf.GGUFReader(str(path)).fields.get("controlvector.layer_count")
-    declared = int(count_field.contents()) if count_field is not None else None
+    count = _field_value(gguf.GGUFReader(str(path)).fields.get("controlvector.layer_count"))
+    declared = int(count) if count is not None else None
     if beyond or (declared is not None and declared > shape.n_layers):
         raise VectorShapeError(
             f"{path}: control vector has {'directions ' + str(beyond) if beyond else f'layer_count {declared}'}, but the model "
