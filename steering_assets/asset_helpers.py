@@ -19,6 +19,7 @@ from steering_assets.steering.errors import (
     CheckpointMismatchError,
     EmptyTrainingSplitError,
     LayerOutOfRangeError,
+    MissingBaselineError,
     NonFiniteLossError,
     VectorShapeError,
 )
@@ -36,6 +37,7 @@ INPUT_ERRORS = (
     CheckpointMismatchError,
     NonFiniteLossError,
     VectorShapeError,
+    MissingBaselineError,
     ConceptFileError,
     SAEFormatError,
     DatasetSpecError,

@@ -299,7 +299,10 @@ def build_baseline_assets() -> list:
         group_name="roles_personas",
         kinds={"polars", "parquet"},
         code_version="1",
-        description="Baseline responses of every source model in the processed schema: the negatives for evaluation.",
+        description=(
+            "Baseline files of every source model in the processed schema: negatives for the steering assets, "
+            "with each persona's own baseline rows (roles 'default', traits 'neutral') from its persona_dataset."
+        ),
     )
     def baseline_dataset(
         context: dg.AssetExecutionContext, rollouts: PersonaRollouts, storage: ArtifactStorage
@@ -315,11 +318,13 @@ def build_baseline_assets() -> list:
         if not refs:
             context.log.warning(
                 f"no baseline files (responses/default.jsonl, roles_240/responses/0_default.jsonl or 1_default.jsonl) "
-                f"under {rollouts.root}; role files' own 'default' rows stay in each roles/persona_dataset"
+                f"under {rollouts.root}; the steering assets take their negatives from each persona's own baseline rows "
+                "(roles 'default', traits 'neutral'/'default') in its persona_dataset, and fail for a persona with none"
             )
         return dg.MaterializeResult(
             metadata={
                 "baselines": dg.MetadataValue.md(md_table(["source model", "baseline", "layout", "rows", "path"], rows)),
+                "baseline_files": len(rows),
                 "dagster/row_count": sum(r[3] for r in rows),
             }
         )

@@ -85,9 +85,26 @@ def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
         "coefficient_sweep": dg.MetadataValue.md(md_table(["coefficient", "p(target persona)"], sweep)),
         "example_generations": dg.MetadataValue.md(md_table(["coefficient", "generation"], examples)),
         "cosine_with_activation_vector": dg.MetadataValue.float(d["cosine_with_activation_vector"]),
+        **(baselines_metadata(d["baselines"]) if "baselines" in d else {}),
         "path": dg.MetadataValue.path(str(result.folder)),
         "reused_existing_artifact": result.skipped,
     }
+
+
+def baselines_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    """Which baseline sources gave the negatives (baseline files, the personas' own baseline rows) and how many rows."""
+    metadata = {
+        "baseline_sources": ", ".join(summary["sources"]),
+        "baseline_rows_by_source": dg.MetadataValue.json(summary["rows_by_source"]),
+        "baseline_datasets": dg.MetadataValue.md(
+            md_table(["source", "dataset", "rows"], [(d["source"], d["dataset"], d["rows"]) for d in summary["datasets"]])
+        ),
+        "baseline_rows_available": summary["rows_available"],
+    }
+    for key in ("rows_used", "probe_negatives", "prompt_questions"):
+        if key in summary:
+            metadata[f"baseline_{key}"] = summary[key]
+    return metadata
 
 
 def export_metadata(details: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +119,7 @@ def activation_metadata(result: ArtifactResult) -> dict[str, Any]:
     return {
         "layer": result.details["layer"],
         "vector_norm": dg.MetadataValue.float(result.details["norm"]),
+        **(baselines_metadata(result.details["baselines"]) if "baselines" in result.details else {}),
         **export_metadata(result.details),
         "path": dg.MetadataValue.path(str(result.folder)),
         "reused_existing_artifact": result.skipped,
@@ -178,17 +196,21 @@ def build_steering_assets(kind: PersonaKind) -> list:
     classifier_key = dg.AssetKey([kind.name, "persona_classifier"])
     eval_key = dg.AssetKey([kind.name, "steering_eval"])
     baseline_key = dg.AssetKey(["roles", "baseline_dataset"])
+    # Negatives come from the baseline files (baseline_dataset) and from each persona's own
+    # baseline rows (roles "default", traits "neutral"), which live in its persona_dataset.
+    dataset_key = dg.AssetKey([kind.name, "persona_dataset"])
     group = f"{kind.name}_steering"
 
     @dg.asset(
         key=classifier_key,
-        deps=[split_key, baseline_key],
+        deps=[split_key, dataset_key, baseline_key],
         group_name=group,
         kinds={"sklearn"},
         code_version="1",
         description=(
             "Which persona wrote this text? Logistic regression on all-MiniLM-L6-v2 embeddings of every persona's "
-            "training answers plus the baseline assistant's; scores steered generations."
+            "training answers plus the baseline assistant's (baseline files and the personas' own baseline rows); "
+            "scores steered generations."
         ),
     )
     def persona_classifier(
@@ -212,18 +234,20 @@ def build_steering_assets(kind: PersonaKind) -> list:
                 "held_out_accuracy": dg.MetadataValue.float(result.details["held_out_accuracy"]),
                 "classes": dg.MetadataValue.json(result.details["classes"]),
                 "examples": result.details["examples"],
+                **(baselines_metadata(result.details["baselines"]) if "baselines" in result.details else {}),
                 "reused_existing_artifact": result.skipped,
             }
         )
 
     @dg.asset(
         key=activation_key,
-        deps=[vector_key, baseline_key],
+        deps=[vector_key, dataset_key, baseline_key],
         kinds={"pytorch"},
         **model_asset,
         description=(
             "The classic difference-of-means vector: mean residual activation over the persona's replies minus the "
-            "mean over the baseline assistant's, at the trained vector's layer."
+            "mean over the baseline assistant's (the source model's baseline files and the persona's own baseline "
+            "rows), at the trained vector's layer."
         ),
     )
     def persona_activation_vector(
@@ -246,7 +270,7 @@ def build_steering_assets(kind: PersonaKind) -> list:
 
     @dg.asset(
         key=eval_key,
-        deps=[vector_key, activation_key, classifier_key, split_key],
+        deps=[vector_key, activation_key, classifier_key, split_key, dataset_key, baseline_key],
         kinds={"pytorch", "sklearn"},
         **model_asset,
         description=(

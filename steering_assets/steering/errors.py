@@ -19,3 +19,7 @@ class EmptyTrainingSplitError(ValueError):
 
 class VectorShapeError(ValueError):
     """A stored vector that does not fit the model it is loaded into."""
+
+
+class MissingBaselineError(ValueError):
+    """No baseline rows (baseline files or a persona's own baseline-labelled rows) to use as negatives."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -12,7 +12,14 @@ import polars as pl
 
 from steering_assets.artifacts import ArtifactIntegrityError, ArtifactResult, ArtifactStore, fingerprint
 from steering_assets.personas.layout import BASELINE_ROLES, ROLES, PersonaKind, PersonaRef
-from steering_assets.personas.pipeline import DATASET_FILE, dataset_folder, load_persona_dataset, load_training_split, split_folder
+from steering_assets.personas.pipeline import (
+    DATASET_FILE,
+    dataset_folder,
+    load_baseline_rows,
+    load_persona_dataset,
+    load_training_split,
+    split_folder,
+)
 from steering_assets.steering.evaluation import (
     EvaluationConfig,
     assistant_mean_hidden,
@@ -23,6 +30,7 @@ from steering_assets.steering.evaluation import (
     steered_generations,
     steering_effect,
 )
+from steering_assets.steering.errors import MissingBaselineError
 from steering_assets.steering.persona_classifier import BASELINE_CLASS, PersonaClassifier
 from steering_assets.steering.pipeline import vector_folder
 
@@ -46,6 +54,7 @@ def _sample(items: list, count: int, seed: int) -> list:
 
 
 def baseline_refs(store: ArtifactStore, source_model: str) -> list[PersonaRef]:
+    """The baseline files of ``source_model`` materialised by ``roles/baseline_dataset``."""
     refs = []
     for name in sorted(BASELINE_ROLES):
         ref = PersonaRef(ROLES, source_model, name)
@@ -54,18 +63,120 @@ def baseline_refs(store: ArtifactStore, source_model: str) -> list[PersonaRef]:
     return refs
 
 
-def baseline_conversations(store: ArtifactStore, source_model: str) -> tuple[list, list[str]]:
-    """Conversations of every baseline role of ``source_model``, and their dataset fingerprints."""
-    conversations, prints = [], []
+BASELINE_FILE = "baseline_file"
+IN_FILE_ROWS = "in_file_rows"
+
+
+@dataclass
+class Negatives:
+    """Baseline conversations used as negatives, and where each came from.
+
+    ``sources`` holds one entry per dataset read: ``{"source": "baseline_file" | "in_file_rows",
+    "dataset": "<kind>/<source_model>/<name>", "rows": n}``; ``prints`` the fingerprints of
+    those datasets, so an artifact built from them is rebuilt when they change.
+    """
+
+    conversations: list = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    prints: list[str] = field(default_factory=list)
+
+    def add(self, source: str, ref: PersonaRef, conversations: list, dataset_print: str) -> None:
+        if conversations:
+            self.conversations += conversations
+            self.sources.append({"source": source, "dataset": f"{ref.kind.name}/{ref.partition_key}", "rows": len(conversations)})
+            self.prints.append(dataset_print)
+
+    def extend(self, other: "Negatives") -> None:
+        self.conversations += other.conversations
+        self.sources += other.sources
+        self.prints += other.prints
+
+    def summary(self, used: int | None = None) -> dict[str, Any]:
+        """What the metadata shows: which kinds of source were read, rows per source, rows available (and used)."""
+        kinds = sorted({s["source"] for s in self.sources})
+        summary = {
+            "sources": kinds,
+            "rows_by_source": {s: sum(e["rows"] for e in self.sources if e["source"] == s) for s in kinds},
+            "datasets": self.sources,
+            "rows_available": len(self.conversations),
+        }
+        return summary if used is None else {**summary, "rows_used": used}
+
+
+def _expected_baselines(refs: Sequence[PersonaRef]) -> str:
+    models = sorted({ref.source_model for ref in refs})
+    files = " or ".join(f"{{model}}/{path}" for path in ("responses/default.jsonl", f"{ROLES.directory}/responses/0_default.jsonl",
+                                                         f"{ROLES.directory}/responses/1_default.jsonl"))
+    labels = "; ".join(f"{kind.name}: {', '.join(repr(label) for label in kind.baseline_labels)}"
+                       for kind in sorted({ref.kind for ref in refs}, key=lambda k: k.name))
+    return (
+        f"expected baseline files of source model {', '.join(map(repr, models))} ({files}, read by "
+        f"roles/baseline_dataset), or baseline rows inside the persona's own responses file ({labels}; "
+        "persona-subspace roles/2_responses.py writes 'default' rows with its include-default option on, "
+        "traits/2_responses.py writes 'neutral' rows)"
+    )
+
+
+def baseline_file_negatives(store: ArtifactStore, source_model: str) -> Negatives:
+    """The rows of every baseline file of ``source_model`` (empty when it has none)."""
+    negatives = Negatives()
     for ref in baseline_refs(store, source_model):
-        prints.append(store.load_manifest(dataset_folder(store, ref), verify=False)["fingerprint"])
-        conversations += load_persona_dataset(store, ref)["messages"].to_list()
-    if not conversations:
-        raise ArtifactIntegrityError(
-            f"no baseline dataset for source model {source_model!r}: materialise roles/baseline_dataset "
-            f"(it needs responses for one of {sorted(BASELINE_ROLES)})"
+        manifest = store.load_manifest(dataset_folder(store, ref), verify=False)
+        negatives.add(BASELINE_FILE, ref, load_persona_dataset(store, ref)["messages"].to_list(), manifest["fingerprint"])
+    return negatives
+
+
+def in_file_negatives(store: ArtifactStore, ref: PersonaRef) -> Negatives:
+    """The persona's own baseline-labelled rows (roles ``default``, traits ``neutral``/``default``)."""
+    negatives = Negatives()
+    manifest = store.load_manifest(dataset_folder(store, ref), verify=False)
+    negatives.add(IN_FILE_ROWS, ref, load_baseline_rows(store, ref)["messages"].to_list(), manifest["fingerprint"])
+    return negatives
+
+
+def persona_negatives(store: ArtifactStore, ref: PersonaRef, files: Negatives | None = None) -> Negatives:
+    """Negatives for one persona: its source model's baseline files, then its own baseline rows.
+
+    Both are the assistant answering without the persona; baseline files are those of
+    the assistant-axis layout and older persona-subspace trees, in-file rows those of the
+    current persona-subspace writers. ``files`` reuses baseline files already read.
+    Raises MissingBaselineError, saying what was expected, when neither exists.
+    """
+    negatives = Negatives()
+    negatives.extend(files if files is not None else baseline_file_negatives(store, ref.source_model))
+    negatives.extend(in_file_negatives(store, ref))
+    if not negatives.conversations:
+        labels = sorted(load_persona_dataset(store, ref)["label"].unique().to_list())
+        raise MissingBaselineError(
+            f"{ref.kind.name}/{ref.partition_key}: no baseline rows to use as negatives: {_expected_baselines([ref])}; "
+            f"its dataset has only labels {labels} and no baseline file of {ref.source_model!r} is materialised"
         )
-    return conversations, prints
+    return negatives
+
+
+def kind_negatives(store: ArtifactStore, refs: Sequence[PersonaRef]) -> Negatives:
+    """Negatives for a whole kind: every source model's baseline files and every persona's own baseline rows.
+
+    Raises MissingBaselineError naming the source models that have neither.
+    """
+    negatives = Negatives()
+    by_model: dict[str, list[PersonaRef]] = {}
+    for ref in refs:
+        by_model.setdefault(ref.source_model, []).append(ref)
+    missing = []
+    for model, model_refs in sorted(by_model.items()):
+        found = baseline_file_negatives(store, model)
+        for ref in model_refs:
+            found.extend(in_file_negatives(store, ref))
+        if not found.conversations:
+            missing.append(model)
+        negatives.extend(found)
+    if missing:
+        raise MissingBaselineError(
+            f"no baseline rows to use as negatives for source model(s) {missing}: "
+            f"{_expected_baselines([r for r in refs if r.source_model in missing])}"
+        )
+    return negatives
 
 
 def _split_print(store: ArtifactStore, ref: PersonaRef) -> str:
@@ -82,12 +193,15 @@ def materialize_persona_classifier(
     kind: PersonaKind, refs: Sequence[PersonaRef], store: ArtifactStore, encoder: Any, encoder_name: str,
     per_class: int = 80, seed: int = 0,
 ) -> ArtifactResult:
-    """Which persona wrote this? Trained on each persona's training answers and the baselines' answers."""
-    models = sorted({ref.source_model for ref in refs})
-    baselines = {model: baseline_conversations(store, model) for model in models}
+    """Which persona wrote this? Trained on each persona's training answers and the baselines' answers.
+
+    The baseline class samples ``per_class`` answers from ``kind_negatives`` (baseline files
+    and the personas' own baseline rows); raises MissingBaselineError when a source model has neither.
+    """
+    negatives = kind_negatives(store, refs)
     key = fingerprint({
         "code": EVAL_CODE_VERSION, "splits": {r.partition_key: _split_print(store, r) for r in refs},
-        "baselines": {m: b[1] for m, b in baselines.items()}, "encoder": encoder_name, "per_class": per_class, "seed": seed,
+        "baselines": negatives.prints, "encoder": encoder_name, "per_class": per_class, "seed": seed,
     })
     folder = classifier_folder(store, kind)
     existing = store.current_manifest(folder, key)
@@ -95,8 +209,9 @@ def materialize_persona_classifier(
         return ArtifactResult(folder, existing, skipped=True)
     texts = {ref.partition_key: _sample(_answers(load_training_split(store, ref)[0]["messages"].to_list()), per_class, seed) for ref in refs}
     texts = {name: answers for name, answers in texts.items() if answers}
-    texts[BASELINE_CLASS] = _sample(_answers([c for b in baselines.values() for c in b[0]]), per_class, seed)
+    texts[BASELINE_CLASS] = _sample(_answers(negatives.conversations), per_class, seed)
     classifier, info = PersonaClassifier.fit(texts, encoder, seed=seed)
+    info["baselines"] = negatives.summary(used=len(texts[BASELINE_CLASS]))
     manifest = store.write_artifact(folder, {CLASSIFIER_FILE: lambda p: _save_npz(classifier, p)}, fingerprint_value=key, details=info)
     return ArtifactResult(folder, manifest, skipped=False)
 
@@ -123,7 +238,11 @@ def materialize_activation_vectors(
     refs: Sequence[PersonaRef], store: ArtifactStore, model: Any, tokenizer: Any, model_name: str,
     rows: int = 256, seed: int = 0, log: Callable[[str], None] = print,
 ) -> dict[str, ArtifactResult]:
-    """Mean reply activation of each persona's training split minus that of the baselines, at the vector's layer."""
+    """Mean reply activation of each persona's training split minus that of its negatives, at the vector's layer.
+
+    The negatives are ``persona_negatives``: the source model's baseline files and the
+    persona's own baseline rows, ``rows`` of them sampled with ``seed``.
+    """
     from steering_assets.models import padding_token_id
     from steering_assets.steering.vectors import read_vector
 
@@ -132,25 +251,28 @@ def materialize_activation_vectors(
     padding_token_id(tokenizer, model_name)  # before any work: batches need a pad (or EOS) token
     shape = ModelShape.of(model)
     results: dict[str, ArtifactResult] = {}
-    baseline_means: dict[tuple[str, int], np.ndarray] = {}
-    baselines = {model: baseline_conversations(store, model) for model in {ref.source_model for ref in refs}}
+    # Personas with the same negatives (baseline files only) share one baseline mean per layer.
+    baseline_means: dict[tuple[tuple[str, ...], int], np.ndarray] = {}
+    files = {model: baseline_file_negatives(store, model) for model in {ref.source_model for ref in refs}}
     for ref in refs:
         _, vector_config = read_vector(vector_folder(store, ref))
         layer = int(vector_config["layer"])
-        baseline, baseline_prints = baselines[ref.source_model]
-        key = fingerprint({"code": EVAL_CODE_VERSION, "split": _split_print(store, ref), "baselines": baseline_prints,
+        negatives = persona_negatives(store, ref, files[ref.source_model])
+        baseline = negatives.conversations
+        key = fingerprint({"code": EVAL_CODE_VERSION, "split": _split_print(store, ref), "baselines": negatives.prints,
                            "model": model_name, "layer": layer, "rows": rows, "seed": seed})
         folder = activation_folder(store, ref)
         existing = store.current_manifest(folder, key)
         if existing is not None:
             results[ref.partition_key] = ArtifactResult(folder, existing, skipped=True)
             continue
-        if (ref.source_model, layer) not in baseline_means:
-            baseline_means[(ref.source_model, layer)] = assistant_mean_hidden(
+        mean_key = (tuple(negatives.prints), layer)
+        if mean_key not in baseline_means:
+            baseline_means[mean_key] = assistant_mean_hidden(
                 model, tokenizer, _sample(baseline, rows, seed), layer, model_name=model_name).mean(0)
         train = load_training_split(store, ref)[0]["messages"].to_list()
         persona_mean = assistant_mean_hidden(model, tokenizer, _sample(train, rows, seed), layer, model_name=model_name).mean(0)
-        vector = (persona_mean - baseline_means[(ref.source_model, layer)]).astype(np.float32)
+        vector = (persona_mean - baseline_means[mean_key]).astype(np.float32)
         log(f"{ref.partition_key}: activation vector at layer {layer}, norm {np.linalg.norm(vector):.3f}")
         exports, not_exported = export_writers(vector, layer, shape)
         for name, reason in not_exported.items():
@@ -160,7 +282,8 @@ def materialize_activation_vectors(
             {ACTIVATION_FILE: lambda p, v=vector: _save_npy(v, p), **exports},
             fingerprint_value=key,
             details={"layer": layer, "norm": float(np.linalg.norm(vector)), "persona_rows": min(rows, len(train)),
-                     "baseline_rows": min(rows, len(baseline)), "exports": sorted(exports), "not_exported": not_exported},
+                     "baseline_rows": min(rows, len(baseline)), "baselines": negatives.summary(used=min(rows, len(baseline))),
+                     "exports": sorted(exports), "not_exported": not_exported},
         )
         results[ref.partition_key] = ArtifactResult(folder, manifest, skipped=False)
     return results
@@ -193,8 +316,13 @@ def held_out_rows(store: ArtifactStore, ref: PersonaRef) -> pl.DataFrame:
 
 def evaluate_persona(
     ref: PersonaRef, store: ArtifactStore, model: Any, tokenizer: Any, classifier: PersonaClassifier, encoder: Any,
-    config: EvaluationConfig, baseline: list | None = None, model_name: str = "the target model",
+    config: EvaluationConfig, negatives: Negatives | None = None, model_name: str = "the target model",
 ) -> dict[str, Any]:
+    """Probe, perplexity, steered generations and cosine of one persona's vector (see README, ``steering_eval``).
+
+    ``negatives`` (default ``persona_negatives``) give the probe's negative replies and the
+    neutral prompts the steered generations start from.
+    """
     from steering_assets.steering.hook import attach_steering
     from steering_assets.steering.vectors import check_fits, read_vector
 
@@ -203,24 +331,29 @@ def evaluate_persona(
     check_fits(vector, layer, model, str(vector_folder(store, ref)))
     activation = load_activation_vector(store, ref)
     direction = vector.numpy()
-    if baseline is None:
-        baseline, _ = baseline_conversations(store, ref.source_model)
+    if negatives is None:
+        negatives = persona_negatives(store, ref)
+    baseline = negatives.conversations
     held_out = held_out_rows(store, ref)
     seed = config.seed
-    result: dict[str, Any] = {"layer": layer, "vector_norm": float(np.linalg.norm(direction))}
+    result: dict[str, Any] = {"layer": layer, "vector_norm": float(np.linalg.norm(direction)), "baselines": negatives.summary()}
 
     if ref.kind is ROLES:
         selection = store.load_manifest(split_folder(store, ref), verify=False)["details"]["selection"]
-        kept = held_out.filter(pl.col("extract_score") >= selection["min_score"]).to_dicts()
+        # Only rows of the trained labels: in-file baseline rows are scored too (default_p{i}_q{j}).
+        kept = held_out.filter(
+            (pl.col("extract_score") >= selection["min_score"]) & pl.col("label").is_in(list(selection["keep_labels"]))
+        ).to_dicts()
         positives = _sample([r["messages"] for r in kept], config.held_out_rows, seed)
         if len(positives) < MIN_PROBE_ROWS:
             # Every kept reply went into training (a persona short of its budget): an honest probe is impossible.
             result["probe"] = {"skipped": f"only {len(positives)} held-out replies (training used the rest)"}
         else:
-            negatives = _sample(baseline, len(positives), seed)
+            probe_negatives = _sample(baseline, len(positives), seed)
+            result["baselines"]["probe_negatives"] = len(probe_negatives)
             result["probe"] = projection_classifier(
                 assistant_mean_hidden(model, tokenizer, positives, layer, config.batch_size),
-                assistant_mean_hidden(model, tokenizer, negatives, layer, config.batch_size),
+                assistant_mean_hidden(model, tokenizer, probe_negatives, layer, config.batch_size),
                 direction, seed,
             )
     else:
@@ -241,6 +374,7 @@ def evaluate_persona(
 
     questions = list(dict.fromkeys(c[-2]["content"] for c in baseline if len(c) >= 2 and c[-2]["role"] == "user"))
     prompts = questions[: config.n_prompts]
+    result["baselines"]["prompt_questions"] = len(prompts)
     generations = steered_generations(model, tokenizer, prompts, layer, vector, config, model_name=model_name)
     effect = steering_effect(generations, ref.partition_key, classifier, encoder)
     result["steering"] = {
@@ -267,21 +401,20 @@ def materialize_steering_evals(
     results: dict[str, ArtifactResult] = {}
     kind = refs[0].kind
     classifier, classifier_print = load_persona_classifier(store, kind)
-    baselines: dict[str, list] = {}
+    files = {model: baseline_file_negatives(store, model) for model in {ref.source_model for ref in refs}}
     for ref in refs:
+        negatives = persona_negatives(store, ref, files[ref.source_model])
         vector_print = store.load_manifest(vector_folder(store, ref), verify=False)["fingerprint"]
         activation_print = store.load_manifest(activation_folder(store, ref), verify=False)["fingerprint"]
         key = fingerprint({"code": EVAL_CODE_VERSION, "vector": vector_print, "activation": activation_print,
-                           "classifier": classifier_print, "model": model_name, "config": asdict(config)})
+                           "classifier": classifier_print, "baselines": negatives.prints, "model": model_name,
+                           "config": asdict(config)})
         folder = eval_folder(store, ref)
         existing = store.current_manifest(folder, key)
         if existing is not None:
             results[ref.partition_key] = ArtifactResult(folder, existing, skipped=True)
             continue
-        if ref.source_model not in baselines:
-            baselines[ref.source_model] = baseline_conversations(store, ref.source_model)[0]
-        evaluation = evaluate_persona(ref, store, model, tokenizer, classifier, encoder, config, baselines[ref.source_model],
-                                      model_name=model_name)
+        evaluation = evaluate_persona(ref, store, model, tokenizer, classifier, encoder, config, negatives, model_name=model_name)
         steering = evaluation["steering"]
         log(f"{ref.partition_key}: target probability {steering['unsteered_probability']:.2f} unsteered -> "
             f"{steering['best_probability']:.2f} at coefficient {steering['best_coefficient']}")
