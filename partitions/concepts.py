@@ -9,9 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources.sae import ConceptSentences
-from steering_assets.features.assets import CONCEPT_PARTITIONS
+from resources.concepts import ConceptSentences
 from steering_assets.features.concepts import ConceptDiscovery, survey_concepts
+
+CONCEPT_PARTITIONS = dg.DynamicPartitionsDefinition(name="concepts")
 
 
 def scan_concepts(instance: dg.DagsterInstance, root: Path | str) -> tuple[list[str], ConceptDiscovery]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from steering_assets.personas.layout import validate_name
+from steering_assets.errors import InputError
 
 MANIFEST = "manifest.json"
 _HASH_CHUNK = 1 << 20
@@ -40,7 +41,7 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class ArtifactIntegrityError(RuntimeError):
+class ArtifactIntegrityError(InputError, RuntimeError):
     """An artifact folder whose manifest is missing or does not match its files."""
 
 

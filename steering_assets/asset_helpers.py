@@ -5,55 +5,16 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import dagster as dg
 
-from steering_assets.artifacts import ArtifactIntegrityError
-from steering_assets.features.classifiers import ClassifierDataError
-from steering_assets.features.concepts import ConceptFileError
-from steering_assets.features.datasets import DatasetSpecError
-from steering_assets.features.layers import LayerSpecError
-from steering_assets.features.prefixes import EmptySentenceError, NonFiniteHiddenStatesError
-from steering_assets.features.sae import SAEFormatError
-from steering_assets.personas.budget import ChatTemplateMissingError
-from steering_assets.personas.layout import InvalidNameError, PersonaKind, PersonaRef
-from steering_assets.personas.loading import RolloutFormatError
-from steering_assets.steering.errors import (
-    CheckpointMismatchError,
-    EmptyTrainingSplitError,
-    LayerOutOfRangeError,
-    MissingBaselineError,
-    NonFiniteLossError,
-    VectorShapeError,
-)
-from steering_assets.vetting.scenarios import ScenarioFormatError
-
-# Errors that mean "fix your data or settings": shown in the UI as a plain message, no stack trace.
-INPUT_ERRORS = (
-    RolloutFormatError,
-    InvalidNameError,
-    ChatTemplateMissingError,
-    ArtifactIntegrityError,
-    FileNotFoundError,
-    LayerOutOfRangeError,
-    EmptyTrainingSplitError,
-    CheckpointMismatchError,
-    NonFiniteLossError,
-    VectorShapeError,
-    MissingBaselineError,
-    ConceptFileError,
-    SAEFormatError,
-    DatasetSpecError,
-    LayerSpecError,
-    ClassifierDataError,
-    EmptySentenceError,
-    NonFiniteHiddenStatesError,
-    ScenarioFormatError,
-)
+from steering_assets.errors import InputError
+from steering_assets.personas.layout import PersonaKind, PersonaRef
 
 
 @contextlib.contextmanager
 def reported_as_failure(what: str):
+    """Bad input (any ``InputError``) fails the step with its message only: no trace, no retries."""
     try:
         yield
-    except INPUT_ERRORS as err:
+    except InputError as err:
         raise dg.Failure(description=f"{what}: {err}", allow_retries=False) from err
 
 

@@ -17,21 +17,17 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from partitions.concepts import concept_discovery_sensor  # noqa: E402
 from partitions.personas import persona_discovery_sensor  # noqa: E402
+from partitions.scenarios import scenario_discovery_sensor  # noqa: E402
+from resources.concepts import ConceptSentences  # noqa: E402
 from resources.encoder import SentenceEncoderResource  # noqa: E402
+from resources.judge import JudgeResource  # noqa: E402
 from resources.language_model import LanguageModelResource, ModelSource  # noqa: E402
 from resources.rollouts import PersonaRollouts  # noqa: E402
-from resources.sae import ConceptSentences, SAEResource  # noqa: E402
+from resources.sae import SAEResource  # noqa: E402
+from resources.scenarios import ScenarioSource  # noqa: E402
 from resources.storage import ArtifactStorage  # noqa: E402
-from resources.judge import JudgeResource  # noqa: E402
 from steering_assets.features.assets import FEATURE_ASSETS  # noqa: E402
-from steering_assets.vetting.assets import (  # noqa: E402
-    VETTING_ASSETS,
-    ScenarioSource,
-    automation_sensor,
-    revetting_schedule,
-    scenario_discovery_sensor,
-    vetting_job,
-)
+from steering_assets.vetting.assets import VETTING_ASSETS, automation_sensor, revetting_schedule, vetting_job  # noqa: E402
 from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
 from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
 from steering_assets.steering.assets import build_steering_assets  # noqa: E402

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any, Iterator
+from steering_assets.errors import InputError
 
 
 def resolve_device(device: str) -> str:
@@ -134,7 +135,7 @@ def load_causal_lm(
     return freeze(model.eval())
 
 
-class MissingPadTokenError(ValueError):
+class MissingPadTokenError(InputError, ValueError):
     """A tokenizer with neither a pad token nor an EOS token to pad with."""
 
 

@@ -8,12 +8,13 @@ from pydantic import Field
 
 from resources.encoder import SentenceEncoderResource
 from resources.language_model import LanguageModelResource
-from resources.sae import ConceptSentences, SAEResource
+from partitions.concepts import CONCEPT_PARTITIONS
+from resources.concepts import ConceptSentences
+from resources.sae import SAEResource
 from resources.storage import ArtifactStorage
 from steering_assets.asset_helpers import reported_as_failure
 from steering_assets.metadata import md_table, png_markdown
 
-CONCEPT_PARTITIONS = dg.DynamicPartitionsDefinition(name="concepts")
 GROUP = "concept_features"
 
 

@@ -14,13 +14,14 @@ from typing import Any, Iterator
 import numpy as np
 
 from steering_assets.features.datasets import raw_inputs
+from steering_assets.errors import InputError
 
 MODELS = ("logistic", "ridge", "linear_svm", "mlp")
 # Part of the trait-classifier fingerprint: bump when an estimator's settings change.
 MODELS_VERSION = "2"
 
 
-class ClassifierDataError(ValueError):
+class ClassifierDataError(InputError, ValueError):
     """A dataset the chosen classifier cannot learn from."""
 
 

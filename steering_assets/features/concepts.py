@@ -18,12 +18,13 @@ from pathlib import Path
 
 from steering_assets.jsonl import iter_json_objects
 from steering_assets.personas.layout import InvalidNameError, validate_name
+from steering_assets.errors import InputError, MissingInputError
 
 CONCEPT_SUFFIXES = (".jsonl", ".csv")
 CSV_COLUMNS = ("sentence", "concept_strength_label")
 
 
-class ConceptFileError(ValueError):
+class ConceptFileError(InputError, ValueError):
     """A concept file that does not hold labelled sentences."""
 
 
@@ -121,7 +122,7 @@ def survey_concepts(root: Path | str) -> ConceptDiscovery:
     """Every ``<name>.jsonl`` and ``<name>.csv`` under ``root``; anything else is listed in ``skipped``."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"concept folder {root} does not exist; set PERSONA_CONCEPTS_ROOT")
+        raise MissingInputError(f"concept folder {root} does not exist; set PERSONA_CONCEPTS_ROOT")
     found = ConceptDiscovery()
     candidates: dict[str, list[Path]] = {}
     for path in sorted(root.iterdir()):
@@ -156,7 +157,7 @@ def concept_source(root: Path | str, concept: str) -> Path:
     if len(present) > 1:
         raise ConceptFileError(f"concept {concept!r} has both {present[0]} and {present[1]}; keep one")
     if not present:
-        raise FileNotFoundError(f"concept {concept!r} has no file: expected {paths[0]} or {paths[1]}")
+        raise MissingInputError(f"concept {concept!r} has no file: expected {paths[0]} or {paths[1]}")
     return present[0]
 
 

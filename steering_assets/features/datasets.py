@@ -27,12 +27,13 @@ import numpy as np
 from steering_assets.artifacts import write_npz
 from steering_assets.features.layers import parse_layers
 from steering_assets.features.prefixes import SentenceFeatures
+from steering_assets.errors import InputError
 
 STRATEGIES = ("embedding-to-feature", "hidden-to-feature", "hidden-to-concept", "embedding-to-concept")
 NORMALISATIONS = ("standardize", "minmax", "none")
 
 
-class DatasetSpecError(ValueError):
+class DatasetSpecError(InputError, ValueError):
     """A classifier-dataset specification that cannot be built from the features at hand."""
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from steering_assets.errors import InputError
 
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
-class LayerSpecError(ValueError):
+class LayerSpecError(InputError, ValueError):
     """A layer specification that cannot be parsed or does not fit the model."""
 
 

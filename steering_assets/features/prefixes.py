@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from steering_assets.errors import InputError
 
 
-class EmptySentenceError(ValueError):
+class EmptySentenceError(InputError, ValueError):
     """A sentence with no tokens has no prefixes."""
 
 
-class NonFiniteHiddenStatesError(FloatingPointError):
+class NonFiniteHiddenStatesError(InputError, FloatingPointError):
     """NaN or inf in hidden states: reported, never silently used."""
 
 

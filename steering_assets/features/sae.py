@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from steering_assets.errors import InputError
 
 SAE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 
 
-class SAEFormatError(ValueError):
+class SAEFormatError(InputError, ValueError):
     """An SAE file or SAE list that does not match the params.npz layout."""
 
 

@@ -11,6 +11,7 @@ import polars as pl
 
 from steering_assets.personas.dataset import SCORE_MISSING, SCORE_REFUSAL
 from steering_assets.personas.layout import PersonaKind
+from steering_assets.errors import InputError
 
 DROP_WRONG_LABEL = "wrong_label"
 DROP_MISSING_SCORE = "missing_score"
@@ -29,7 +30,7 @@ class SelectionConfig:
         return cls(kind.default_keep_min_score, kind.default_keep_labels)
 
 
-class SelectionError(ValueError):
+class SelectionError(InputError, ValueError):
     """Selection settings that do not fit a persona kind's labels."""
 
 
@@ -115,7 +116,7 @@ def select_training_rows(frame: pl.DataFrame, selection: SelectionConfig) -> tup
     return kept, dict(dropped)
 
 
-class ChatTemplateMissingError(ValueError):
+class ChatTemplateMissingError(InputError, ValueError):
     """The target tokenizer cannot render conversations, so lengths cannot be counted."""
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from steering_assets.errors import InputError, MissingInputError
 
 # Role responses with no scores: the assistant's own voice, kept as negatives for evaluation
 # rather than used as training data. ``default`` is the assistant-axis baseline
@@ -31,11 +32,11 @@ BASELINE_ROLES = frozenset({"0_default", "1_default", "default"})
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$")
 
 
-class InvalidNameError(ValueError):
+class InvalidNameError(InputError, ValueError):
     """A persona or model name that could escape the data root or break a partition key."""
 
 
-class RolloutFormatError(ValueError):
+class RolloutFormatError(InputError, ValueError):
     """Raw rollout or score data (or its place on disk) that matches none of the writers' formats."""
 
 
@@ -272,7 +273,7 @@ _KIND_DIRECTORIES = {kind.directory for kind in PERSONA_KINDS.values()}
 
 def _require_root(data_root: Path) -> None:
     if not data_root.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"persona data root {str(data_root)!r} does not exist; set PERSONA_DATA_ROOT to the folder "
             f"holding the source-model folders: {expected_layouts()}"
         )

@@ -23,13 +23,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
+from steering_assets.errors import InputError
 
 GENERATION_TAGS = "generation_tags"
 RENDERED_REPLY = "rendered_reply"
 _MARKER = "\u27e6steering-assets-reply-marker\u27e7"
 
 
-class AssistantMaskError(ValueError):
+class AssistantMaskError(InputError, ValueError):
     """The assistant reply's tokens cannot be located in a conversation's rendering."""
 
 

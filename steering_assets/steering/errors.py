@@ -1,25 +1,27 @@
 """Errors of the steering stage (importable without torch)."""
 
+from steering_assets.errors import InputError
 
-class LayerOutOfRangeError(ValueError):
+
+class LayerOutOfRangeError(InputError, ValueError):
     """The requested layer does not exist in the model."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(InputError, ValueError):
     """A checkpoint written for another model, layer or set of personas."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(InputError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-class EmptyTrainingSplitError(ValueError):
+class EmptyTrainingSplitError(InputError, ValueError):
     """A persona has no training examples."""
 
 
-class VectorShapeError(ValueError):
+class VectorShapeError(InputError, ValueError):
     """A stored vector that does not fit the model it is loaded into."""
 
 
-class MissingBaselineError(ValueError):
+class MissingBaselineError(InputError, ValueError):
     """No baseline rows (baseline files or a persona's own baseline-labelled rows) to use as negatives."""

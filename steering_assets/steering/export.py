@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from steering_assets.steering.errors import VectorShapeError
+from steering_assets.errors import InputError
 
 GGUF_FILE = "control_vector.gguf"
 LM_EVAL_FILE = "lm_eval_steer.pt"
@@ -43,7 +44,7 @@ LAYER_STACK_FILE = "layer_stack.pt"
 CONVENTIONS = ("assistant-axis", "persona-vectors")
 
 
-class ExportLayerError(ValueError):
+class ExportLayerError(InputError, ValueError):
     """A layer the target format cannot address."""
 
 

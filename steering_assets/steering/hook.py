@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from steering_assets.steering.errors import LayerOutOfRangeError
+from steering_assets.errors import InputError
 
 STEERING_ATTRIBUTE = "persona_steering"
 
 
-class DecoderLayersNotFoundError(ValueError):
+class DecoderLayersNotFoundError(InputError, ValueError):
     """A model whose decoder blocks cannot be located."""
 
 

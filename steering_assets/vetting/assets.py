@@ -1,6 +1,5 @@
 """Dagster wrappers for vetting: per-trait assets, a discovery sensor, re-vetting on a schedule and on edits."""
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -8,30 +7,23 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from partitions.scenarios import SCENARIO_FILES_KEY, VETTING_PARTITIONS
 from resources.judge import JudgeResource
 from resources.language_model import LanguageModelResource
+from resources.scenarios import ScenarioSource
 from resources.storage import ArtifactStorage
 from steering_assets.asset_helpers import reported_as_failure
 from steering_assets.metadata import md_table, png_markdown
 
-VETTING_PARTITIONS = dg.DynamicPartitionsDefinition(name="scenario_traits")
 GROUP = "vetting"
-SCENARIO_FILES_KEY = dg.AssetKey(["vetting", "scenario_files"])
 PASS_CHECK = "pass_rate_meets_bar"
 CALIBRATION_CHECK = "judge_calibration"
 AUTOMATION_SENSOR = "default_automation_condition_sensor"
 # Weekly by default (Monday 06:00); PERSONA_REVET_CRON overrides it.
 REVET_CRON = os.environ.get("PERSONA_REVET_CRON", "0 6 * * 1")
-# How often scenario folders are scanned and automation conditions evaluated (seconds).
-SCAN_INTERVAL = int(os.environ.get("PERSONA_SCENARIO_SCAN_SECONDS", "60"))
+# How often automation conditions are evaluated (seconds).
 AUTOMATION_INTERVAL = int(os.environ.get("PERSONA_AUTOMATION_SECONDS", "30"))
 _ITEM_TEXT = 90
-
-
-class ScenarioSource(dg.ConfigurableResource):
-    """``{root}/{category}/{trait}/`` folders of scenario files (env PERSONA_SCENARIOS_ROOT)."""
-
-    root: str = Field(description="Folder of scenario categories (env PERSONA_SCENARIOS_ROOT).")
 
 
 class VettingConfig(dg.Config):
@@ -51,17 +43,6 @@ class ResponsesConfig(dg.Config):
     temperature: float = Field(default=0.8, gt=0)
     top_p: float = Field(default=0.95, gt=0, le=1)
     seed: int = 0
-
-
-@contextlib.contextmanager
-def _judge_failures(what: str):
-    """A judge that cannot run, or a provider that refuses the run, fails the partition with its message only."""
-    from steering_assets.vetting.judge import JudgeConfigurationError, JudgeStoppedError
-
-    try:
-        yield
-    except (JudgeConfigurationError, JudgeStoppedError) as err:
-        raise dg.Failure(description=f"{what}: {err}", allow_retries=False) from err
 
 
 def _clip(text: str, width: int = _ITEM_TEXT) -> str:
@@ -185,7 +166,7 @@ def _judge_stage(context, stage_asset: str, config: VettingConfig, storage: Arti
     from steering_assets.vetting.scenarios import Thresholds, read_trait_scenarios, read_verdicts
 
     store = storage.store()
-    with reported_as_failure(context.partition_key), _judge_failures(context.partition_key):
+    with reported_as_failure(context.partition_key):
         folder = _folder(context, scenarios)
         # Everything the stage reads is checked before the judge is asked anything.
         items = read_trait_scenarios(folder)
@@ -259,31 +240,6 @@ vetting_job = dg.define_asset_job("vetting", selection=dg.AssetSelection.groups(
 def revetting_schedule(context: dg.ScheduleEvaluationContext):
     for key in context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name):
         yield dg.RunRequest(run_key=f"{key}@{context.scheduled_execution_time:%Y-%m-%d}", partition_key=key)
-
-
-@dg.sensor(name="scenario_discovery_sensor", minimum_interval_seconds=SCAN_INTERVAL, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="New {category}/{trait} folders become partitions; edited files get a new data version.")
-def scenario_discovery_sensor(context: dg.SensorEvaluationContext, scenarios: ScenarioSource) -> dg.SensorResult:
-    from steering_assets.vetting.pipeline import scenario_files_digest
-    from steering_assets.vetting.scenarios import scan_scenario_root
-
-    seen = json.loads(context.cursor) if context.cursor else {}
-    existing = set(context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name))
-    new, observations = [], []
-    scan = scan_scenario_root(scenarios.root)
-    for folder, reason in scan.skipped:
-        context.log.warning(f"{folder}: not offered as a scenario trait: {reason}")
-    for folder in scan.traits:
-        key = f"{folder.parent.name}/{folder.name}"
-        if key not in existing:
-            new.append(key)
-        version = scenario_files_digest(folder)[:32]
-        if seen.get(key) != version:
-            seen[key] = version
-            observations.append(dg.AssetObservation(asset_key=SCENARIO_FILES_KEY, partition=key, tags={"dagster/data_version": version}))
-    requests = [VETTING_PARTITIONS.build_add_request(new)] if new else []
-    return dg.SensorResult(dynamic_partitions_requests=requests, asset_events=observations, cursor=json.dumps(seen),
-                           skip_reason=None if requests or observations else "no new or changed scenario files")
 
 
 # Dagster's own default automation sensor starts stopped, so the eager conditions above would

@@ -41,6 +41,7 @@ from steering_assets.vetting.logprobs import (
     read_answer,
     starts_thinking,
 )
+from steering_assets.errors import InputError
 
 REFUSAL_TOKENS = ("REF", "REFUSAL", "Ref", "refusal")
 NUMBER_SCALES = ("auto", "0-100", "0-9")
@@ -59,11 +60,11 @@ _CODE_STATUS = {"rate_limit_exceeded": 429, "insufficient_quota": 429, "server_e
                 "insufficient_credits": 402}
 
 
-class JudgeConfigurationError(ValueError):
+class JudgeConfigurationError(InputError, ValueError):
     """The judge cannot start (missing API key, bad settings, a judge that cannot be scored): raised before any work."""
 
 
-class JudgeStoppedError(RuntimeError):
+class JudgeStoppedError(InputError, RuntimeError):
     """The provider refused the whole run (quota, credits, authentication): no retry helps and no item is to blame."""
 
 

@@ -31,6 +31,7 @@ from typing import Sequence
 
 from steering_assets.personas.layout import validate_name
 from steering_assets.vetting.judge import Judgment
+from steering_assets.errors import InputError, MissingInputError
 
 POLARITIES = ("positive", "negative")
 STAGES = ("scenario", "response")
@@ -38,7 +39,7 @@ DEFINITION_FILE = "definition.txt"
 VERDICTS_FILE = "verdicts.jsonl"
 
 
-class ScenarioFormatError(ValueError):
+class ScenarioFormatError(InputError, ValueError):
     """Scenario or verdict files that cannot be vetted as they are."""
 
 
@@ -163,7 +164,7 @@ def scan_scenario_root(root: Path | str) -> TraitScan:
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"scenario folder {root} does not exist; set PERSONA_SCENARIOS_ROOT")
+        raise MissingInputError(f"scenario folder {root} does not exist; set PERSONA_SCENARIOS_ROOT")
     traits, skipped = [], []
     names = (DEFINITION_FILE, *(f"{p}{s}" for p in POLARITIES for s in (".txt", ".jsonl")))
     candidates = sorted({path.parent for name in names for path in root.glob(f"*/*/{name}")})

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from partitions.concepts import concept_discovery_sensor, sync_concept_partitions
-from resources.sae import ConceptSentences
+from resources.concepts import ConceptSentences
 from steering_assets.definitions import build_definitions
 from steering_assets.runner import failure_message
 

@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 
 from partitions.concepts import concept_discovery_sensor, sync_concept_partitions
-from resources.sae import ConceptSentences
+from resources.concepts import ConceptSentences
 from steering_assets.demo.features import DEMO_CONCEPTS, concept_sentences, write_demo_concepts
 from steering_assets.features.concepts import (
     ConceptFileError,

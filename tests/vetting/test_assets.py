@@ -8,14 +8,10 @@ import dagster as dg
 import pytest
 
 from resources.judge import JudgeResource
+from partitions.scenarios import scenario_discovery_sensor
+from resources.scenarios import ScenarioSource
 from steering_assets.definitions import build_definitions
-from steering_assets.vetting.assets import (
-    CALIBRATION_CHECK,
-    PASS_CHECK,
-    ScenarioSource,
-    revetting_schedule,
-    scenario_discovery_sensor,
-)
+from steering_assets.vetting.assets import CALIBRATION_CHECK, PASS_CHECK, revetting_schedule
 from tests.vetting.fake_openai import FakeJudgeServer
 
 REAL_WORLD = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world"

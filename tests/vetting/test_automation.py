@@ -74,7 +74,7 @@ def test_editing_a_scenario_file_under_a_running_daemon_re_vets_that_trait_alone
                 from location import defs  # noqa: PLC0415
             finally:
                 sys.path.remove(str(tmp_path))
-            from steering_assets.vetting.assets import SCENARIO_FILES_KEY
+            from partitions.scenarios import SCENARIO_FILES_KEY
             from steering_assets.vetting.pipeline import scenario_files_digest
 
             keys = ["social/edited", "social/untouched"]
