@@ -4,6 +4,9 @@
     steering-assets sync-partitions
     steering-assets backfill roles [--source-model M] [--partitions k1,k2] [--steering]
     steering-assets classifier-dataset --strategy S --input DIR [--layers L] [--target-layer N --target-feature F] --output OUT
+    steering-assets instance check | instance pools --gpu N
+    steering-assets local-server postgres|redis start|stop
+    steering-assets celery-workers [--gpus N] [--cpu-workers M]
 
 Commands that touch the Dagster instance need DAGSTER_HOME (the Makefile sets it).
 Resources come from PERSONA_DATA_ROOT, PERSONA_ARTIFACT_ROOT and PERSONA_MODEL, as in the UI.
@@ -102,14 +105,14 @@ def _steering_stage(defs, instance, kind_name: str, keys: list[str], run_config:
     from partitions.personas import PARTITIONS_BY_KIND
     from steering_assets.definitions import steering_job_name
     from steering_assets.runner import contiguous_chunks, run_partition_chunks
-    from steering_assets.steering.assets import PERSONAS_PER_RUN
+    from steering_assets.steering.assets import personas_per_run
 
     failed = 0
     for prerequisite in (["roles", "baseline_dataset"], [kind_name, "persona_classifier"]):
         if not _run_assets(defs, instance, prerequisite):
             return len(keys)
     all_keys = instance.get_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name)
-    chunks = contiguous_chunks(all_keys, keys, PERSONAS_PER_RUN)
+    chunks = contiguous_chunks(all_keys, keys, personas_per_run())
     outcomes = run_partition_chunks(defs, instance, steering_job_name(kind_name), chunks, run_config=run_config)
     failed += sum(not o.success for o in outcomes)
     _run_assets(defs, instance, [kind_name, "steering_eval_summary"])
@@ -350,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     dataset.add_argument("--normalize", default="standardize", choices=["standardize", "minmax", "none"])
     dataset.add_argument("--output", required=True, help="NPZ to write")
     dataset.set_defaults(func=cmd_classifier_dataset)
+    from steering_assets.deployment.commands import add_parsers
+
+    add_parsers(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -31,6 +31,7 @@ from steering_assets.vetting.assets import (  # noqa: E402
     scenario_discovery_sensor,
     vetting_job,
 )
+from steering_assets.deployment.tags import cpu_run_tags  # noqa: E402
 from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
 from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
 from steering_assets.steering.assets import build_steering_assets  # noqa: E402
@@ -79,6 +80,8 @@ def build_definitions(
                 persona_job_name(kind_name),
                 selection=dg.AssetSelection.assets([kind_name, "persona_dataset"], [kind_name, "persona_training_split"]),
                 description=f"Rollouts to training splits for {kind_name}; backfill it to process every {kind.column}.",
+                # CPU work: routed away from the GPU workers and GPU pods (deploy/celery, deploy/k8s).
+                tags=cpu_run_tags(),
             )
         )
         jobs.append(
