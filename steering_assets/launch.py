@@ -164,7 +164,14 @@ def running_daemon(instance: dg.DagsterInstance, log_path: Path, startup_timeout
     if daemon_is_running(instance):
         yield False
         return
-    command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", DEFINITIONS_MODULE, "-l", LOCATION_NAME]
+    # The same code location as workspace.yaml, wherever this command runs from.
+    workspace = log_path.parent / "steering-assets-workspace.yaml"
+    workspace.parent.mkdir(parents=True, exist_ok=True)
+    workspace.write_text(
+        f"load_from:\n  - python_module:\n      module_name: {DEFINITIONS_MODULE}\n"
+        f"      location_name: {LOCATION_NAME}\n      working_directory: {Path.cwd()}\n"
+    )
+    command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)]
     process = start_process(command, log_path, os.environ, cwd=Path.cwd())
     try:
         deadline = time.monotonic() + startup_timeout_s
@@ -179,19 +186,48 @@ def running_daemon(instance: dg.DagsterInstance, log_path: Path, startup_timeout
         stop_process(process)
 
 
+def _all_targets_materialized(instance: dg.DagsterInstance, backfill_id: str) -> bool:
+    """Every asset partition the backfill targets has a materialization newer than the backfill.
+
+    The daemon notices that a backfill is complete on its next backfill pass (every 30 s);
+    this sees it as soon as the last run has written its events.
+    """
+    backfill = instance.get_backfill(backfill_id)
+    target = backfill.asset_backfill_data.target_subset
+    for key in backfill.asset_selection:
+        wanted = set(_subset_keys(target, key))
+        done: set[str] = set()
+        cursor = None
+        while True:
+            page = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, after_timestamp=backfill.backfill_timestamp), limit=1000, cursor=cursor
+            )
+            done |= {r.partition_key or "(unpartitioned)" for r in page.records}
+            if not page.has_more:
+                break
+            cursor = page.cursor
+        if not wanted <= done:
+            return False
+    return True
+
+
 def wait_for_backfill(
     instance: dg.DagsterInstance, backfill_id: str, timeout_s: float, progress: Callable[[str], None] | None = None,
     poll_s: float = 1.0,
 ) -> None:
+    """Wait until the backfill's runs are over: the daemon has closed it, or it has materialised every target."""
     deadline = time.monotonic() + timeout_s
     seen: set[str] = set()
     while True:
+        runs = backfill_runs(instance, backfill_id)
         if progress:
-            for record in backfill_runs(instance, backfill_id):
+            for record in runs:
                 if record.dagster_run.run_id not in seen and record.dagster_run.is_finished:
                     seen.add(record.dagster_run.run_id)
                     progress(describe_run(record.dagster_run))
-        if _finished(instance, backfill_id) and all(r.dagster_run.is_finished for r in backfill_runs(instance, backfill_id)):
+        if all(r.dagster_run.is_finished for r in runs) and (
+            _finished(instance, backfill_id) or (runs and _all_targets_materialized(instance, backfill_id))
+        ):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"backfill {backfill_id} still running after {timeout_s:.0f}s")

@@ -72,3 +72,63 @@ def tiny_workspace(tmp_path_factory):
     write_demo_rollouts(workspace.data_root, seed=0)
     save_tiny_model(iter_demo_texts(workspace.data_root), workspace.model_path, seed=0)
     return workspace
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+# Tiny training for the real-server runs: they check where and how runs execute, not the vectors.
+TINY_TRAINING = {"max_steps": 2, "max_length": 32, "eval_steps": 1, "save_steps": 1, "per_device_batch_size": 2,
+                 "warmup_steps": 0, "early_stopping_patience": 0}
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@pytest.fixture
+def deployment_env(tiny_workspace, tmp_path, monkeypatch):
+    """A Dagster home using one of deploy/'s instance configs, and the settings a code location reads."""
+    import shutil
+
+    def make(config: str, extra_env: dict, personas_per_run: int = 2, datasets_per_run: int = 3):
+        home = tmp_path / f"home-{config}"
+        home.mkdir()
+        (home / "dagster.yaml").symlink_to(REPO / "deploy" / config / "dagster.yaml")
+        data = tmp_path / "data"
+        if not data.exists():
+            shutil.copytree(tiny_workspace.data_root, data)
+        env = {
+            "DAGSTER_HOME": str(home), "PERSONA_DATA_ROOT": str(data), "PERSONA_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+            "PERSONA_MODEL": str(tiny_workspace.model_path), "PERSONA_CONCEPTS_ROOT": str(tmp_path / "none"),
+            "PERSONA_SAE_CONFIG": str(tmp_path / "none.json"), "PERSONA_SCENARIOS_ROOT": str(tmp_path / "none"),
+            "PERSONA_JUDGE_BACKEND": "local", "PERSONA_PERSONAS_PER_RUN": str(personas_per_run),
+            "PERSONA_DATASETS_PER_RUN": str(datasets_per_run), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+            **extra_env,
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.chdir(REPO)
+        return home
+
+    return make
+
+
+def run_records(instance, backfill_id):
+    from steering_assets.launch import backfill_runs
+
+    return [r for r in backfill_runs(instance, backfill_id)]
+
+
+def overlapping(records) -> int:
+    """The most runs that were executing at the same moment (from their start and end times)."""
+    edges = sorted([(r.start_time, 1) for r in records] + [(r.end_time, -1) for r in records], key=lambda e: (e[0], e[1]))
+    current = peak = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+def model_loads(instance, run_id) -> int:
+    """How often a run loaded the language model (LanguageModelResource logs each load)."""
+    return sum(
+        1 for entry in instance.all_logs(run_id)
+        if entry.user_message.startswith("loaded ") and " on " in entry.user_message
+    )
