@@ -36,8 +36,12 @@ LAUNCHED_BY_TAG = "steering_assets/launched_by"
 _LOGGER = logging.getLogger("steering_assets.launch")
 
 
-def code_location_origin():
-    """The code location as workspace.yaml names it, loaded in this process (no gRPC server)."""
+def code_location_origin(container_context: Mapping[str, Any] | None = None):
+    """The code location as workspace.yaml names it, loaded in this process (no gRPC server).
+
+    ``container_context``: what a deployment attaches to the location (the Helm chart's user
+    deployment does, for the Kubernetes run launcher).
+    """
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
@@ -47,16 +51,18 @@ def code_location_origin():
             working_directory=os.getcwd(),
         ),
         location_name=LOCATION_NAME,
+        container_context=dict(container_context) if container_context else None,
     )
 
 
 @contextlib.contextmanager
-def workspace_context(instance: dg.DagsterInstance) -> Iterator[Any]:
+def workspace_context(instance: dg.DagsterInstance, container_context: Mapping[str, Any] | None = None) -> Iterator[Any]:
     """A Dagster workspace holding this project's code location, loaded in this process."""
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
-    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([code_location_origin()])) as context:
+    origin = code_location_origin(container_context)
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([origin])) as context:
         yield context
 
 
