@@ -200,21 +200,21 @@ def _all_targets_materialized(instance: dg.DagsterInstance, backfill_id: str) ->
     """
     backfill = instance.get_backfill(backfill_id)
     target = backfill.asset_backfill_data.target_subset
-    for key in backfill.asset_selection:
-        wanted = set(_subset_keys(target, key))
-        done: set[str] = set()
-        cursor = None
-        while True:
-            page = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key, after_timestamp=backfill.backfill_timestamp), limit=1000, cursor=cursor
-            )
-            done |= {r.partition_key or "(unpartitioned)" for r in page.records}
-            if not page.has_more:
-                break
-            cursor = page.cursor
-        if not wanted <= done:
-            return False
-    return True
+    return all(set(_subset_keys(target, key)) <= _materialized_since(instance, backfill, key) for key in backfill.asset_selection)
+
+
+def _materialized_since(instance: dg.DagsterInstance, backfill: Any, key: dg.AssetKey) -> set[str]:
+    """Partitions of ``key`` materialised since the backfill was submitted."""
+    done: set[str] = set()
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_timestamp=backfill.backfill_timestamp), limit=1000, cursor=cursor
+        )
+        done |= {r.partition_key or "(unpartitioned)" for r in page.records}
+        if not page.has_more:
+            return done
+        cursor = page.cursor
 
 
 def wait_for_backfill(
@@ -285,8 +285,11 @@ def backfill_outcome(instance: dg.DagsterInstance, backfill_id: str) -> Backfill
     outcome = BackfillOutcome(backfill_id)
     for key in backfill.asset_selection:
         name = "/".join(key.path)
-        outcome.materialized[name] = _subset_keys(data.materialized_subset, key)
-        outcome.failed[name] = _subset_keys(data.failed_and_downstream_subset, key)
+        # From the event log, not the backfill's bookkeeping, which the daemon updates every 30 s.
+        targets = set(_subset_keys(data.target_subset, key))
+        materialized = _materialized_since(instance, backfill, key) & targets
+        outcome.materialized[name] = sorted(materialized)
+        outcome.failed[name] = sorted(set(_subset_keys(data.failed_and_downstream_subset, key)) - materialized)
     records = backfill_runs(instance, backfill_id)
     outcome.runs = len(records)
     for record in records:
