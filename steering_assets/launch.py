@@ -36,11 +36,11 @@ LAUNCHED_BY_TAG = "steering_assets/launched_by"
 _LOGGER = logging.getLogger("steering_assets.launch")
 
 
-def code_location_origin(container_context: Mapping[str, Any] | None = None):
+def code_location_origin(container_context: Mapping[str, Any] | None = None, container_image: str | None = None):
     """The code location as workspace.yaml names it, loaded in this process (no gRPC server).
 
-    ``container_context``: what a deployment attaches to the location (the Helm chart's user
-    deployment does, for the Kubernetes run launcher).
+    ``container_context`` and ``container_image``: what a deployment attaches to the location
+    (the Helm chart's user deployment does, for the Kubernetes run launcher).
     """
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
@@ -52,16 +52,19 @@ def code_location_origin(container_context: Mapping[str, Any] | None = None):
         ),
         location_name=LOCATION_NAME,
         container_context=dict(container_context) if container_context else None,
+        container_image=container_image,
     )
 
 
 @contextlib.contextmanager
-def workspace_context(instance: dg.DagsterInstance, container_context: Mapping[str, Any] | None = None) -> Iterator[Any]:
+def workspace_context(
+    instance: dg.DagsterInstance, container_context: Mapping[str, Any] | None = None, container_image: str | None = None
+) -> Iterator[Any]:
     """A Dagster workspace holding this project's code location, loaded in this process."""
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
-    origin = code_location_origin(container_context)
+    origin = code_location_origin(container_context, container_image)
     with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([origin])) as context:
         yield context
 

@@ -118,6 +118,8 @@ def k8s_instance(api_server, tiny_workspace, tmp_path, monkeypatch):
     for key, value in {
         "PERSONA_DATA_ROOT": str(tiny_workspace.data_root), "PERSONA_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
         "PERSONA_MODEL": str(tiny_workspace.model_path), "PERSONA_PERSONAS_PER_RUN": "2",
+        "PERSONA_CONCEPTS_ROOT": str(tmp_path), "PERSONA_SAE_CONFIG": str(tmp_path / "none.json"),
+        "PERSONA_SCENARIOS_ROOT": str(tmp_path), "PERSONA_JUDGE_BACKEND": "local",
     }.items():
         monkeypatch.setenv(key, value)
     overrides = {
@@ -128,7 +130,10 @@ def k8s_instance(api_server, tiny_workspace, tmp_path, monkeypatch):
         from partitions.personas import sync_partitions
 
         sync_partitions(instance, tiny_workspace.data_root)
-        with launch.workspace_context(instance, user_container_context(values)) as context:
+        # The chart sets DAGSTER_CURRENT_IMAGE on the user deployment; its code server reports it as the image.
+        [deployment] = values["dagster-user-deployments"]["deployments"]
+        image = f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+        with launch.workspace_context(instance, user_container_context(values), image) as context:
             yield instance, context, jobs
 
 
@@ -145,12 +150,15 @@ def _gpus(job: dict) -> tuple:
 def _launch_job(instance, context, job_name: str, tags: dict) -> None:
     from steering_assets.definitions import defs
 
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
     request = context.create_request_context()
     remote_job = request.get_code_location(launch.LOCATION_NAME).get_repository("__repository__").get_full_job(job_name)
-    run = instance.create_run_for_job(
-        defs.resolve_job_def(job_name), tags=tags,
-        remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
-    )
+    with partition_loading_context(dynamic_partitions_store=instance):  # the chunk's keys are dynamic partitions
+        run = instance.create_run_for_job(
+            defs.resolve_job_def(job_name), tags=tags,
+            remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
+        )
     instance.submit_run(run.run_id, request)
 
 
@@ -171,13 +179,17 @@ def test_every_model_job_launch_asks_for_a_gpu(k8s_instance):
     instance, context, jobs = k8s_instance
     model_jobs = _model_jobs()
     assert {"roles_steering", "traits_steering", "concept_features", "vetting"} <= set(model_jobs)
-    chunk = {ASSET_PARTITION_RANGE_START_TAG: "demo-qwen3-tiny/astronomer", ASSET_PARTITION_RANGE_END_TAG: "demo-qwen3-tiny/chef"}
+    def chunk(kind):  # the first two personas of the kind: one steering chunk
+        first, second = instance.get_dynamic_partitions(kind)[:2]
+        return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: second}
+
     for job_name in model_jobs:
-        _launch_job(instance, context, job_name, chunk if "steering" in job_name else {})
+        kind = job_name.removesuffix("_steering")
+        _launch_job(instance, context, job_name, chunk(kind) if job_name.endswith("_steering") else {})
     assert len(jobs) == len(model_jobs)
     for job in jobs:
-        assert _gpus(job) == (1, 1), (job["metadata"]["labels"], _container(job).get("resources"))
-        assert job["metadata"]["namespace"] == NAMESPACE
+        assert _gpus(job) == ("1", "1"), (job["metadata"]["labels"], _container(job).get("resources"))
+        assert _container(job)["image"] == "registry.lab.internal/steering-assets:0.1.0"
         # The deployment's env and secrets reach the run (includeConfigInLaunchedRuns).
         assert {"configMapRef": {"name": f"{RELEASE}-steering-assets-user-env"}} in _container(job)["envFrom"]
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in job["spec"]["template"]["spec"]["tolerations"]
@@ -203,5 +215,5 @@ def test_an_asset_backfill_from_the_asset_graph_asks_for_a_gpu_per_chunk(k8s_ins
     assert len(runs) == 2 and len(jobs) == 2  # 4 personas, 2 per run
     assert all("dagster-k8s/config" not in r.dagster_run.tags for r in runs)
     for job in jobs:
-        assert _gpus(job) == (1, 1)
+        assert _gpus(job) == ("1", "1")
         assert job["metadata"]["labels"]["dagster/code-location"] == launch.LOCATION_NAME
