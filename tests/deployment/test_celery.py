@@ -41,7 +41,8 @@ def _wait_for_workers(broker: str, count: int, timeout_s: float = 180) -> None:
 
 def _run_pid(instance, run_id) -> int:
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        found = re.search(r"Started process for run \(pid: (\d+)\)", entry.user_message)
+        message = (entry.dagster_event.message if entry.dagster_event else None) or entry.user_message
+        found = re.search(r"Started process for run \(pid: (\d+)\)", message)
         if found:
             return int(found.group(1))
     raise AssertionError(f"run {run_id} never reported its process")
