@@ -67,6 +67,8 @@ bench: install
 	$(PY) benchmarks/batched_training.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/prefix_features.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/judge_throughput.py
+	$(PY) benchmarks/demo_launch.py --workspace "$(DEMO_DIR)"
+	$(PY) benchmarks/backfill.py --baseline-sample 20
 
 sync-partitions: install dagster-home
 	$(VENV)/bin/steering-assets sync-partitions
