@@ -62,16 +62,13 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_workspace(tmp_path_factory):
-    """The demo rollouts (8 roles, 2 baselines, traits) and the tiny untrained demo model: no judge, no SAEs."""
-    from steering_assets.demo.build import DemoWorkspace
-    from steering_assets.demo.corpus import iter_demo_texts, write_demo_rollouts
-    from steering_assets.demo.model import save_tiny_model
+def tiny_workspace(demo_workspace):
+    """The demo rollouts (8 roles, 2 baselines, traits) and the tiny untrained demo model.
 
-    workspace = DemoWorkspace(tmp_path_factory.mktemp("tiny_workspace"))
-    write_demo_rollouts(workspace.data_root, seed=0)
-    save_tiny_model(iter_demo_texts(workspace.data_root), workspace.model_path, seed=0)
-    return workspace
+    The suite builds this workspace once for every family's tests; the deployment tests only
+    read it (they copy the rollouts where runs could write).
+    """
+    return demo_workspace
 
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
