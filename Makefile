@@ -21,7 +21,8 @@ export PERSONA_JUDGE_LOCAL_MODEL ?= $(DEMO_DIR)/models/demo-judge
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test ui bench sync-partitions backfill-roles clean dagster-home
+.PHONY: install demo test ui bench sync-partitions backfill-roles clean dagster-home \
+	install-deploy postgres-up postgres-down postgres-ui redis-up redis-down celery-ui celery-workers
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The deployment extras (deploy/) and what the real-server tests need; `make demo` does not need them.
+DEPLOY_EXTRAS := dev,postgres,celery,k8s,s3,deploy-test
+$(VENV)/.installed-deploy: $(VENV)/.installed pyproject.toml
+	$(PIP) install --quiet --no-compile -e '.[$(DEPLOY_EXTRAS)]'
+	touch $@
+
+install-deploy: $(VENV)/.installed-deploy
+
 dagster-home:
 	@mkdir -p "$(DAGSTER_HOME)"
 	@test -e "$(DAGSTER_HOME)/dagster.yaml" || ln -s "$(CURDIR)/dagster.yaml" "$(DAGSTER_HOME)/dagster.yaml"
@@ -46,7 +55,7 @@ dagster-home:
 demo: install dagster-home
 	$(VENV)/bin/steering-assets demo --workspace "$(DEMO_DIR)"
 
-test: install
+test: install-deploy
 	$(PY) -m pytest -q
 
 ui: install dagster-home
@@ -58,12 +67,56 @@ bench: install
 	$(PY) benchmarks/batched_training.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/prefix_features.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/judge_throughput.py
+	$(PY) benchmarks/demo_launch.py --workspace "$(DEMO_DIR)"
+	$(PY) benchmarks/backfill.py --baseline-sample 20
 
 sync-partitions: install dagster-home
 	$(VENV)/bin/steering-assets sync-partitions
 
 backfill-roles: install dagster-home
 	$(VENV)/bin/steering-assets backfill roles
+
+# One-box deployments (README "Scale-out"): Postgres, then Celery on Redis with one worker per GPU.
+# Servers listen on 127.0.0.1 and keep their files in .deploy/; `make postgres-down redis-down` stops them.
+DEPLOY_DIR := $(CURDIR)/.deploy
+PG_PORT ?= 5433
+REDIS_PORT ?= 6379
+GPUS ?= 1
+SA := $(VENV)/bin/steering-assets
+LOAD_ENV = set -a; for f in $(DEPLOY_DIR)/*.env; do . "$$f"; done; set +a
+
+postgres-up: install-deploy
+	@mkdir -p "$(DEPLOY_DIR)"
+	$(SA) local-server postgres start --folder "$(DEPLOY_DIR)" --port $(PG_PORT) > "$(DEPLOY_DIR)/postgres.env"
+	@echo "Postgres on 127.0.0.1:$(PG_PORT); settings in $(DEPLOY_DIR)/postgres.env"
+
+postgres-down:
+	-$(SA) local-server postgres stop --folder "$(DEPLOY_DIR)"
+	rm -f "$(DEPLOY_DIR)/postgres.env"
+
+redis-up: install-deploy
+	@mkdir -p "$(DEPLOY_DIR)"
+	$(SA) local-server redis start --folder "$(DEPLOY_DIR)" --port $(REDIS_PORT) > "$(DEPLOY_DIR)/redis.env"
+
+redis-down:
+	-$(SA) local-server redis stop --folder "$(DEPLOY_DIR)"
+	rm -f "$(DEPLOY_DIR)/redis.env"
+
+# The UI and daemon on the Postgres instance (deploy/postgres/dagster.yaml), gpu pool = GPUS.
+postgres-ui: postgres-up
+	@mkdir -p "$(DEPLOY_DIR)/home-postgres" && ln -sf "$(CURDIR)/deploy/postgres/dagster.yaml" "$(DEPLOY_DIR)/home-postgres/dagster.yaml"
+	$(LOAD_ENV); export DAGSTER_HOME="$(DEPLOY_DIR)/home-postgres"; $(SA) instance check && $(SA) instance pools --gpu $(GPUS) && \
+	  $(VENV)/bin/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
+
+# The same with every run sent to Celery workers on Redis (deploy/celery/dagster.yaml);
+# start the workers in another shell with `make celery-workers GPUS=N`.
+celery-ui: postgres-up redis-up
+	@mkdir -p "$(DEPLOY_DIR)/home-celery" && ln -sf "$(CURDIR)/deploy/celery/dagster.yaml" "$(DEPLOY_DIR)/home-celery/dagster.yaml"
+	$(LOAD_ENV); export DAGSTER_HOME="$(DEPLOY_DIR)/home-celery"; $(SA) instance check && $(SA) instance pools --gpu $(GPUS) && \
+	  $(VENV)/bin/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
+
+celery-workers: install-deploy
+	$(LOAD_ENV); export DAGSTER_HOME="$(DEPLOY_DIR)/home-celery"; $(SA) celery-workers --gpus $(GPUS) --log-dir "$(DEPLOY_DIR)/celery"
 
 clean:
 	rm -rf "$(DEMO_DIR)" "$(CURDIR)/.dagster_home" .pytest_cache

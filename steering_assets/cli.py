@@ -4,6 +4,9 @@
     steering-assets sync-partitions
     steering-assets backfill roles [--source-model M] [--partitions k1,k2] [--steering]
     steering-assets classifier-dataset --strategy S --input DIR [--layers L] [--target-layer N --target-feature F] --output OUT
+    steering-assets instance check | instance pools --gpu N
+    steering-assets local-server postgres|redis start|stop
+    steering-assets celery-workers [--gpus N] [--cpu-workers M]
 
 Commands that touch the Dagster instance need DAGSTER_HOME (the Makefile sets it).
 Resources come from PERSONA_DATA_ROOT, PERSONA_ARTIFACT_ROOT and PERSONA_MODEL, as in the UI.
@@ -20,11 +23,26 @@ from pathlib import Path
 from steering_assets.artifacts import ArtifactIntegrityError, ArtifactStore
 
 
-def _instance():
+def _instance(in_process: bool = False):
+    """The instance in DAGSTER_HOME, its storage checked first (a Postgres error names the setting to fix).
+
+    ``in_process``: runs launched through it execute in this process (steering_assets/launch.py).
+    """
     import dagster as dg
 
-    if not os.environ.get("DAGSTER_HOME"):
+    from steering_assets.deployment.instance import InstanceConfigError, check_instance_storage
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
         sys.exit("DAGSTER_HOME is not set: point it at a folder holding dagster.yaml (the Makefile uses .dagster_home/)")
+    try:
+        check_instance_storage(home)
+    except InstanceConfigError as err:
+        sys.exit(f"error: {err}")
+    if in_process:
+        from steering_assets.launch import in_process_instance
+
+        return in_process_instance(home)
     return dg.DagsterInstance.get()
 
 
@@ -77,53 +95,111 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
             print("  ".join("-" * width for width in widths))
 
 
-def _backfill_kind(defs, instance, kind_name: str, keys: list[str]) -> int:
-    from steering_assets.definitions import persona_job_name
-    from steering_assets.runner import run_partitions
+class Launcher:
+    """Sends the CLI's work through Dagster's backfill machinery (steering_assets/launch.py).
 
-    outcomes = run_partitions(defs, instance, persona_job_name(kind_name), keys)
-    return sum(not o.success for o in outcomes)
+    ``in_process``: this process executes the runs (the demo; the fallback where no daemon
+    can run). Otherwise a running dagster-daemon executes them, or one started for the
+    length of the command, so the runs obey the run queue and the pools.
+    """
+
+    def __init__(self, in_process: bool, timeout_s: float = 24 * 3600):
+        self.in_process = in_process
+        self.timeout_s = timeout_s
+        self.instance = _instance(in_process)
+        self._stack = None
+
+    def __enter__(self) -> "Launcher":
+        import contextlib
+
+        from steering_assets import launch
+
+        self._stack = contextlib.ExitStack()
+        self.context = self._stack.enter_context(launch.workspace_context(self.instance))
+        if not self.in_process:
+            log = Path(self.instance.root_directory) / "logs" / "steering-assets-daemon.log"
+            if self._stack.enter_context(launch.running_daemon(self.instance, log)):
+                print(f"no dagster-daemon was running for {self.instance.root_directory}: started one for this command (log: {log})")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def backfill(self, keys: list[list[str]], partitions: list[str] | None, *, title: str,
+                 tags: dict | None = None, run_config: dict | None = None):
+        """One asset backfill, run to its end; returns its BackfillOutcome."""
+        import dagster as dg
+
+        from steering_assets import launch
+        from steering_assets.runner import QUIET_RUN_CONFIG
+
+        backfill_id = launch.submit_asset_backfill(
+            self.instance, self.context, [dg.AssetKey(k) for k in keys], partitions, title=title, tags=tags,
+            run_config={**QUIET_RUN_CONFIG, **(run_config or {})},
+        )
+        print(f"backfill {backfill_id} ({title}): {len(partitions) if partitions is not None else 'all'} partitions")
+        if self.in_process:
+            launch.run_backfill_in_process(self.context, backfill_id, progress=lambda line: print(f"  {line}"))
+        else:
+            launch.wait_for_backfill(self.instance, backfill_id, self.timeout_s, progress=lambda line: print(f"  {line}"))
+        outcome = launch.backfill_outcome(self.instance, backfill_id)
+        for partition, reason in sorted(outcome.errors.items()):
+            print(f"  {partition}: FAILED: {reason}")
+        return outcome
 
 
-def _run_assets(defs, instance, *keys: list[str]) -> bool:
-    """Materialise unpartitioned assets in this process (one recorded run)."""
-    import dagster as dg
-
-    from steering_assets.runner import execute
-
-    job = defs.resolve_implicit_global_asset_job_def()
-    _, success, error = execute(job, instance, None, asset_selection=[dg.AssetKey(k) for k in keys])
-    print(f"{', '.join('/'.join(k) for k in keys)}: {'ok' if success else f'FAILED: {error}'}")
-    return success
+def _failed_partitions(outcome) -> int:
+    return len({key for keys in outcome.failed.values() for key in keys})
 
 
-def _steering_stage(defs, instance, kind_name: str, keys: list[str], run_config: dict | None = None) -> int:
+def _backfill_kind(launcher: Launcher, kind_name: str, keys: list[str]) -> int:
+    from steering_assets.deployment.tags import cpu_run_tags
+
+    outcome = launcher.backfill(
+        [[kind_name, "persona_dataset"], [kind_name, "persona_training_split"]], keys,
+        title=f"{kind_name} persona datasets", tags=cpu_run_tags(),
+    )
+    return _failed_partitions(outcome)
+
+
+def _run_assets(launcher: Launcher, *keys: list[str]) -> bool:
+    """Materialise unpartitioned assets (one run, through the same backfill machinery)."""
+    outcome = launcher.backfill(list(keys), None, title=", ".join("/".join(k) for k in keys))
+    return outcome.success
+
+
+def _steering_stage(launcher: Launcher, kind_name: str, keys: list[str], run_config: dict | None = None) -> int:
     """Baselines and persona classifier, then vectors, activation vectors and evaluations in chunks, then the summary."""
-    from partitions.personas import PARTITIONS_BY_KIND
-    from steering_assets.definitions import steering_job_name
-    from steering_assets.runner import contiguous_chunks, run_partition_chunks
-    from steering_assets.steering.assets import PERSONAS_PER_RUN
-
-    failed = 0
     for prerequisite in (["roles", "baseline_dataset"], [kind_name, "persona_classifier"]):
-        if not _run_assets(defs, instance, prerequisite):
+        if not _run_assets(launcher, prerequisite):
             return len(keys)
-    all_keys = instance.get_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name)
-    chunks = contiguous_chunks(all_keys, keys, PERSONAS_PER_RUN)
-    outcomes = run_partition_chunks(defs, instance, steering_job_name(kind_name), chunks, run_config=run_config)
-    failed += sum(not o.success for o in outcomes)
-    _run_assets(defs, instance, [kind_name, "steering_eval_summary"])
-    return failed
+    outcome = launcher.backfill(
+        [[kind_name, "steering_vector"], [kind_name, "persona_activation_vector"], [kind_name, "steering_eval"]], keys,
+        title=f"{kind_name} steering", run_config=run_config,
+    )
+    _run_assets(launcher, [kind_name, "steering_eval_summary"])
+    return _failed_partitions(outcome)
+
+
+def _use_workspace_settings(workspace) -> None:
+    """The code location reads its resources from the environment: point it at the demo workspace."""
+    os.environ.update({
+        "PERSONA_DATA_ROOT": str(workspace.data_root),
+        "PERSONA_ARTIFACT_ROOT": str(workspace.artifact_root),
+        "PERSONA_MODEL": str(workspace.model_path),
+        "PERSONA_CONCEPTS_ROOT": str(workspace.concepts_root),
+        "PERSONA_SAE_CONFIG": str(workspace.sae_config),
+        "PERSONA_SCENARIOS_ROOT": str(workspace.scenarios_root),
+        "PERSONA_JUDGE_BACKEND": "local",
+        "PERSONA_JUDGE_LOCAL_MODEL": str(workspace.judge_path),
+    })
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from partitions.concepts import sync_concept_partitions
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from partitions.scenarios import sync_scenario_partitions
-    from resources.judge import JudgeResource
-    from steering_assets.definitions import build_definitions
     from steering_assets.demo.build import build_demo_workspace
-    from steering_assets.runner import run_partitions
     from steering_assets.demo.corpus import SOURCE_MODEL
     from steering_assets.demo.settings import steering_run_config
 
@@ -131,33 +207,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("building the demo workspace (cached after the first run; the first build trains the demo model and the demo judge, ~4 min)")
     workspace, built = build_demo_workspace(args.workspace, force=args.rebuild)
     print(f"demo workspace {'built' if built else 'reused (cached)'}: {workspace.root}")
-    instance = _instance()
-    scan = sync_partitions(instance, workspace.data_root)
-    print(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
-    defs = build_definitions(
-        str(workspace.data_root), str(workspace.artifact_root), str(workspace.model_path),
-        str(workspace.concepts_root), str(workspace.sae_config), str(workspace.scenarios_root),
-        judge=JudgeResource(backend="local", local_model=str(workspace.judge_path)),
-    )
+    _use_workspace_settings(workspace)
     failed = 0
-    sync_concept_partitions(instance, workspace.concepts_root)
-    for concept in instance.get_dynamic_partitions("concepts"):
-        failed += sum(not o.success for o in run_partitions(defs, instance, "concept_features", [concept]))
-    sync_scenario_partitions(instance, workspace.scenarios_root)
-    traits = instance.get_dynamic_partitions("scenario_traits")
-    # A vetting run succeeds when items fail: failing items are what the checks and the report show.
-    failed += sum(not o.success for o in run_partitions(defs, instance, "vetting", traits))
-    for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
-        keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
-        failed += _backfill_kind(defs, instance, kind_name, keys)
-        failed += _steering_stage(defs, instance, kind_name, keys, steering_run_config(kind_name))
+    # Every stage is a Dagster backfill of the code location (UI: Overview -> Backfills, the
+    # asset pages and the run timeline), executed in this process: see steering_assets/launch.py.
+    with Launcher(in_process=True) as launcher:
+        instance = launcher.instance
+        scan = sync_partitions(instance, workspace.data_root)
+        print(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
+        sync_concept_partitions(instance, workspace.concepts_root)
+        concepts = instance.get_dynamic_partitions("concepts")
+        feature_assets = [list(k.path) for k in _job_assets(launcher, "concept_features")]
+        failed += _failed_partitions(launcher.backfill(feature_assets, concepts, title="concept features"))
+        sync_scenario_partitions(instance, workspace.scenarios_root)
+        traits = instance.get_dynamic_partitions("scenario_traits")
+        # A vetting run succeeds when items fail: failing items are what the checks and the report show.
+        vetting_assets = [list(k.path) for k in _job_assets(launcher, "vetting")]
+        failed += _failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
+        for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
+            keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
+            failed += _backfill_kind(launcher, kind_name, keys)
+            failed += _steering_stage(launcher, kind_name, keys, steering_run_config(kind_name))
     store = ArtifactStore(workspace.artifact_root)
     print("\nPersona datasets")
     print_summary(store, workspace.data_root)
     print("\nSteering vectors (persona-classifier probability of the target persona on generations from neutral prompts)")
     print_evaluations(store, workspace.data_root)
     print("\nConcept classifiers (cross-validated, best model per dataset)")
-    print_concept_classifiers(store, instance.get_dynamic_partitions("concepts"))
+    print_concept_classifiers(store, concepts)
     print("\nVetting (demo judge; pass: positive >= 60, negative <= 40)")
     from steering_assets.demo.vetting import response_verdicts
 
@@ -285,12 +362,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_backfill(args: argparse.Namespace) -> int:
-    from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+def _job_assets(launcher: Launcher, job_name: str) -> list:
+    """The asset keys a job of the code location materialises."""
     from steering_assets.definitions import defs
 
+    return sorted(defs.resolve_job_def(job_name).asset_layer.executable_asset_keys, key=str)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+
+    data_root = _env("PERSONA_DATA_ROOT")
     instance = _instance()
-    sync_partitions(instance, _env("PERSONA_DATA_ROOT"))
+    sync_partitions(instance, data_root)
     keys = instance.get_dynamic_partitions(PARTITIONS_BY_KIND[args.kind].name)
     if args.source_model:
         keys = [k for k in keys if k.startswith(f"{args.source_model}/")]
@@ -301,13 +385,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             sys.exit(f"unknown {args.kind} partitions: {', '.join(unknown)}")
         keys = wanted
     if not keys:
-        sys.exit(f"no {args.kind} partitions to backfill under {os.environ['PERSONA_DATA_ROOT']}")
-    failed = _backfill_kind(defs, instance, args.kind, keys)
-    print(f"{len(keys) - failed} of {len(keys)} {args.kind} partitions materialised")
-    if args.steering:
-        steering_failed = _steering_stage(defs, instance, args.kind, keys)
-        print(f"{len(keys) - steering_failed} of {len(keys)} {args.kind} steering vectors trained and evaluated")
-        failed += steering_failed
+        sys.exit(f"no {args.kind} partitions to backfill under {data_root}")
+    with Launcher(in_process=args.in_process) as launcher:
+        failed = _backfill_kind(launcher, args.kind, keys)
+        print(f"{len(keys) - failed} of {len(keys)} {args.kind} partitions materialised")
+        if args.steering:
+            steering_failed = _steering_stage(launcher, args.kind, keys)
+            print(f"{len(keys) - steering_failed} of {len(keys)} {args.kind} steering vectors trained and evaluated")
+            failed += steering_failed
     return 1 if failed else 0
 
 
@@ -364,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--source-model", help="only this source model's partitions")
     backfill.add_argument("--partitions", help="comma-separated partition keys (default: all)")
     backfill.add_argument("--steering", action="store_true", help="also train and evaluate steering vectors (needs the model)")
+    backfill.add_argument("--in-process", action="store_true",
+                          help="execute the runs in this process instead of through a dagster-daemon (no run queue)")
     backfill.set_defaults(func=cmd_backfill)
     dataset = sub.add_parser("classifier-dataset", help="build one classifier dataset NPZ from feature NPZs")
     dataset.add_argument("--strategy", required=True, choices=["embedding-to-feature", "hidden-to-feature", "hidden-to-concept", "embedding-to-concept"])
@@ -376,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     dataset.add_argument("--normalize", default="standardize", choices=["standardize", "minmax", "none"])
     dataset.add_argument("--output", required=True, help="NPZ to write")
     dataset.set_defaults(func=cmd_classifier_dataset)
+    from steering_assets.deployment.commands import add_parsers
+
+    add_parsers(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -28,6 +28,7 @@ from resources.scenarios import ScenarioSource  # noqa: E402
 from resources.storage import ArtifactStorage  # noqa: E402
 from steering_assets.features.assets import FEATURE_ASSETS  # noqa: E402
 from steering_assets.vetting.assets import VETTING_ASSETS, automation_sensor, revetting_schedule, vetting_job  # noqa: E402
+from steering_assets.deployment.tags import cpu_run_tags  # noqa: E402
 from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
 from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
 from steering_assets.steering.assets import build_steering_assets  # noqa: E402
@@ -93,6 +94,8 @@ def build_definitions(
                 persona_job_name(kind_name),
                 selection=dg.AssetSelection.assets([kind_name, "persona_dataset"], [kind_name, "persona_training_split"]),
                 description=f"Rollouts to training splits for {kind_name}; backfill it to process every {kind.column}.",
+                # CPU work: routed away from the GPU workers and GPU pods (deploy/celery, deploy/k8s).
+                tags=cpu_run_tags(),
             )
         )
         jobs.append(

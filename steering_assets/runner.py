@@ -1,8 +1,9 @@
-"""Run a partitioned job over many partitions against a Dagster instance, one run per partition.
+"""Run a job's partitions with `execute_in_process`, one run per partition or per chunk.
 
-This is what a UI backfill of the persona jobs does, without needing the daemon: each
-partition is its own run (visible in the UI), and one failing partition does not stop
-the others.
+Tests and benchmarks/demo_launch.py use this. The CLI and `make demo` send their work
+through Dagster's backfill machinery instead (steering_assets/launch.py), so that their runs
+belong to the code location and obey the run queue and pools; `failure_message` and
+`QUIET_RUN_CONFIG` serve both.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def materialized_partitions(asset):
 
 
 def test_backfill_all_roles_materialises_every_partition(cli_env, capsys):
-    assert cli.main(["backfill", "roles"]) == 0
+    assert cli.main(["backfill", "roles", "--in-process"]) == 0
     expected = {f"demo-qwen3-tiny/{n}" for n in
                 ("astronomer", "chef", "detective", "gardener", "librarian", "mechanic", "pirate", "proofreader")}
     assert materialized_partitions("persona_dataset") == expected
@@ -39,7 +39,7 @@ def test_backfill_all_roles_materialises_every_partition(cli_env, capsys):
 def test_one_bad_persona_does_not_sink_the_backfill(cli_env, capsys):
     bad = cli_env / "demo-qwen3-tiny" / "roles_240" / "responses" / "broken.jsonl"
     bad.write_text('{"label": "pos"}\n')
-    assert cli.main(["backfill", "roles"]) == 1
+    assert cli.main(["backfill", "roles", "--in-process"]) == 1
     out = capsys.readouterr().out
     assert "demo-qwen3-tiny/broken: FAILED" in out and "broken.jsonl:1: missing field" in out
     assert "8 of 9 roles partitions materialised" in out

@@ -12,8 +12,9 @@ from steering_assets.asset_helpers import reported_as_failure
 from steering_assets.errors import InputError, MissingInputError
 
 # Exceptions that are not about the user's input: an item-level judge answer (recorded on
-# the item, never raised to the run) and the private signal that stops a capture early.
-NOT_INPUT_ERRORS = {"AnswerError", "_EnoughLayers"}
+# the item, never raised to the run), private control-flow signals, and a local test server
+# that could not start.
+NOT_INPUT_ERRORS = {"AnswerError", "_EnoughLayers", "_StaleObject", "ServerUnavailable"}
 
 
 def _project_exceptions():

@@ -5,7 +5,7 @@ partition set, so "backfill all roles" is one selection: ``roles/*``.
 """
 
 
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import dagster as dg
 import polars as pl
@@ -27,6 +27,10 @@ from steering_assets.personas.pipeline import (
     materialize_training_split,
     rollout_data_version,
 )
+
+# A persona-dataset backfill chunk: this many personas share one run (one process start, one tokenizer load).
+DATASETS_PER_RUN = 25
+DATA_VERSION_TAG = "dagster/data_version"
 
 BUDGET_CHECK = "train_budget_reached"
 SURVIVORS_CHECK = "examples_survive_filtering"
@@ -193,90 +197,172 @@ def build_persona_assets(kind: PersonaKind) -> list:
                 context.log.warning(f"{key}: not observed: {err}")
         return dg.DataVersionsByPartition(versions)
 
-    @dg.asset(
-        key=dataset_key,
-        deps=[rollouts_key],
-        partitions_def=partitions_def,
-        group_name=group,
-        kinds={"polars", "parquet"},
-        code_version="1",
-        description=(
-            f"Every {kind.column} response joined with its judge score, in the processed schema "
-            "(system turns dropped, an instruction the writer put in the user turn removed; baseline rows "
-            "kept with their label). Load with polars or datasets.load_dataset('parquet', ...)."
+    # Checks carry the asset's partitions: each persona keeps its own status in the UI.
+    check_specs = [
+        dg.AssetCheckSpec(BUDGET_CHECK, asset=split_key, partitions_def=partitions_def,
+                          description="WARN when the train budget cannot be filled."),
+        dg.AssetCheckSpec(SURVIVORS_CHECK, asset=split_key, blocking=True, partitions_def=partitions_def,
+                          description="ERROR when no example survives filtering."),
+        dg.AssetCheckSpec(
+            INSTRUCTION_CHECK, asset=split_key, partitions_def=partitions_def,
+            description=("WARN when training rows' user turns still start with their persona instruction "
+                         "(the steering vector would learn what the prompt already says)."),
         ),
-    )
-    def persona_dataset(
-        context: dg.AssetExecutionContext, rollouts: PersonaRollouts, storage: ArtifactStorage
-    ) -> dg.MaterializeResult:
-        with reported_as_failure(context.partition_key):
-            ref = PersonaRef.from_partition_key(kind, context.partition_key)
-            result = materialize_persona_dataset(ref, rollouts.root, storage.store())
-        join = result.details["join"]
-        if join["responses_without_score"] or join["scores_without_response"]:
-            context.log.warning(
-                f"{ref.partition_key}: {join['responses_without_score']} responses have no score and "
-                f"{join['scores_without_response']} scores have no response "
-                f"(e.g. {join['orphan_score_examples'][:3]}); unscored rows are kept but never trained on"
-            )
-        return dg.MaterializeResult(
-            metadata=dataset_metadata(result, kind),
-            data_version=dg.DataVersion(result.manifest["fingerprint"][:32]),
-        )
+    ]
 
-    @dg.asset(
-        key=split_key,
-        deps=[dataset_key],
-        partitions_def=partitions_def,
-        group_name=group,
-        kinds={"polars", "parquet"},
-        code_version="1",
-        check_specs=[
-            # Checks carry the asset's partitions: each persona keeps its own status in the UI.
-            dg.AssetCheckSpec(BUDGET_CHECK, asset=split_key, partitions_def=partitions_def,
-                              description="WARN when the train budget cannot be filled."),
-            dg.AssetCheckSpec(
-                SURVIVORS_CHECK, asset=split_key, blocking=True, partitions_def=partitions_def,
-                description="ERROR when no example survives filtering.",
-            ),
-            dg.AssetCheckSpec(
-                INSTRUCTION_CHECK,
-                asset=split_key,
+    # Dataset and training split are one op so that a backfill chunk (one run, many personas,
+    # one process start and one tokenizer load) builds both per persona and reports each
+    # persona's outcome on its own: a bad file fails its persona's dataset and split, never
+    # the rest of the chunk. The op keeps the split's name, so run config written for
+    # `<kind>__persona_training_split` still applies.
+    @dg.multi_asset(
+        name=f"{kind.name}__persona_training_split",
+        specs=[
+            dg.AssetSpec(
+                dataset_key,
+                deps=[rollouts_key],
                 partitions_def=partitions_def,
+                group_name=group,
+                kinds={"polars", "parquet"},
+                code_version="1",
                 description=(
-                    "WARN when training rows' user turns still start with their persona instruction "
-                    "(the steering vector would learn what the prompt already says)."
+                    f"Every {kind.column} response joined with its judge score, in the processed schema "
+                    "(system turns dropped, an instruction the writer put in the user turn removed; baseline rows "
+                    "kept with their label). Load with polars or datasets.load_dataset('parquet', ...)."
+                ),
+            ),
+            dg.AssetSpec(
+                split_key,
+                deps=[dataset_key],
+                partitions_def=partitions_def,
+                group_name=group,
+                kinds={"polars", "parquet"},
+                code_version="1",
+                description=(
+                    "Score-filtered, seeded, token-budgeted train and validation splits; lengths are counted with "
+                    "the target model's chat template (column `length`)."
                 ),
             ),
         ],
-        description=(
-            "Score-filtered, seeded, token-budgeted train and validation splits; lengths are counted with "
-            "the target model's chat template (column `length`)."
-        ),
+        check_specs=check_specs,
+        partitions_def=partitions_def,
+        can_subset=True,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=datasets_per_run()),
     )
-    def persona_training_split(
+    def persona_datasets(
         context: dg.AssetExecutionContext,
         config: TrainingSplitConfig,
+        rollouts: PersonaRollouts,
         storage: ArtifactStorage,
         model_source: ModelSource,
-    ) -> dg.MaterializeResult:
-        with reported_as_failure(context.partition_key):
-            ref = PersonaRef.from_partition_key(kind, context.partition_key)
-            result = materialize_training_split(
-                ref, storage.store(), model_source.get_tokenizer(), config.budget(), config.selection(kind)
+    ):
+        store = storage.store()
+        selected = context.selected_asset_keys
+        keys = list(context.partition_keys)
+        results: dict[str, dict[dg.AssetKey, ArtifactResult]] = {}
+        failures: dict[str, str] = {}
+        for key in keys:
+            try:
+                with reported_as_failure(key):
+                    results[key] = _materialize_one(context, kind, key, rollouts, store, model_source, config, selected)
+            except dg.Failure as failure:
+                if len(keys) == 1:
+                    raise
+                failures[key] = failure.description
+                context.log.error(failure.description)
+        if len(keys) == 1:
+            yield from _single_partition_results(results[keys[0]], kind)
+            return
+        yield from _chunk_results(context, kind, keys, results, failures)
+
+    return [persona_rollouts, persona_datasets]
+
+
+def datasets_per_run() -> int:
+    """Personas per persona-dataset run in a backfill: PERSONA_DATASETS_PER_RUN when set, else 25."""
+    import os
+
+    value = os.environ.get("PERSONA_DATASETS_PER_RUN", "").strip()
+    if not value:
+        return DATASETS_PER_RUN
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"PERSONA_DATASETS_PER_RUN={value!r}: expected a whole number of personas per run, at least 1")
+    return int(value)
+
+
+def _materialize_one(context, kind, key, rollouts, store, model_source, config, selected) -> dict:
+    ref = PersonaRef.from_partition_key(kind, key)
+    dataset_key, split_key = dg.AssetKey([kind.name, "persona_dataset"]), dg.AssetKey([kind.name, "persona_training_split"])
+    out = {}
+    if dataset_key in selected:
+        result = out[dataset_key] = materialize_persona_dataset(ref, rollouts.root, store)
+        join = result.details["join"]
+        if join["responses_without_score"] or join["scores_without_response"]:
+            context.log.warning(
+                f"{key}: {join['responses_without_score']} responses have no score and "
+                f"{join['scores_without_response']} scores have no response "
+                f"(e.g. {join['orphan_score_examples'][:3]}); unscored rows are kept but never trained on"
             )
+    if split_key in selected:
+        result = out[split_key] = materialize_training_split(
+            ref, store, model_source.get_tokenizer(), config.budget(), config.selection(kind)
+        )
         d = result.details
         context.log.info(
-            f"{ref.partition_key}: {d['train_rows']} train rows / {d['train_tokens']} tokens, "
+            f"{key}: {d['train_rows']} train rows / {d['train_tokens']} tokens, "
             f"{d['validation_rows']} validation rows / {d['validation_tokens']} tokens"
         )
-        return dg.MaterializeResult(
-            metadata=split_metadata(result),
-            check_results=split_check_results(d),
+    return out
+
+
+def _metadata(key: dg.AssetKey, result: ArtifactResult, kind: PersonaKind) -> dict[str, Any]:
+    return dataset_metadata(result, kind) if key.path[-1] == "persona_dataset" else split_metadata(result)
+
+
+def _single_partition_results(results: dict, kind: PersonaKind) -> Iterator:
+    for key, result in results.items():
+        checks = split_check_results(result.details) if key.path[-1] == "persona_training_split" else []
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata=_metadata(key, result, kind),
+            check_results=checks,
             data_version=dg.DataVersion(result.manifest["fingerprint"][:32]),
         )
 
-    return [persona_rollouts, persona_dataset, persona_training_split]
+
+def _chunk_results(context, kind, keys, results, failures) -> Iterator:
+    """A chunk's outcome per persona: each good one's own materialization and checks, then the failures.
+
+    When every persona succeeded the range output comes first (it records the whole range),
+    so each persona's own event, with its own numbers, is its latest. When some failed, only
+    the good personas are recorded and the step fails naming the bad ones: Dagster then marks
+    exactly those partitions failed (asset pages, backfill page) and the rest materialised.
+    """
+    if not failures:
+        # Dataset before split: a multi-asset yields its outputs in dependency order.
+        for key in sorted(context.selected_asset_keys, key=lambda k: k.path[-1] != "persona_dataset"):
+            yield dg.MaterializeResult(asset_key=key, metadata={"chunk_partitions": dg.MetadataValue.json(keys)})
+    for partition, per_asset in results.items():
+        for key, result in per_asset.items():
+            yield dg.AssetMaterialization(
+                asset_key=key, partition=partition, metadata=_metadata(key, result, kind),
+                tags={DATA_VERSION_TAG: result.manifest["fingerprint"][:32]},
+            )
+            if key.path[-1] == "persona_training_split":
+                for check in split_check_results(result.details):
+                    yield dg.AssetCheckEvaluation(
+                        asset_key=key, check_name=check.check_name, passed=check.passed, partition=partition,
+                        severity=check.severity, description=check.description, metadata=check.metadata,
+                        blocking=check.check_name == SURVIVORS_CHECK,
+                    )
+    if failures:
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(keys)} {kind.name} in this run failed (the others are materialised): "
+            + "; ".join(failures.values()),
+            metadata={"failed_partitions": dg.MetadataValue.json(failures)},
+            allow_retries=False,
+        )
+
 
 
 def build_baseline_assets() -> list:

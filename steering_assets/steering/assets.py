@@ -19,6 +19,18 @@ from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTO
 PERSONAS_PER_RUN = 8
 
 
+def personas_per_run() -> int:
+    """K, the personas per model run: PERSONA_PERSONAS_PER_RUN when set (a GPU with room for more), else 8."""
+    import os
+
+    value = os.environ.get("PERSONA_PERSONAS_PER_RUN", "").strip()
+    if not value:
+        return PERSONAS_PER_RUN
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"PERSONA_PERSONAS_PER_RUN={value!r}: expected a whole number of personas per run, at least 1")
+    return int(value)
+
+
 class SteeringVectorConfig(dg.Config):
     """Training settings (TRL SFT on a single residual-stream vector per persona)."""
 
@@ -158,7 +170,7 @@ def build_steering_assets(kind: PersonaKind) -> list:
         "partitions_def": partitions_def,
         "group_name": f"{kind.name}_steering",
         "pool": "gpu",
-        "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=PERSONAS_PER_RUN),
+        "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=personas_per_run()),
         "code_version": "1",
     }
 

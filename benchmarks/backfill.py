@@ -1,0 +1,132 @@
+"""A 275-role persona-dataset backfill: one run per persona against chunked runs, side by side.
+
+Builds a rollout tree with the 275 role names of ../shared/fixtures/persona_names/role_list.json
+(small synthetic answers, so the runs' own overhead is what shows), then backfills
+roles/persona_dataset + roles/persona_training_split twice through Dagster's backfill machinery
+on fresh sqlite instances, with a real dagster-daemon launching every run in its own process:
+once with one persona per run (PERSONA_DATASETS_PER_RUN=1, what a backfill did before) and
+once chunked (the default, 25 personas per run). Prints wall time, runs launched and the ratio.
+
+    .venv/bin/python benchmarks/backfill.py [--roles 275] [--baseline-sample N] [--in-process]
+
+--baseline-sample N times the one-run-per-persona backfill on N and on 2N personas only and
+extends that line (fixed start-up cost plus a cost per run) to all of them, since the full
+baseline takes some 20 minutes on 2 cores; the output says so when it does.
+--in-process drives both backfills in this process instead (what `make demo` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROLE_LIST = REPO.parent / "shared" / "fixtures" / "persona_names" / "role_list.json"
+SOURCE_MODEL = "bench-model"
+QUESTIONS = 12
+
+
+def role_names(count: int) -> list[str]:
+    if not ROLE_LIST.is_file():
+        sys.exit(f"{ROLE_LIST} is missing: the benchmark needs the shared role list")
+    names = list(json.loads(ROLE_LIST.read_text()))  # {role name: description}
+    return names[:count]
+
+
+def write_tree(data_root: Path, names: list[str]) -> None:
+    """One responses file and one score file per role, in the persona-subspace layout."""
+    responses = data_root / SOURCE_MODEL / "roles_240" / "responses"
+    scores = data_root / SOURCE_MODEL / "roles_240" / "extract_scores"
+    responses.mkdir(parents=True)
+    scores.mkdir(parents=True)
+    for name in names:
+        rows, score = [], {}
+        for q in range(QUESTIONS):
+            question = f"Question {q} for the {name}?"
+            system = f"You are a {name.replace('_', ' ')}."
+            rows.append(json.dumps({
+                "system_prompt": system, "label": "pos", "prompt_index": 0, "question_index": q, "question": question,
+                "conversation": [{"role": "system", "content": system}, {"role": "user", "content": question},
+                                 {"role": "assistant", "content": f"As a {name}, I would answer question {q} at length."}],
+            }))
+            score[f"pos_p0_q{q}"] = 3
+        (responses / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
+        (scores / f"{name}.json").write_text(json.dumps(score))
+
+
+def model_folder(work: Path) -> Path:
+    demo = REPO / ".demo" / "models" / "demo-qwen3-tiny"
+    if (demo / "tokenizer_config.json").is_file():
+        return demo
+    from steering_assets.demo.corpus import iter_demo_texts, write_demo_rollouts
+    from steering_assets.demo.model import save_tiny_model
+
+    write_demo_rollouts(work / "demo-data", seed=0)
+    save_tiny_model(iter_demo_texts(work / "demo-data"), work / "model", seed=0)
+    return work / "model"
+
+
+def run_backfill(work: Path, label: str, data_root: Path, model: Path, names: list[str], per_run: int, in_process: bool) -> tuple[float, int]:
+    """Backfill the given roles in a child process (fresh instance, fresh env); returns (seconds, runs)."""
+    home = work / f"home-{label}"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PERSONA_DATA_ROOT": str(data_root),
+           "PERSONA_ARTIFACT_ROOT": str(work / f"artifacts-{label}"), "PERSONA_MODEL": str(model),
+           "PERSONA_DATASETS_PER_RUN": str(per_run), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PERSONA_CONCEPTS_ROOT": str(work), "PERSONA_SAE_CONFIG": str(work / "none.json"),
+           "PERSONA_SCENARIOS_ROOT": str(work), "PERSONA_JUDGE_BACKEND": "local"}
+    keys = ",".join(f"{SOURCE_MODEL}/{n}" for n in names)
+    command = [str(Path(sys.executable).parent / "steering-assets"), "backfill", "roles", "--partitions", keys]
+    if in_process:
+        command.append("--in-process")
+    started = time.perf_counter()
+    proc = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0 or f"{len(names)} of {len(names)} roles partitions materialised" not in proc.stdout:
+        sys.exit(f"{label} backfill failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    runs = sum(1 for line in proc.stdout.splitlines() if line.strip().startswith("run "))
+    return seconds, runs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--roles", type=int, default=275)
+    parser.add_argument("--baseline-sample", type=int, default=0, help="time one-run-per-persona on this many roles and scale")
+    parser.add_argument("--in-process", action="store_true", help="run both backfills in the CLI's process (no daemon)")
+    args = parser.parse_args()
+    names = role_names(args.roles)
+    with tempfile.TemporaryDirectory(prefix="backfill-bench-") as tmp:
+        work = Path(tmp)
+        write_tree(work / "data", names)
+        model = model_folder(work)
+        mode = "in this process" if args.in_process else "dagster-daemon, one process per run"
+        print(f"{len(names)} roles, {QUESTIONS} answers each; runs launched by {mode}")
+        chunked_s, chunked_runs = run_backfill(work, "chunked", work / "data", model, names, 25, args.in_process)
+        print(f"chunked (25 personas a run):  {chunked_s:7.1f} s  {chunked_runs} runs")
+        n = args.baseline_sample
+        if 0 < n and 2 * n < len(names):
+            small_s, small_runs = run_backfill(work, "single-a", work / "data", model, names[:n], 1, args.in_process)
+            large_s, large_runs = run_backfill(work, "single-b", work / "data", model, names[n: 3 * n], 1, args.in_process)
+            per_run = (large_s - small_s) / n
+            fixed = small_s - per_run * n
+            single_s, single_runs = fixed + per_run * len(names), len(names)
+            print(f"one run per persona, measured: {small_s:.1f} s for {small_runs} runs, {large_s:.1f} s for {large_runs} runs "
+                  f"-> {fixed:.1f} s fixed + {per_run:.2f} s per run")
+            note = " (estimated from the two measurements)"
+        else:
+            single_s, single_runs = run_backfill(work, "single", work / "data", model, names, 1, args.in_process)
+            note = ""
+        print(f"one run per persona:          {single_s:7.1f} s  {single_runs} runs{note}")
+        print(f"ratio (one run per persona / chunked wall time): {single_s / chunked_s:.1f}x; runs {single_runs / chunked_runs:.0f}x fewer")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

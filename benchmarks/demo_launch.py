@@ -1,0 +1,110 @@
+"""What `make demo`'s persona stages cost launched the old way and through Dagster's backfills.
+
+The old demo path ran one `execute_in_process` per partition (runs without a code-location
+origin); the new one submits asset backfills of the code location and drives them in this
+process (steering_assets/launch.py), with the persona datasets chunked. Both build the same
+artifacts from the same demo rollouts into fresh roots on fresh sqlite instances; this script
+prints both wall times and the ratio, for the persona datasets of every demo role and trait
+and for one unpartitioned asset (the baseline dataset: the fixed cost of one backfill).
+
+    .venv/bin/python benchmarks/demo_launch.py [--workspace .demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _settings(workspace: Path, artifacts: Path, home: Path) -> None:
+    os.environ.update({
+        "DAGSTER_HOME": str(home), "PERSONA_DATA_ROOT": str(workspace / "data"), "PERSONA_ARTIFACT_ROOT": str(artifacts),
+        "PERSONA_MODEL": str(workspace / "models" / "demo-qwen3-tiny"), "PERSONA_CONCEPTS_ROOT": str(workspace / "concepts"),
+        "PERSONA_SAE_CONFIG": str(workspace / "saes" / "saes.json"), "PERSONA_SCENARIOS_ROOT": str(workspace / "scenarios"),
+        "PERSONA_JUDGE_BACKEND": "local", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+    })
+
+
+def _home(root: Path, name: str) -> Path:
+    home = root / name
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    return home
+
+
+def old_path(root: Path, workspace: Path) -> tuple[float, float]:
+    import dagster as dg
+
+    from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+    from steering_assets.definitions import build_definitions, persona_job_name
+    from steering_assets.runner import execute, run_partitions
+
+    home = _home(root, "old")
+    _settings(workspace, root / "old-artifacts", home)
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        sync_partitions(instance, workspace / "data")
+        started = time.perf_counter()
+        for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
+            keys = instance.get_dynamic_partitions(partitions_def.name)
+            outcomes = run_partitions(defs, instance, persona_job_name(kind_name), keys, progress=lambda _: None)
+            assert all(o.success for o in outcomes), [o.error for o in outcomes if not o.success]
+        personas = time.perf_counter() - started
+        started = time.perf_counter()
+        job = defs.resolve_implicit_global_asset_job_def()
+        assert execute(job, instance, None, asset_selection=[dg.AssetKey(["roles", "baseline_dataset"])])[1]
+        return personas, time.perf_counter() - started
+
+
+def new_path(root: Path, workspace: Path) -> tuple[float, float]:
+    """The persona stage's time includes loading the code location (once per command)."""
+    import contextlib
+    import io
+
+    from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+    from steering_assets.cli import Launcher, _backfill_kind, _run_assets
+
+    home = _home(root, "new")
+    _settings(workspace, root / "new-artifacts", home)
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), Launcher(in_process=True) as launcher:
+        load = time.perf_counter() - started  # loading the code location once, paid once per command
+        sync_partitions(launcher.instance, workspace / "data")
+        started = time.perf_counter() - load
+        for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
+            keys = launcher.instance.get_dynamic_partitions(partitions_def.name)
+            assert _backfill_kind(launcher, kind_name, keys) == 0
+        personas = time.perf_counter() - started
+        started = time.perf_counter()
+        assert _run_assets(launcher, ["roles", "baseline_dataset"])
+        return personas, time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workspace", default=str(REPO / ".demo"), help="a built demo workspace (make demo builds .demo)")
+    args = parser.parse_args()
+    workspace = Path(args.workspace).resolve()
+    if not (workspace / "data").is_dir():
+        sys.exit(f"{workspace}: no demo data; run `make demo` first or pass --workspace")
+    with tempfile.TemporaryDirectory(prefix="demo-launch-") as tmp:
+        root = Path(tmp)
+        # Warm the imports and the tokenizer cache once so neither side pays them.
+        from steering_assets import definitions  # noqa: F401
+
+        old = old_path(root, workspace)
+        new = new_path(root, workspace)
+    print(f"persona datasets, every demo role and trait: old {old[0]:.1f} s, new {new[0]:.1f} s, ratio {old[0] / new[0]:.2f}x")
+    print(f"one unpartitioned asset (baseline dataset):  old {old[1]:.1f} s, new {new[1]:.1f} s, ratio {old[1] / new[1]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
