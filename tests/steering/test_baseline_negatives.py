@@ -42,7 +42,8 @@ def in_file_tree(demo_workspace, root, with_defaults=True):
     (the demo's baseline answers; prompt 0 empty, so the writer put "\\n\\n" + question in the user turn),
     scored under default_p{i}_q{j}, and no 0_default/1_default files."""
     source = demo_workspace.data_root / MODEL / ROLES.directory
-    baseline = [row for name in ("0_default", "1_default") for row in _lines(source / "responses" / f"{name}.jsonl")]
+    # 12 questions under each of two default prompts keep the forward passes short.
+    baseline = [row for name in ("0_default", "1_default") for row in _lines(source / "responses" / f"{name}.jsonl")[:12]]
     defaults = []
     for prompt_index, row in ((0, r) for r in baseline[: len(baseline) // 2]):
         defaults.append({**row, "label": "default", "prompt_index": prompt_index, "system_prompt": "",
@@ -110,14 +111,15 @@ def test_in_file_default_rows_are_the_negatives_of_vectors_classifier_and_eval(d
         assert f"roles/{key}" in activation["baseline_datasets"].value
         assert evaluation["baseline_sources"].value == IN_FILE_ROWS
         assert evaluation["baseline_prompt_questions"].value == TINY_EVAL["n_prompts"]
-        # Reference: the persona's replies minus its own default rows (all of them: fewer than 256), at layer 2.
+        # Reference: the persona's replies minus its own default rows (all of them: fewer than 256), at the vector's layer.
         ref = PersonaRef(ROLES, MODEL, key.split("/")[1])
         train = load_training_split(store, ref)[0]["messages"].to_list()
         defaults = load_baseline_rows(store, ref)
         assert defaults.height == n_defaults and set(defaults["label"]) == {"default"}
         assert all(m[0]["role"] == "user" and not m[0]["content"].startswith("\n") for m in defaults["messages"])
-        expected = (assistant_mean_hidden(model, tokenizer, train[:256], 2).mean(0)
-                    - assistant_mean_hidden(model, tokenizer, defaults["messages"].to_list(), 2).mean(0))
+        layer = activation["layer"].value
+        expected = (assistant_mean_hidden(model, tokenizer, train[:256], layer).mean(0)
+                    - assistant_mean_hidden(model, tokenizer, defaults["messages"].to_list(), layer).mean(0))
         folder = artifacts / "roles" / "persona_activation_vector" / key
         np.testing.assert_allclose(np.load(folder / ACTIVATION_FILE), expected, rtol=1e-4, atol=1e-5)
 
