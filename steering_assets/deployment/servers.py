@@ -82,14 +82,14 @@ class LocalPostgres:
     def log(self) -> Path:
         return self.folder / "postgres.log"
 
-    def env(self) -> dict[str, str]:
-        """The variables deploy/postgres/dagster.yaml reads."""
+    def env(self, db_name: str | None = None) -> dict[str, str]:
+        """The variables deploy/postgres/dagster.yaml reads, for ``db_name`` (default: the cluster's own)."""
         return {
             "DAGSTER_PG_HOST": "127.0.0.1",
             "DAGSTER_PG_PORT": str(self.port),
             "DAGSTER_PG_USERNAME": self.username,
             "DAGSTER_PG_PASSWORD": self.password,
-            "DAGSTER_PG_DB": self.db_name,
+            "DAGSTER_PG_DB": db_name or self.db_name,
         }
 
     def start(self, timeout_s: float = 60) -> "LocalPostgres":
@@ -123,15 +123,17 @@ class LocalPostgres:
             check=True, capture_output=True, text=True,
         )
         if fresh:
-            self._create_database()
+            self.create_database(self.db_name)
         return self
 
-    def _create_database(self) -> None:
+    def create_database(self, name: str) -> dict[str, str]:
+        """Create an empty database ``name`` (one Dagster instance's storage); returns its env()."""
         env = {**os.environ, "PGPASSWORD": self.password}
         subprocess.run(
-            [str(postgres_bindir() / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.username, self.db_name],
+            [str(postgres_bindir() / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.username, name],
             check=True, capture_output=True, text=True, env=env,
         )
+        return self.env(name)
 
     def stop(self) -> None:
         if not (self.data / "postmaster.pid").exists():

@@ -54,6 +54,16 @@ def postgres_server(tmp_path_factory):
     server.stop()
 
 
+_DATABASES = __import__("itertools").count()
+
+
+@pytest.fixture
+def postgres_env(postgres_server):
+    """The DAGSTER_PG_* settings of a fresh database: one instance per test, so one test's daemon
+    heartbeats, runs and pools are never seen by the next."""
+    return postgres_server.create_database(f"dagster_test_{next(_DATABASES)}")
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     server = _start(LocalRedis(tmp_path_factory.mktemp("redis"), free_port()))
@@ -105,6 +115,20 @@ def deployment_env(tiny_workspace, tmp_path, monkeypatch):
         return home
 
     return make
+
+
+@pytest.fixture
+def fresh_code_location(monkeypatch):
+    """Load the code location anew under this test's settings when it is loaded in this process.
+
+    Settings such as PERSONA_PERSONAS_PER_RUN are read when the definitions are imported (a
+    backfill policy is part of the asset definition), as a code server does at start-up. The
+    suite has imported them long before with other settings; the originals come back afterwards.
+    """
+    import sys
+
+    for name in [n for n in sys.modules if n.split(".")[0] in {"steering_assets", "resources", "partitions"}]:
+        monkeypatch.delitem(sys.modules, name)
 
 
 def run_records(instance, backfill_id):

@@ -48,10 +48,10 @@ def _run_pid(instance, run_id) -> int:
     raise AssertionError(f"run {run_id} never reported its process")
 
 
-def test_two_gpu_workers_each_take_one_steering_chunk(postgres_server, redis_server, deployment_env, tmp_path):
+def test_two_gpu_workers_each_take_one_steering_chunk(postgres_env, redis_server, deployment_env, tmp_path):
     from partitions.personas import sync_partitions
 
-    celery_env = {**postgres_server.env(), "DAGSTER_CELERY_BROKER_URL": redis_server.url,
+    celery_env = {**postgres_env, "DAGSTER_CELERY_BROKER_URL": redis_server.url,
                   "DAGSTER_CELERY_BACKEND_URL": redis_server.url}
     home = deployment_env("celery", celery_env, personas_per_run=2)
     with dg.DagsterInstance.get() as instance:

@@ -112,7 +112,7 @@ def user_container_context(values: dict) -> dict:
 
 
 @pytest.fixture
-def k8s_instance(api_server, tiny_workspace, tmp_path, monkeypatch):
+def k8s_instance(api_server, tiny_workspace, tmp_path, monkeypatch, fresh_code_location):
     values = yaml.safe_load((REPO / "deploy" / "k8s" / "values.yaml").read_text())
     kubeconfig, jobs = api_server
     for key, value in {

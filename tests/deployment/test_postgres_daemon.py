@@ -16,10 +16,10 @@ from tests.deployment.conftest import QUIET, TINY_TRAINING, model_loads, overlap
 ROLES = ["astronomer", "chef", "detective", "gardener", "librarian", "mechanic", "pirate", "proofreader"]
 
 
-def test_daemon_runs_chunked_backfills_and_the_gpu_pool_holds(postgres_server, deployment_env, tmp_path):
+def test_daemon_runs_chunked_backfills_and_the_gpu_pool_holds(postgres_env, deployment_env, tmp_path):
     from partitions.personas import sync_partitions
 
-    home = deployment_env("postgres", postgres_server.env(), personas_per_run=2, datasets_per_run=3)
+    home = deployment_env("postgres", postgres_env, personas_per_run=2, datasets_per_run=3)
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         set_pool_limit(instance, GPU_POOL, 1)
