@@ -12,6 +12,7 @@ from steering_assets.artifacts import ArtifactResult
 from steering_assets.asset_helpers import materialize_chunk, reported_as_failure
 from steering_assets.personas.layout import PersonaKind, PersonaRef
 from resources.encoder import SentenceEncoderResource
+from resources.judge import JudgeResource
 from steering_assets.metadata import md_table, png_markdown
 from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE, SteeringTrainingConfig
 
@@ -79,6 +80,63 @@ class SteeringEvalConfig(dg.Config):
         values = self.model_dump()
         values["coefficients"] = tuple(sorted(set(values["coefficients"]) | {0.0}))
         return EvaluationConfig(**values)
+
+
+class JudgedEvalConfig(dg.Config):
+    """The judge-scored evaluation (AxBench protocol; README, "Judge-scored steering evaluation")."""
+
+    factors: list[float] = Field(
+        default=[0.25, 0.5, 1.0, 2.0],
+        description="Steering strengths to sweep, in units of the layer's typical residual-stream norm (the vector's "
+        "direction is scaled to factor x that norm).",
+    )
+    instructions: int = Field(default=16, gt=1, description="Held-out instructions: half choose the factor, half report.")
+    min_per_half: int = Field(default=2, gt=0, description="Fewest instructions per half before the evaluation refuses.")
+    max_new_tokens: int = Field(default=48, gt=0, description="Tokens per greedy generation.")
+    batch_size: int = Field(default=32, gt=0, description="Generations per batched generate call (all settings mixed).")
+    norm_rows: int = Field(default=32, gt=0, description="Baseline replies the typical residual norm is measured on.")
+    seed: int = 0
+
+    def evaluation(self):
+        from steering_assets.steering.judged_eval import JudgedEvalConfig as Settings
+
+        values = self.model_dump()
+        values["factors"] = tuple(sorted(set(values["factors"])))
+        return Settings(**values)
+
+
+def judged_eval_metadata(result: ArtifactResult) -> dict[str, Any]:
+    from steering_assets.steering.judged_eval import JUDGED_PLOT_FILE, METHOD_TABLE_HEADERS, method_table_rows
+
+    d = result.details
+    ratio = d["norm_ratio"]
+    metadata = {
+        "methods": dg.MetadataValue.md(md_table(METHOD_TABLE_HEADERS, method_table_rows(d["table"]))),
+        "best_method": d["winner"] or "n/a",
+        "scores_by_factor": dg.MetadataValue.md(png_markdown((result.folder / JUDGED_PLOT_FILE).read_bytes(), "scores by factor")),
+        "layer": d["layer"],
+        "residual_norm": dg.MetadataValue.float(round(d["residual_norm"], 3)),
+        "trained_norm_over_residual": dg.MetadataValue.float(round(ratio["trained"], 4)),
+        "activation_norm_over_residual": dg.MetadataValue.float(round(ratio["activation"], 4)),
+        "instructions": dg.MetadataValue.json(d["instructions"]),
+        "prompted_system_prompt": d["prompted"]["system_prompt"] or f"n/a: {d['prompted']['why']}",
+        "generations": d["generations"],
+        "judge_calls": d["judge_calls"],
+        "item_errors": len(d["item_errors"]),
+        "example_generations": dg.MetadataValue.md(md_table(
+            ["setting", "instruction", "reply", "ratings"],
+            [(e["setting"], e["instruction"], e["reply"][:160],
+              e.get("error") or f"{e['concept']}/{e['instruction']}/{e['fluency']}") for e in d["examples"]])),
+        "path": dg.MetadataValue.path(str(result.folder)),
+        "reused_existing_artifact": result.skipped,
+    }
+    for row in d["table"]:
+        if row.get("harmonic_mean") is not None:
+            metadata[f"{row['method']}_harmonic_mean"] = dg.MetadataValue.float(round(row["harmonic_mean"], 3))
+    if d["item_errors"]:
+        metadata["item_error_examples"] = dg.MetadataValue.md(md_table(
+            ["setting", "instruction", "error"], [(e["setting"], e["instruction"], e["error"]) for e in d["item_errors"][:10]]))
+    return metadata
 
 
 def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
@@ -331,4 +389,62 @@ def build_steering_assets(kind: PersonaKind) -> list:
             }
         )
 
-    return [steering_vector, persona_classifier, persona_activation_vector, steering_eval, steering_eval_summary]
+    judged_key = dg.AssetKey([kind.name, "steering_judged_eval"])
+
+    @dg.asset(
+        key=judged_key,
+        deps=[vector_key, activation_key, split_key, dataset_key, baseline_key],
+        kinds={"pytorch"},
+        **model_asset,
+        description=(
+            "The trained vector against the activation vector, the persona's own system prompt and no steering, on "
+            "held-out instructions: the judge rates each greedy generation 0-2 for the persona, the instruction and "
+            "fluency (AxBench); each vector's factor is chosen on half the instructions and all methods are "
+            "reported on the other half."
+        ),
+    )
+    def steering_judged_eval(
+        context: dg.AssetExecutionContext,
+        config: JudgedEvalConfig,
+        storage: ArtifactStorage,
+        language_model: LanguageModelResource,
+        judge: JudgeResource,
+    ):
+        from steering_assets.steering.judged_eval import materialize_judged_evals
+
+        store = storage.store()
+        yield from materialize_chunk(
+            context,
+            kind,
+            lambda refs: materialize_judged_evals(
+                refs, store, language_model.get_model(), language_model.get_tokenizer(), language_model.model_name,
+                judge.judge(store.folder("steering", "judgments")), judge.judge_name, config.evaluation(),
+                log=context.log.info,
+            ),
+            judged_eval_metadata,
+        )
+
+    @dg.asset(
+        key=[kind.name, "steering_method_comparison"],
+        deps=[judged_key],
+        group_name=group,
+        code_version="1",
+        description="Every judged persona in one table: trained vs activation vs prompted vs unsteered, and wins per method.",
+    )
+    def steering_method_comparison(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
+        from steering_assets.steering.judged_eval import comparison_table
+
+        refs = [PersonaRef.from_partition_key(kind, k) for k in context.instance.get_dynamic_partitions(partitions_def.name)]
+        rows, wins = comparison_table(storage.store(), refs)
+        headers = list(rows[0]) if rows else ["persona"]
+        return dg.MaterializeResult(
+            metadata={
+                "comparison": dg.MetadataValue.md(md_table(headers, [list(r.values()) for r in rows])),
+                "wins": dg.MetadataValue.md(md_table(["method", "personas won"], list(wins.items()))),
+                **{f"wins_{method}": count for method, count in wins.items()},
+                "personas_judged": len(rows),
+            }
+        )
+
+    return [steering_vector, persona_classifier, persona_activation_vector, steering_eval, steering_eval_summary,
+            steering_judged_eval, steering_method_comparison]

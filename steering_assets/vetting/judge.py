@@ -381,7 +381,8 @@ class OpenAIJudge:
             return False
         return _is_fatal(err.body if isinstance(err.body, dict) else None, err.status_code)
 
-    async def _score_one(self, client, semaphore: asyncio.Semaphore, stop: asyncio.Event, prompt: str) -> Judgment | None:
+    async def _score_one(self, client, semaphore: asyncio.Semaphore, stop: asyncio.Event, prompt: str,
+                         settings: ScoringSettings) -> Judgment | None:
         import openai
 
         async with semaphore:
@@ -397,7 +398,7 @@ class OpenAIJudge:
                 return failed(self._api_error(err))
             except ValueError as err:  # not JSON at all
                 return failed(f"malformed response: {str(err)[:200]}")
-        return judgment_from_body(body, self.settings)
+        return judgment_from_body(body, settings)
 
     async def _probe(self, client) -> ProbeResult:
         """Ask for the number 85 in up to three tokens: one token "85" or digit tokens "8", "5"."""
@@ -465,10 +466,17 @@ class OpenAIJudge:
     def scale_top(self) -> int:
         return asyncio.run(self.ascale_top())
 
-    async def ascore(self, prompts: Sequence[str]) -> list[Judgment]:
-        """One Judgment per prompt; raises ``JudgeStoppedError`` (after cancelling the rest) on a quota or auth error."""
-        await self.ascale_top()
-        settings = self.settings
+    async def ascore(self, prompts: Sequence[str], scale_top: int | None = None) -> list[Judgment]:
+        """One Judgment per prompt; raises ``JudgeStoppedError`` (after cancelling the rest) on a quota or auth error.
+
+        ``scale_top``: the prompts ask for a rating 0..scale_top themselves (e.g. 0-2, single digits in every
+        tokenizer), so the number-scale probe is not needed; None uses the judge's own 0-100 or 0-9 scale.
+        """
+        if scale_top is None:
+            await self.ascale_top()
+            settings = self.settings
+        else:
+            settings = ScoringSettings(**{**asdict(self.base_settings), "scale_top": scale_top})
         results: list[Judgment | None] = [None] * len(prompts)
         keys = [cache_key(self.model, p, settings) for p in prompts]
         pending = []
@@ -483,7 +491,7 @@ class OpenAIJudge:
             async with self._client() as client:
 
                 async def run(index: int) -> None:
-                    judgment = await self._score_one(client, semaphore, stop, prompts[index])
+                    judgment = await self._score_one(client, semaphore, stop, prompts[index], settings)
                     if judgment is None:
                         return
                     results[index] = judgment
@@ -502,5 +510,5 @@ class OpenAIJudge:
                     await asyncio.gather(*tasks, return_exceptions=True)
         return [r for r in results if r is not None]
 
-    def score(self, prompts: Sequence[str]) -> list[Judgment]:
-        return asyncio.run(self.ascore(prompts))
+    def score(self, prompts: Sequence[str], scale_top: int | None = None) -> list[Judgment]:
+        return asyncio.run(self.ascore(prompts, scale_top))

@@ -102,8 +102,10 @@ class LocalJudge:
         self.calls += len(prompts)
         return judgments
 
-    def score(self, prompts: Sequence[str]) -> list[Judgment]:
-        settings = self.settings
+    def score(self, prompts: Sequence[str], scale_top: int | None = None) -> list[Judgment]:
+        """One Judgment per prompt. ``scale_top``: the prompts ask for a rating 0..scale_top (e.g. 2) themselves,
+        instead of the judge's own 0-100 or 0-9 number scale."""
+        settings = self.settings if scale_top is None else ScoringSettings(**{**asdict(self.base_settings), "scale_top": scale_top})
         keys = [cache_key(self.model_name, p, settings) for p in prompts]
         results: list[Judgment | None] = [self.cache.get(k) if self.cache else None for k in keys]
         pending = [i for i, r in enumerate(results) if r is None]
