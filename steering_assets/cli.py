@@ -2,7 +2,7 @@
 
     steering-assets demo [--workspace .demo]
     steering-assets sync-partitions
-    steering-assets backfill roles [--source-model M] [--partitions k1,k2] [--steering]
+    steering-assets backfill roles [--source-model M] [--partitions k1,k2] [--steering] [--judged]
     steering-assets classifier-dataset --strategy S --input DIR [--layers L] [--target-layer N --target-feature F] --output OUT
     steering-assets instance check | instance pools --gpu N
     steering-assets local-server postgres|redis start|stop
@@ -181,6 +181,14 @@ def _steering_stage(launcher: Launcher, kind_name: str, keys: list[str], run_con
     return _failed_partitions(outcome)
 
 
+def _judged_stage(launcher: Launcher, kind_name: str, keys: list[str], run_config: dict | None = None) -> int:
+    """The judge-scored comparison of the trained vector, the activation vector, prompting and no steering."""
+    outcome = launcher.backfill([[kind_name, "steering_judged_eval"]], keys, title=f"{kind_name} judged steering evaluation",
+                                run_config=run_config)
+    _run_assets(launcher, [kind_name, "steering_method_comparison"])
+    return _failed_partitions(outcome)
+
+
 def _use_workspace_settings(workspace) -> None:
     """The code location reads its resources from the environment: point it at the demo workspace."""
     os.environ.update({
@@ -344,6 +352,27 @@ def print_evaluations(store: ArtifactStore, data_root: Path) -> None:
     print(f"steering effect (p >= 0.5 and >= 2x unsteered) for {sum(r['effect'] == 'yes' for r in roles)} of {len(roles)} roles")
 
 
+def print_method_comparison(store: ArtifactStore, data_root: Path) -> None:
+    """Per persona: each method's reported harmonic mean (chosen factors in brackets), the winner, and wins per method."""
+    from steering_assets.personas.layout import PERSONA_KINDS, discover_personas
+    from steering_assets.steering.judged_eval import METHODS, comparison_table
+
+    refs = [ref for kind in PERSONA_KINDS.values() for ref in discover_personas(data_root, kind).personas]
+    rows, wins = comparison_table(store, refs)
+    if not rows:
+        print("(no judged evaluations)")
+        return
+
+    def cell(row, method, factor_key=None):
+        factor = row.get(factor_key) if factor_key else None
+        return f"{row[method]}" + (f" (x{factor:g})" if factor is not None else "")
+
+    _print_table(["persona", "trained (factor)", "activation (factor)", "prompted", "unsteered", "best", "|trained| / residual norm"],
+                 [[row["persona"], cell(row, "trained", "trained factor"), cell(row, "activation", "activation factor"),
+                   cell(row, "prompted"), cell(row, "unsteered"), row["best"], str(row["|trained| / residual"])] for row in rows])
+    print("personas won: " + ", ".join(f"{method} {wins[method]}" for method in METHODS))
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from partitions.personas import sync_partitions
 
@@ -393,6 +422,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             steering_failed = _steering_stage(launcher, args.kind, keys)
             print(f"{len(keys) - steering_failed} of {len(keys)} {args.kind} steering vectors trained and evaluated")
             failed += steering_failed
+        if args.judged:
+            judged_failed = _judged_stage(launcher, args.kind, keys)
+            print(f"{len(keys) - judged_failed} of {len(keys)} {args.kind} personas judged (trained vs activation vs prompted)")
+            print_method_comparison(ArtifactStore(_env("PERSONA_ARTIFACT_ROOT")), data_root)
+            failed += judged_failed
     return 1 if failed else 0
 
 
@@ -449,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--source-model", help="only this source model's partitions")
     backfill.add_argument("--partitions", help="comma-separated partition keys (default: all)")
     backfill.add_argument("--steering", action="store_true", help="also train and evaluate steering vectors (needs the model)")
+    backfill.add_argument("--judged", action="store_true",
+                          help="also the judge-scored comparison: trained vs activation vector vs prompting (needs the judge)")
     backfill.add_argument("--in-process", action="store_true",
                           help="execute the runs in this process instead of through a dagster-daemon (no run queue)")
     backfill.set_defaults(func=cmd_backfill)

@@ -53,6 +53,7 @@ from steering_assets.vetting.steering_ratings import (
 JUDGED_EVAL_CODE_VERSION = "1"
 JUDGED_EVAL_FILE = "judged_evaluation.json"
 JUDGED_PLOT_FILE = "scores_by_factor.png"
+GENERATIONS_FILE = "generations.jsonl"  # every generation with its half, setting and ratings
 TRAINED, ACTIVATION, PROMPTED, UNSTEERED = "trained", "activation", "prompted", "unsteered"
 VECTOR_METHODS = (TRAINED, ACTIVATION)
 METHODS = (TRAINED, ACTIVATION, PROMPTED, UNSTEERED)
@@ -257,8 +258,11 @@ def sweep_settings(config: JudgedEvalConfig, prompted: bool) -> list[Setting]:
 
 # ---- scores ---------------------------------------------------------------------------------
 
-def rate_generations(judge: Any, persona: str, items: Sequence[tuple[str, str]]) -> list[Ratings]:
-    """Ratings of ``(instruction, reply)`` items: three 0-2 judge prompts each, scored in one ``judge.score`` call."""
+def rate_generations(judge: Any, persona: str, items: Sequence[tuple[str, str]]) -> tuple[list[Ratings], int]:
+    """Ratings of ``(instruction, reply)`` items: three 0-2 judge prompts each, scored in one ``judge.score`` call.
+
+    Also returns how many of the judgments have no score (the cache keeps only scored ones,
+    so exactly these are asked again next time)."""
     prompts = [rating_prompts(persona, instruction, reply) for instruction, reply in items]
     flat = [p[criterion] for p in prompts for criterion in CRITERIA]
     judgments = judge.score(flat, scale_top=RATING_TOP) if flat else []
@@ -268,7 +272,7 @@ def rate_generations(judge: Any, persona: str, items: Sequence[tuple[str, str]])
     for index in range(len(items)):
         chunk = judgments[index * len(CRITERIA):(index + 1) * len(CRITERIA)]
         out.append(ratings_from_judgments(dict(zip(CRITERIA, chunk))))
-    return out
+    return out, sum(not j.ok for j in judgments)
 
 
 def summarise(ratings: Sequence[Ratings]) -> dict[str, Any]:
@@ -301,7 +305,9 @@ class JudgedEvaluation:
     item_errors: list[dict[str, str]] = field(default_factory=list)
     examples: list[dict[str, str]] = field(default_factory=list)
     generations: int = 0
-    judge_calls: int = 0
+    judge_calls: int = 0  # judge requests made now (cached judgments cost none)
+    unscored_judgments: int = 0  # judgments without a score: asked again on the next run
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)  # GENERATIONS_FILE rows
 
 
 def evaluate_judged(
@@ -337,14 +343,18 @@ def evaluate_judged(
     replies = generate_batched(model, tokenizer, prompts, [row_of[s] for s, _ in jobs], layer, torch.from_numpy(np.stack(rows)),
                                config.max_new_tokens, config.batch_size, model_name)
     calls_before = getattr(judge, "calls", 0)
-    ratings = rate_generations(judge, persona, [(instructions[i], reply) for (_, i), reply in zip(jobs, replies)])
+    ratings, unscored = rate_generations(judge, persona, [(instructions[i], reply) for (_, i), reply in zip(jobs, replies)])
     judge_calls = getattr(judge, "calls", 0) - calls_before
     by_setting: dict[Setting, dict[str, list]] = {s: {"selection": [], "report": []} for s in settings}
     errors: list[dict[str, str]] = []
     examples: list[dict[str, str]] = []
+    records: list[dict[str, Any]] = []
     for (setting, index), reply, rating in zip(jobs, replies, ratings):
         half = "selection" if index < len(selection) else "report"
         by_setting[setting][half].append(rating)
+        records.append({"method": setting.method, "factor": setting.factor, "half": half, "instruction": instructions[index],
+                        "reply": reply, "ratings": {c: getattr(rating, c) for c in CRITERIA} if rating.ok else None,
+                        "error": rating.error})
         if not rating.ok:
             errors.append({"setting": setting.label, "instruction": instructions[index], "error": rating.error})
         if index == len(selection):  # the first report-half instruction: one example per setting
@@ -372,7 +382,7 @@ def evaluate_judged(
         instructions={"selection": len(selection), "report": len(report)},
         prompted={"system_prompt": system_prompt, "why": prompted_why},
         curves=curves, table=table, item_errors=errors, examples=examples,
-        generations=len(replies), judge_calls=judge_calls,
+        generations=len(replies), judge_calls=judge_calls, unscored_judgments=unscored, records=records,
     )
 
 
@@ -480,7 +490,9 @@ def materialize_judged_evals(
             residual_norm=residual_norm, persona=persona, system_prompt=system_prompt, prompted_why=prompted_why,
             selection=selection, report=report, config=config, model_name=model_name, log=lambda m: log(f"{where}: {m}"),
         )
-        details = _jsonable({**asdict(evaluation), "persona_description": persona, "winner": winner(evaluation.table),
+        records = evaluation.records
+        summary = {k: v for k, v in asdict(evaluation).items() if k != "records"}
+        details = _jsonable({**summary, "persona_description": persona, "winner": winner(evaluation.table),
                              "norm_ratio": {m: n / residual_norm for m, n in evaluation.vector_norms.items()}})
         log(f"{where}: " + ", ".join(
             f"{row['method']} {row['harmonic_mean']:.2f}" + (f" @{row['factor']:g}" if row.get("factor") else "")
@@ -490,7 +502,8 @@ def materialize_judged_evals(
         manifest = store.write_artifact(
             folder,
             {JUDGED_EVAL_FILE: lambda p, d=details: p.write_text(json.dumps(d, indent=2, allow_nan=False)),
-             JUDGED_PLOT_FILE: lambda p, b=png: p.write_bytes(b)},
+             JUDGED_PLOT_FILE: lambda p, b=png: p.write_bytes(b),
+             GENERATIONS_FILE: lambda p, r=records: p.write_text("".join(json.dumps(row, allow_nan=False) + "\n" for row in r))},
             fingerprint_value=key, details=details,
         )
         results[ref.partition_key] = ArtifactResult(folder, manifest, skipped=False)
@@ -544,3 +557,11 @@ def comparison_table(store: ArtifactStore, refs: Sequence[PersonaRef]) -> tuple[
             "|trained| / residual": round(details["norm_ratio"][TRAINED], 3),
         })
     return rows, {m: wins.get(m, 0) for m in METHODS}
+
+
+def read_generations(store: ArtifactStore, ref: PersonaRef) -> list[dict[str, Any]]:
+    """The rows of a persona's ``generations.jsonl`` (every generation, its half, setting and ratings)."""
+    folder = judged_eval_folder(store, ref)
+    store.load_manifest(folder)
+    with open(folder / GENERATIONS_FILE, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -77,3 +77,86 @@ def test_layer_outside_the_model_fails_the_run_with_a_clear_message(env):
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "layer 12 is outside the model" in failure_message(failure)
     assert not (artifacts / "roles" / "steering_vector").exists()
+
+
+JUDGED = {"factors": [0.5, 2.0], "instructions": 4, "max_new_tokens": 6, "norm_rows": 8}
+
+
+def steering_rater(prompt):
+    """The judge server's answers to the 0-2 rating prompts: concept 2 (mostly), instruction 1 or 2 by the
+    reply's length, fluency 2; a reply with fewer than 3 words gets words, not a digit (left unscored)."""
+    from steering_assets.vetting.steering_ratings import FLUENCY_INSTRUCTION, INSTRUCTION_INSTRUCTION
+
+    reply = prompt.rsplit("Reply: ", 1)[-1]
+    if prompt.startswith(FLUENCY_INSTRUCTION):
+        return [("The", 0.9), ("2", 0.1)] if len(reply) % 3 == 0 else [("2", 0.9), ("1", 0.1)]
+    if prompt.startswith(INSTRUCTION_INSTRUCTION):
+        return [("2", 0.8), ("1", 0.2)] if len(reply) > 40 else [("1", 0.7), ("0", 0.3)]
+    return [("2", 0.6), ("1", 0.3), ("0", 0.1)]
+
+
+def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments(demo_workspace, env):
+    """steering_judged_eval on a chunk against a chat-completions server, then steering_method_comparison; a rerun
+    asks the server nothing, and a lost artifact asks only for what was never scored."""
+    import json
+    import shutil
+
+    from resources.judge import JudgeResource
+    from steering_assets.runner import run_partition_chunks
+    from tests.vetting.fake_openai import FakeJudgeServer
+
+    _, instance, artifacts = env
+    with FakeJudgeServer(rater=steering_rater) as server:
+        judge = JudgeResource(backend="openai", model="fake-judge", api_key="local-key", base_url=server.base_url, timeout=5)
+        defs = build_definitions(str(demo_workspace.data_root), str(artifacts), str(demo_workspace.model_path), judge=judge)
+        outcomes = run_partition_chunks(defs, instance, steering_job_name("roles"), [KEYS], run_config=STEERING_CONFIG,
+                                        progress=lambda _: None)
+        assert all(o.success for o in outcomes), [o.error for o in outcomes]
+        everything = defs.resolve_implicit_global_asset_job_def()
+        judged = dg.AssetKey(["roles", "steering_judged_eval"])
+        config = {"ops": {"roles__steering_judged_eval": {"config": JUDGED}}}
+
+        def materialize(key):
+            assert everything.execute_in_process(instance=instance, asset_selection=[judged], partition_key=key,
+                                                 run_config=config).success
+            return latest(instance, "steering_judged_eval", key)
+
+        settings = 2 * 2 + 2  # two vectors x two factors, unsteered, prompted (the demo roles have system prompts)
+        for key in KEYS:
+            before = server.calls
+            metadata = materialize(key)
+            assert metadata["generations"].value == settings * 4 and metadata["judge_calls"].value == server.calls - before
+            # The first persona asks all 3 x 24 judgments; the second shares some (the same unsteered reply to the
+            # same instruction is the same instruction and fluency prompt), which the judgment cache answers.
+            assert metadata["judge_calls"].value == 3 * settings * 4 if key == KEYS[0] else metadata["judge_calls"].value <= 3 * settings * 4
+            table = metadata["methods"].value
+            assert all(f"| {method} |" in table for method in ("trained", "activation", "prompted", "unsteered"))
+            assert metadata["prompted_system_prompt"].value.startswith("You are")
+            assert metadata["residual_norm"].value > 0 and metadata["trained_norm_over_residual"].value > 0
+            assert metadata["scores_by_factor"].value.startswith("![scores by factor](data:image/png;base64,")
+            rows = json.loads((artifacts / "roles" / "steering_judged_eval" / key / "judged_evaluation.json").read_text())["table"]
+            assert [row["method"] for row in rows] == ["trained", "activation", "prompted", "unsteered"]
+            for row in rows:  # the report half: 2 instructions, each reply rated or an item error
+                assert row.get("n/a") or row["rated"] + row["item_errors"] == 2, row
+                assert row.get("harmonic_mean") is None or 0 < row["harmonic_mean"] <= 2
+            assert any(f"{row['method']}_harmonic_mean" in metadata for row in rows)
+        assert server.probes == 0  # 0-2 ratings need no number-scale probe
+        comparison = dg.AssetKey(["roles", "steering_method_comparison"])
+        assert everything.execute_in_process(instance=instance, asset_selection=[comparison]).success
+        summary = instance.fetch_materializations(comparison, limit=1).records[0].asset_materialization.metadata
+        assert summary["personas_judged"].value == 2
+        assert sum(summary[f"wins_{m}"].value for m in ("trained", "activation", "prompted", "unsteered")) == 2
+        assert all(key in summary["comparison"].value for key in KEYS)
+
+        # Nothing changed: the artifact is reused and the judge is not asked.
+        calls = server.calls
+        assert materialize(KEYS[0])["reused_existing_artifact"].value is True and server.calls == calls
+        # The artifact lost: the replies are generated again (greedy: the same text), and only the
+        # judgments that never had a score are asked again; the others come from the judgment cache.
+        folder = artifacts / "roles" / "steering_judged_eval" / KEYS[0]
+        first = json.loads((folder / "judged_evaluation.json").read_text())
+        shutil.rmtree(folder)
+        again = materialize(KEYS[0])
+        assert again["reused_existing_artifact"].value is False
+        assert 0 < again["judge_calls"].value == first["unscored_judgments"] == server.calls - calls < 3 * settings * 4
+        assert json.loads((folder / "judged_evaluation.json").read_text())["table"] == first["table"]

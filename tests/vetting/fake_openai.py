@@ -9,7 +9,8 @@ The user prompt chooses the behaviour: ``score:NN`` answers with logprobs centre
 prompts that hold it (the last one repeats), e.g. a real server's body from
 ``shared/fixtures/real_world/judge_responses``. The judge's setup probe ("reply with 85")
 is answered with one token "85", or with "8", "5" when ``digits`` is set (a tokenizer that
-spells numbers digit by digit); ``probe_delay`` holds that answer back.
+spells numbers digit by digit); ``probe_delay`` holds that answer back. ``rater`` (prompt ->
+``[(token, probability), ...]`` or None) answers the prompts it knows with those top logprobs.
 """
 
 from __future__ import annotations
@@ -47,13 +48,15 @@ def probe_body(digits: bool) -> dict:
 
 
 class FakeJudgeServer:
-    def __init__(self, latency: float = 0.0, *, digits: bool = False, scripts: dict | None = None, probe_delay: float = 0.0):
+    def __init__(self, latency: float = 0.0, *, digits: bool = False, scripts: dict | None = None, probe_delay: float = 0.0,
+                 rater=None):
         from steering_assets.vetting.judge import PROBE_PROMPT
 
         self.latency = latency
         self.digits = digits
         self.scripts = scripts or {}
         self.probe_delay = probe_delay
+        self.rater = rater
         self.offset = 0  # added to every "score:NN" centre: a judge whose scores drifted
         self.prompts: list[str] = []
         self.calls = 0
@@ -95,6 +98,9 @@ class FakeJudgeServer:
                     if marker in prompt:
                         status, body = answers[min(attempt, len(answers) - 1)]
                         return self._send(status, body, {"retry-after-ms": "10"})
+                top = server.rater(prompt) if server.rater is not None and prompt != PROBE_PROMPT else None
+                if top is not None:
+                    return self._send(200, json.dumps(completion_body(top)).encode())
                 if prompt == PROBE_PROMPT:
                     time.sleep(server.probe_delay)
                     return self._send(200, json.dumps(probe_body(server.digits)).encode())
