@@ -13,6 +13,7 @@ the ratio.
 
 import argparse
 import time
+from pathlib import Path
 import warnings
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steering_assets.demo.build import build_demo_workspace
+    from steering_assets.demo.build import DemoWorkspace, build_demo_workspace
     from steering_assets.demo.corpus import QUESTIONS, ROLE_VOICES
     from steering_assets.steering.judged_eval import (
         ACTIVATION,
@@ -47,7 +48,10 @@ def main() -> None:
     )
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    workspace, _ = build_demo_workspace(args.workspace)
+    # Any built demo model will do (the timing does not depend on its training); build one if there is none.
+    workspace = DemoWorkspace(Path(args.workspace).resolve())
+    if not (workspace.model_path / "config.json").is_file():
+        workspace, _ = build_demo_workspace(args.workspace)
     tokenizer = AutoTokenizer.from_pretrained(workspace.model_path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(workspace.model_path, local_files_only=True).eval()
     hidden, layer = model.config.hidden_size, model.config.num_hidden_layers // 2
