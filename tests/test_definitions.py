@@ -40,7 +40,8 @@ def test_code_location_loads_every_asset_without_heavy_imports():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     per_kind = ["persona_activation_vector", "persona_classifier", "persona_dataset", "persona_rollouts",
-                "persona_training_split", "steering_eval", "steering_eval_summary", "steering_vector"]
+                "persona_training_split", "steering_eval", "steering_eval_summary", "steering_judged_eval",
+                "steering_method_comparison", "steering_vector"]
     expected = ["roles/baseline_dataset", "roles/baseline_rollouts"] + [f"{k}/{a}" for k in ("roles", "traits") for a in per_kind]
     expected += [f"concepts/{a}" for a in ("classifier_datasets", "feature_activation_graphs", "sentence_features", "top_features", "trait_classifiers")]
     expected += [f"vetting/{a}" for a in ("response_vetting", "scenario_files", "scenario_responses", "scenario_vetting")]

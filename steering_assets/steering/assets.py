@@ -219,6 +219,11 @@ def vector_metadata(result: ArtifactResult) -> dict[str, Any]:
     }
 
 
+def rows_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
+    """A list of same-keyed dicts as a markdown table (one column per key)."""
+    return dg.MetadataValue.md(md_table(list(rows[0]) if rows else ["persona"], [list(r.values()) for r in rows]))
+
+
 def build_steering_assets(kind: PersonaKind) -> list:
     partitions_def = PARTITIONS_BY_KIND[kind.name]
     split_key = dg.AssetKey([kind.name, "persona_training_split"])
@@ -260,6 +265,9 @@ def build_steering_assets(kind: PersonaKind) -> list:
             ),
             vector_metadata,
         )
+
+    def every_persona(context: dg.AssetExecutionContext) -> list[PersonaRef]:
+        return [PersonaRef.from_partition_key(kind, k) for k in context.instance.get_dynamic_partitions(partitions_def.name)]
 
     vector_key = dg.AssetKey([kind.name, "steering_vector"])
     activation_key = dg.AssetKey([kind.name, "persona_activation_vector"])
@@ -378,12 +386,10 @@ def build_steering_assets(kind: PersonaKind) -> list:
     def steering_eval_summary(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
         from steering_assets.steering.eval_pipeline import evaluation_table
 
-        refs = [PersonaRef.from_partition_key(kind, k) for k in context.instance.get_dynamic_partitions(partitions_def.name)]
-        rows = evaluation_table(storage.store(), refs)
-        headers = list(rows[0]) if rows else ["persona"]
+        rows = evaluation_table(storage.store(), every_persona(context))
         return dg.MaterializeResult(
             metadata={
-                "summary": dg.MetadataValue.md(md_table(headers, [list(r.values()) for r in rows])),
+                "summary": rows_table(rows),
                 "personas_evaluated": len(rows),
                 "personas_with_steering_effect": sum(r["effect"] == "yes" for r in rows),
             }
@@ -434,12 +440,10 @@ def build_steering_assets(kind: PersonaKind) -> list:
     def steering_method_comparison(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
         from steering_assets.steering.judged_eval import comparison_table
 
-        refs = [PersonaRef.from_partition_key(kind, k) for k in context.instance.get_dynamic_partitions(partitions_def.name)]
-        rows, wins = comparison_table(storage.store(), refs)
-        headers = list(rows[0]) if rows else ["persona"]
+        rows, wins = comparison_table(storage.store(), every_persona(context))
         return dg.MaterializeResult(
             metadata={
-                "comparison": dg.MetadataValue.md(md_table(headers, [list(r.values()) for r in rows])),
+                "comparison": rows_table(rows),
                 "wins": dg.MetadataValue.md(md_table(["method", "personas won"], list(wins.items()))),
                 **{f"wins_{method}": count for method, count in wins.items()},
                 "personas_judged": len(rows),

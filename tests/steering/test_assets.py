@@ -95,7 +95,7 @@ def steering_rater(prompt):
     return [("2", 0.6), ("1", 0.3), ("0", 0.1)]
 
 
-def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments(demo_workspace, env):
+def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments(demo_workspace, env, capsys):
     """steering_judged_eval on a chunk against a chat-completions server, then steering_method_comparison; a rerun
     asks the server nothing, and a lost artifact asks only for what was never scored."""
     import json
@@ -147,6 +147,14 @@ def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments
         assert summary["personas_judged"].value == 2
         assert sum(summary[f"wins_{m}"].value for m in ("trained", "activation", "prompted", "unsteered")) == 2
         assert all(key in summary["comparison"].value for key in KEYS)
+        # What `steering-assets backfill roles --steering --judged` prints.
+        from steering_assets.artifacts import ArtifactStore
+        from steering_assets.cli import print_method_comparison
+
+        capsys.readouterr()
+        print_method_comparison(ArtifactStore(artifacts), demo_workspace.data_root)
+        printed = capsys.readouterr().out
+        assert all(key in printed for key in KEYS) and "personas won: trained " in printed
 
         # Nothing changed: the artifact is reused and the judge is not asked.
         calls = server.calls
