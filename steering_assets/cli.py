@@ -117,7 +117,9 @@ class Launcher:
         self._stack = contextlib.ExitStack()
         self.context = self._stack.enter_context(launch.workspace_context(self.instance))
         if not self.in_process:
-            log = Path(self.instance.root_directory) / "logs" / "steering-assets-daemon.log"
+            # Not DAGSTER_HOME/logs: Dagster's telemetry moves that folder away (to .logs_queue), and with it
+            # the workspace file the daemon re-reads every minute.
+            log = Path(self.instance.root_directory) / "steering-assets" / "daemon.log"
             if self._stack.enter_context(launch.running_daemon(self.instance, log)):
                 print(f"no dagster-daemon was running for {self.instance.root_directory}: started one for this command (log: {log})")
         return self

@@ -220,14 +220,33 @@ def _materialized_since(instance: dg.DagsterInstance, backfill: Any, key: dg.Ass
         cursor = page.cursor
 
 
+# A daemon's heartbeat is every 30 s or so; this long without one means it is gone.
+DAEMON_SILENCE_S = 180.0
+
+
 def wait_for_backfill(
     instance: dg.DagsterInstance, backfill_id: str, timeout_s: float, progress: Callable[[str], None] | None = None,
     poll_s: float = 1.0,
 ) -> None:
-    """Wait until the backfill's runs are over: the daemon has closed it, or it has materialised every target."""
+    """Wait until the backfill's runs are over: the daemon has closed it, or it has materialised every target.
+
+    Raises TimeoutError after ``timeout_s``, and RuntimeError when no dagster-daemon has sent a
+    heartbeat for ``DAEMON_SILENCE_S`` (it died: nothing would ever launch the remaining runs).
+    """
     deadline = time.monotonic() + timeout_s
     seen: set[str] = set()
+    last_alive = last_check = time.monotonic()
     while True:
+        if time.monotonic() - last_check >= min(10.0, DAEMON_SILENCE_S):
+            last_check = time.monotonic()
+            if daemon_is_running(instance):
+                last_alive = last_check
+        if time.monotonic() - last_alive > DAEMON_SILENCE_S:
+            raise RuntimeError(
+                f"backfill {backfill_id}: no dagster-daemon has served {instance.root_directory} for "
+                f"{DAEMON_SILENCE_S:.0f}s, so nothing launches its remaining runs; start one (`dagster-daemon run`, "
+                "or run this command again, which starts one) and the backfill goes on where it stopped"
+            )
         runs = backfill_runs(instance, backfill_id)
         if progress:
             for record in runs:
