@@ -12,6 +12,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Sequence
 
 
 def demo_conversations(data_root: Path, limit: int, seed: int, drop_system_share: float = 0.5) -> list[list[dict[str, str]]]:
@@ -33,8 +34,12 @@ def demo_conversations(data_root: Path, limit: int, seed: int, drop_system_share
     return sample
 
 
-def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, batch_size: int = 8, seed: int = 0) -> dict:
-    """Fine-tune all weights of the saved demo model on demo conversations (TRL SFT), in place."""
+def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, batch_size: int = 8, seed: int = 0,
+                        callbacks: Sequence = ()) -> dict:
+    """Fine-tune all weights of the saved demo model on demo conversations (TRL SFT), in place.
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects (``make demo`` prints progress with one).
+    """
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
@@ -68,6 +73,7 @@ def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, 
         args=args,
         train_dataset=datasets.Dataset.from_list([{"messages": c} for c in conversations]),
         processing_class=tokenizer,
+        callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
