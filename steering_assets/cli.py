@@ -220,6 +220,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from steering_assets.demo.settings import steering_run_config
     from steering_assets.demo.stages import StageClock
 
+    import warnings
+
+    # Dagster's in-process run teardown leaves an asyncio coroutine unawaited; the warning it
+    # prints after every run (three lines each) is noise that buries the stage lines.
+    warnings.filterwarnings("ignore", message="coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited",
+                            category=RuntimeWarning)
     clock = StageClock(started=args.started_at)
     if args.started_at is not None:
         # The Makefile passes the time it started: what came before this process is the install.

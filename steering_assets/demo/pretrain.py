@@ -35,10 +35,10 @@ def demo_conversations(data_root: Path, limit: int, seed: int, drop_system_share
 
 
 def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, batch_size: int = 8, seed: int = 0,
-                        callbacks: Sequence = ()) -> dict:
+                        max_length: int = 256, callbacks: Sequence = ()) -> dict:
     """Fine-tune all weights of the saved demo model on demo conversations (TRL SFT), in place.
 
-    ``callbacks``: extra ``transformers.TrainerCallback`` objects (``make demo`` prints progress with one).
+    ``max_length``: tokens per conversation (longer ones are cut); ``callbacks``: extra ``transformers.TrainerCallback`` objects (``make demo`` prints progress with one).
     """
     import datasets
     import torch
@@ -64,7 +64,7 @@ def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, 
         bf16=False,
         use_cpu=True,
         report_to=[],
-        max_length=256,
+        max_length=max_length,
         activation_checkpointing=False,
         disable_tqdm=True,
     )
@@ -80,4 +80,4 @@ def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, 
     result = trainer.train()
     model.save_pretrained(model_path)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"steps": steps, "seconds": round(time.perf_counter() - started, 1), "first_loss": losses[0], "final_loss": losses[-1], "train_loss": result.training_loss}
+    return {"steps": steps, "max_length": max_length, "seconds": round(time.perf_counter() - started, 1), "first_loss": losses[0], "final_loss": losses[-1], "train_loss": result.training_loss}
