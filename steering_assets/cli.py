@@ -215,7 +215,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from partitions.concepts import sync_concept_partitions
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from partitions.scenarios import sync_scenario_partitions
-    from steering_assets.demo.build import build_demo_workspace
+    from steering_assets.demo.build import start_demo_build
     from steering_assets.demo.corpus import SOURCE_MODEL
     from steering_assets.demo.settings import steering_run_config
     from steering_assets.demo.stages import StageClock
@@ -226,14 +226,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # prints after every run (three lines each) is noise that buries the stage lines.
     warnings.filterwarnings("ignore", message="coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited",
                             category=RuntimeWarning)
-    clock = StageClock(started=args.started_at)
+    clock = StageClock(lambda line: print(line, flush=True), started=args.started_at)
     if args.started_at is not None:
         # The Makefile passes the time it started: what came before this process is the install.
-        clock.record("install (make install) and start-up", clock.elapsed())
+        clock.record("install (make install) and start-up", clock.elapsed(), start_s=0.0)
     clock.line("building the demo workspace (cached after the first run; the first build trains the demo model, "
-               "the SAEs and the demo judge)")
-    workspace, built = build_demo_workspace(args.workspace, force=args.rebuild, clock=clock)
-    clock.line(f"demo workspace {'built' if built else 'reused (cached)'}: {workspace.root}")
+               "the SAEs and, in a second process beside them, the demo judge)")
+    build = start_demo_build(args.workspace, force=args.rebuild, clock=clock, judge_in_background=True)
+    workspace = build.workspace
+    clock.line(f"demo workspace {'built' if build.built else 'reused (cached)'}: {workspace.root}"
+               + ("" if build.judge_ready() else " (the demo judge is still training)"))
     _use_workspace_settings(workspace)
     failed = 0
     # Every stage is a Dagster backfill of the code location (UI: Overview -> Backfills, the
@@ -246,21 +248,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
             clock.progress(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
             sync_concept_partitions(instance, workspace.concepts_root)
             concepts = instance.get_dynamic_partitions("concepts")
-            sync_scenario_partitions(instance, workspace.scenarios_root)
-            traits = instance.get_dynamic_partitions("scenario_traits")
         with _backfill_stage(clock, launcher, "concept features (backfill)"):
             feature_assets = [list(k.path) for k in _job_assets(launcher, "concept_features")]
             failed += _failed_partitions(launcher.backfill(feature_assets, concepts, title="concept features"))
-        with _backfill_stage(clock, launcher, "vetting (backfill)"):
-            # A vetting run succeeds when items fail: failing items are what the checks and the report show.
-            vetting_assets = [list(k.path) for k in _job_assets(launcher, "vetting")]
-            failed += _failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
         for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
             keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
             with _backfill_stage(clock, launcher, f"{kind_name} datasets (backfill)"):
                 failed += _backfill_kind(launcher, kind_name, keys)
             with _backfill_stage(clock, launcher, f"{kind_name} steering (backfill)"):
                 failed += _steering_stage(launcher, kind_name, keys, steering_run_config(kind_name))
+        # Vetting comes last: it needs the demo judge, which trains beside everything above.
+        if not build.judge_ready():
+            with clock.stage("waiting for the demo judge"):
+                build.wait_for_judge()
+        build.wait_for_judge()  # raises here if its training failed
+        sync_scenario_partitions(instance, workspace.scenarios_root)
+        traits = instance.get_dynamic_partitions("scenario_traits")
+        with _backfill_stage(clock, launcher, "vetting (backfill)"):
+            # A vetting run succeeds when items fail: failing items are what the checks and the report show.
+            vetting_assets = [list(k.path) for k in _job_assets(launcher, "vetting")]
+            failed += _failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
     with clock.stage("summaries"):
         store = ArtifactStore(workspace.artifact_root)
         print("\nPersona datasets")

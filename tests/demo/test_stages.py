@@ -1,6 +1,7 @@
 """Stage timing of `make demo`: stages print in order with their times, training prints progress, the profile adds up."""
 
 import re
+import time
 
 import pytest
 
@@ -133,3 +134,68 @@ def test_cached_workspace_build_says_so_through_the_clock(demo_workspace):
     assert [re.sub(r"^\[ *\w+\] ", "", line).split(":")[0] for line in lines] == [
         "demo corpus and demo model", "concepts and SAEs", "scenarios and demo judge"]
     assert all("cached" in line for line in lines)
+
+
+def test_overlapping_stages_are_counted_once_in_the_uncovered_time():
+    clocks, lines = FakeClocks(), []
+    clock = clock_with(lines, clocks)
+    clock.record("judge (second process)", 40.0, 38.0, start_s=10.0)  # 10-50, beside the stage below
+    with clock.stage("pretraining"):  # 0-60
+        clocks.advance(60, cpu=60)
+    clocks.advance(15)  # 60-75: no stage
+    rows = {r[0]: r for r in clock.profile_rows()}
+    assert rows["other (start-up, between stages)"][1] == "15.0"
+    assert rows["total"][1] == "75.0"
+
+
+def job_writing_stages(count: int, fail: bool = False, *, clock: StageClock) -> int:
+    """A cheap background job: two stages, the second raising when ``fail``."""
+    with clock.stage("first job stage"):
+        time.sleep(0.05)
+    with clock.stage("second job stage"):
+        if fail:
+            raise ValueError(f"bad item {count}")
+    return count * 2
+
+
+def test_background_job_prints_on_the_same_clock_and_joins_the_profile(capfd):
+    from steering_assets.demo.stages import BackgroundJob
+
+    lines, done = [], []
+    clock = StageClock(lines.append, started=time.time() - 100)
+    job = BackgroundJob(clock, job_writing_stages, 21, on_done=lambda: done.append(True))
+    with clock.stage("main stage"):
+        pass
+    assert job.result() == 42 and done == [True]
+    child_lines = [line for line in capfd.readouterr().out.splitlines() if "job stage" in line]
+    assert [re.sub(r"^\[ *\w+\] ", "", line) for line in child_lines][0::2] == ["first job stage ...", "second job stage ..."]
+    # The command started 100 s before: the second process's lines count from the same start.
+    assert all(re.match(r"\[ *1m\d\ds\]", line) for line in child_lines)
+    names = [s.name for s in clock.stages]
+    assert names == ["main stage", "first job stage", "second job stage"]
+    assert all(s.note == "second process, in parallel" for s in clock.stages[1:])
+    assert all(s.start_s >= 99 for s in clock.stages)
+    assert job.poll() and not clock.listeners
+
+
+def test_background_job_raises_its_error_here_and_records_the_failed_stage():
+    from steering_assets.demo.stages import BackgroundJob
+
+    clock = StageClock(lambda line: None)
+    job = BackgroundJob(clock, job_writing_stages, 5, True)
+    with pytest.raises(ValueError, match="bad item 5"):
+        job.result()
+    assert [(s.name, s.note) for s in clock.stages] == [
+        ("first job stage", "second process, in parallel"), ("second job stage", "failed, second process, in parallel")]
+
+
+def test_background_job_is_polled_at_each_tick():
+    from steering_assets.demo.stages import BackgroundJob
+
+    clock = StageClock(lambda line: None)
+    job = BackgroundJob(clock, job_writing_stages, 1)
+    deadline = time.time() + 60
+    while not job.poll() and time.time() < deadline:
+        clock.tick()
+        time.sleep(0.05)
+    assert job.poll() and len(clock.stages) == 2
