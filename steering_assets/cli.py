@@ -222,6 +222,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import warnings
 
+    _passive_openmp_waits()
     # Dagster's in-process run teardown leaves an asyncio coroutine unawaited; the warning it
     # prints after every run (three lines each) is noise that buries the stage lines.
     warnings.filterwarnings("ignore", message="coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited",
@@ -292,6 +293,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  Dagster UI:  make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
     )
     return 1 if failed else 0
+
+
+def _passive_openmp_waits() -> None:
+    """OMP_WAIT_POLICY=PASSIVE for this process and its children, unless the environment sets it.
+
+    torch's OpenMP threads spin while they wait for work. Alone on the machine that is fast;
+    with any other busy process on 2 cores, a spinning thread burns the time slice its partner
+    needs, and the demo model's training ran 4 to 14 times slower (benchmarks/omp_wait_policy.py).
+    Passive threads sleep instead. It must be set before torch loads its OpenMP runtime.
+    """
+    if "torch" in sys.modules:
+        print("note: torch was imported before the demo set OMP_WAIT_POLICY; its threads keep spinning", flush=True)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @contextlib.contextmanager
