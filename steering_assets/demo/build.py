@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import time
@@ -15,7 +14,7 @@ from steering_assets.demo.corpus import SOURCE_MODEL, iter_demo_texts, write_dem
 from steering_assets.demo.stages import BackgroundJob, StageClock, trainer_progress, training_progress
 
 # Bump when the corpus or the model recipe changes, so cached workspaces are rebuilt.
-DEMO_VERSION = "4"
+DEMO_VERSION = "3"
 STAMP = "demo_stamp.json"
 FEATURES_STAMP = "features_stamp.json"
 FEATURES_VERSION = "2"
@@ -59,8 +58,6 @@ class DemoWorkspace:
     def judge_path(self) -> Path:
         return self.root / "models" / "demo-judge"
 
-
-TOKENIZER_SAMPLE = 5
 
 # Base-model training steps: enough for every persona's voice to become a mode of the
 # model's plain assistant turn (about two minutes on 2 CPU cores). 0 leaves it random.
@@ -135,10 +132,7 @@ def start_demo_build(
     with clock.stage("demo corpus (rollouts)"):
         write_demo_rollouts(workspace.data_root, seed=seed)
     with clock.stage("tokenizer and tiny demo model"):
-        # Every TOKENIZER_SAMPLE-th text: the templated corpus repeats itself, and a fifth of it gives a
-        # vocabulary within about 1% of the full corpus's token counts in a fifth of the time.
-        save_tiny_model(itertools.islice(iter_demo_texts(workspace.data_root), 0, None, TOKENIZER_SAMPLE),
-                        workspace.model_path, seed=seed)
+        save_tiny_model(iter_demo_texts(workspace.data_root), workspace.model_path, seed=seed)
     pretraining = {}
     if pretrain_steps:
         from steering_assets.demo.pretrain import pretrain_demo_model
