@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR := $(CURDIR)/.demo
 UI_PORT ?= 3000
+# When this make started (seconds since the epoch): `make demo` times the install from it.
+MAKE_STARTED := $(shell date +%s)
 
 -include .env
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
@@ -37,6 +39,7 @@ $(VENV)/.installed: pyproject.toml
 	@# every file of torch and transformers up front costs most of a minute on 2 cores.
 	$(PIP) install --quiet --no-compile -e '.[dev]'
 	touch $@
+	@echo "install: done in $$(( $$(date +%s) - $(MAKE_STARTED) ))s"
 
 install: $(VENV)/.installed
 
@@ -53,7 +56,7 @@ dagster-home:
 	@test -e "$(DAGSTER_HOME)/dagster.yaml" || ln -s "$(CURDIR)/dagster.yaml" "$(DAGSTER_HOME)/dagster.yaml"
 
 demo: install dagster-home
-	$(VENV)/bin/steering-assets demo --workspace "$(DEMO_DIR)"
+	$(VENV)/bin/steering-assets demo --workspace "$(DEMO_DIR)" --started-at $(MAKE_STARTED)
 
 test: install-deploy
 	$(PY) -m pytest -q

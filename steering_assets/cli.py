@@ -15,12 +15,14 @@ Resources come from PERSONA_DATA_ROOT, PERSONA_ARTIFACT_ROOT and PERSONA_MODEL, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
 from steering_assets.artifacts import ArtifactIntegrityError, ArtifactStore
+from steering_assets.demo.stages import format_elapsed
 
 
 def _instance(in_process: bool = False):
@@ -103,9 +105,11 @@ class Launcher:
     length of the command, so the runs obey the run queue and the pools.
     """
 
-    def __init__(self, in_process: bool, timeout_s: float = 24 * 3600):
+    def __init__(self, in_process: bool, timeout_s: float = 24 * 3600, log=print):
         self.in_process = in_process
         self.timeout_s = timeout_s
+        self.log = log  # receives each progress line (the demo prefixes them with the elapsed time)
+        self.backfill_ids: list[str] = []
         self.instance = _instance(in_process)
         self._stack = None
 
@@ -139,15 +143,27 @@ class Launcher:
             self.instance, self.context, [dg.AssetKey(k) for k in keys], partitions, title=title, tags=tags,
             run_config={**QUIET_RUN_CONFIG, **(run_config or {})},
         )
-        print(f"backfill {backfill_id} ({title}): {len(partitions) if partitions is not None else 'all'} partitions")
+        self.backfill_ids.append(backfill_id)
+        self.log(f"backfill {backfill_id} ({title}): {len(partitions) if partitions is not None else 'all'} partitions")
         if self.in_process:
-            launch.run_backfill_in_process(self.context, backfill_id, progress=lambda line: print(f"  {line}"))
+            launch.run_backfill_in_process(self.context, backfill_id, progress=lambda line: self.log(f"  {line}"))
         else:
-            launch.wait_for_backfill(self.instance, backfill_id, self.timeout_s, progress=lambda line: print(f"  {line}"))
+            launch.wait_for_backfill(self.instance, backfill_id, self.timeout_s, progress=lambda line: self.log(f"  {line}"))
         outcome = launch.backfill_outcome(self.instance, backfill_id)
         for partition, reason in sorted(outcome.errors.items()):
-            print(f"  {partition}: FAILED: {reason}")
+            self.log(f"  {partition}: FAILED: {reason}")
         return outcome
+
+    def step_seconds(self, backfill_id: str) -> dict[str, float]:
+        """Seconds each step (asset) of a backfill's runs took, summed over its runs, from Dagster's step stats."""
+        from steering_assets import launch
+
+        seconds: dict[str, float] = {}
+        for record in launch.backfill_runs(self.instance, backfill_id):
+            for stats in self.instance.get_run_step_stats(record.dagster_run.run_id):
+                if stats.start_time is not None and stats.end_time is not None:
+                    seconds[stats.step_key] = seconds.get(stats.step_key, 0.0) + stats.end_time - stats.start_time
+        return seconds
 
 
 def _failed_partitions(outcome) -> int:
@@ -209,48 +225,77 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from partitions.concepts import sync_concept_partitions
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from partitions.scenarios import sync_scenario_partitions
-    from steering_assets.demo.build import build_demo_workspace
+    from steering_assets.demo.build import start_demo_build
     from steering_assets.demo.corpus import SOURCE_MODEL
     from steering_assets.demo.settings import steering_run_config
+    from steering_assets.demo.stages import StageClock
 
-    started = time.perf_counter()
-    print("building the demo workspace (cached after the first run; the first build trains the demo model and the demo judge, ~4 min)")
-    workspace, built = build_demo_workspace(args.workspace, force=args.rebuild)
-    print(f"demo workspace {'built' if built else 'reused (cached)'}: {workspace.root}")
+    import warnings
+
+    _passive_openmp_waits()
+    # Dagster's in-process run teardown leaves an asyncio coroutine unawaited; the warning it
+    # prints after every run (three lines each) is noise that buries the stage lines.
+    warnings.filterwarnings("ignore", message="coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited",
+                            category=RuntimeWarning)
+    clock = StageClock(lambda line: print(line, flush=True), started=args.started_at)
+    if args.started_at is not None:
+        # The Makefile passes the time it started: what came before this process is the install.
+        clock.record("install (make install) and start-up", clock.elapsed(), start_s=0.0)
+    clock.line("building the demo workspace (cached after the first run; the first build trains the demo model, "
+               "the SAEs and, in a second process beside them, the demo judge)")
+    build = start_demo_build(args.workspace, force=args.rebuild, clock=clock, judge_in_background=True)
+    workspace = build.workspace
+    clock.line(f"demo workspace {'built' if build.built else 'reused (cached)'}: {workspace.root}"
+               + ("" if build.judge_ready() else " (the demo judge is still training)"))
     _use_workspace_settings(workspace)
     failed = 0
     # Every stage is a Dagster backfill of the code location (UI: Overview -> Backfills, the
     # asset pages and the run timeline), executed in this process: see steering_assets/launch.py.
-    with Launcher(in_process=True) as launcher:
-        instance = launcher.instance
-        scan = sync_partitions(instance, workspace.data_root)
-        print(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
-        sync_concept_partitions(instance, workspace.concepts_root)
-        concepts = instance.get_dynamic_partitions("concepts")
-        feature_assets = [list(k.path) for k in _job_assets(launcher, "concept_features")]
-        failed += _failed_partitions(launcher.backfill(feature_assets, concepts, title="concept features"))
-        sync_scenario_partitions(instance, workspace.scenarios_root)
-        traits = instance.get_dynamic_partitions("scenario_traits")
-        # A vetting run succeeds when items fail: failing items are what the checks and the report show.
-        vetting_assets = [list(k.path) for k in _job_assets(launcher, "vetting")]
-        failed += _failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
+    with contextlib.ExitStack() as stack:
+        with clock.stage("Dagster instance and partitions"):
+            launcher = stack.enter_context(Launcher(in_process=True, log=clock.progress))
+            instance = launcher.instance
+            scan = sync_partitions(instance, workspace.data_root)
+            clock.progress(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
+            sync_concept_partitions(instance, workspace.concepts_root)
+            concepts = instance.get_dynamic_partitions("concepts")
+        with _backfill_stage(clock, launcher, "concept features (backfill)"):
+            feature_assets = [list(k.path) for k in _job_assets(launcher, "concept_features")]
+            failed += _failed_partitions(launcher.backfill(feature_assets, concepts, title="concept features"))
         for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
             keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
-            failed += _backfill_kind(launcher, kind_name, keys)
-            failed += _steering_stage(launcher, kind_name, keys, steering_run_config(kind_name))
-    store = ArtifactStore(workspace.artifact_root)
-    print("\nPersona datasets")
-    print_summary(store, workspace.data_root)
-    print("\nSteering vectors (persona-classifier probability of the target persona on generations from neutral prompts)")
-    print_evaluations(store, workspace.data_root)
-    print("\nConcept classifiers (cross-validated, best model per dataset)")
-    print_concept_classifiers(store, concepts)
-    print("\nVetting (demo judge; pass: positive >= 60, negative <= 40)")
-    from steering_assets.demo.vetting import response_verdicts
+            with _backfill_stage(clock, launcher, f"{kind_name} datasets (backfill)"):
+                failed += _backfill_kind(launcher, kind_name, keys)
+            with _backfill_stage(clock, launcher, f"{kind_name} steering (backfill)"):
+                failed += _steering_stage(launcher, kind_name, keys, steering_run_config(kind_name))
+        # Vetting comes last: it needs the demo judge, which trains beside everything above.
+        if not build.judge_ready():
+            with clock.stage("waiting for the demo judge"):
+                build.wait_for_judge()
+        build.wait_for_judge()  # raises here if its training failed
+        sync_scenario_partitions(instance, workspace.scenarios_root)
+        traits = instance.get_dynamic_partitions("scenario_traits")
+        with _backfill_stage(clock, launcher, "vetting (backfill)"):
+            # A vetting run succeeds when items fail: failing items are what the checks and the report show.
+            vetting_assets = [list(k.path) for k in _job_assets(launcher, "vetting")]
+            failed += _failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
+    with clock.stage("summaries"):
+        store = ArtifactStore(workspace.artifact_root)
+        print("\nPersona datasets")
+        print_summary(store, workspace.data_root)
+        print("\nSteering vectors (persona-classifier probability of the target persona on generations from neutral prompts)")
+        print_evaluations(store, workspace.data_root)
+        print("\nConcept classifiers (cross-validated, best model per dataset)")
+        print_concept_classifiers(store, concepts)
+        print("\nVetting (demo judge; pass: positive >= 60, negative <= 40)")
+        from steering_assets.demo.vetting import response_verdicts
 
-    print_vetting(store, workspace.scenarios_root, traits, response_verdicts(store, workspace.scenarios_root, traits))
+        print_vetting(store, workspace.scenarios_root, traits, response_verdicts(store, workspace.scenarios_root, traits))
+        print()
+    print("\nProfile (wall and CPU seconds per stage; CPU counts both cores, so it can exceed wall)")
+    _print_table(["stage", "wall s", "CPU s", "share", "note"], clock.profile_rows())
     print(
-        f"\nDone in {time.perf_counter() - started:.0f}s. Where to look:\n"
+        f"\nDone in {format_elapsed(clock.elapsed())}. Where to look:\n"
         f"  artifacts:   {workspace.artifact_root}\n"
         f"  raw data:    {workspace.data_root}\n"
         f"  demo model:  {workspace.model_path}\n"
@@ -258,6 +303,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  Dagster UI:  make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
     )
     return 1 if failed else 0
+
+
+def _passive_openmp_waits() -> None:
+    """OMP_WAIT_POLICY=PASSIVE for this process and its children, unless the environment sets it.
+
+    torch's OpenMP threads spin while they wait for work. Alone on the machine that is fast;
+    with any other busy process on 2 cores, a spinning thread burns the time slice its partner
+    needs, and the demo model's training ran 4 to 14 times slower (benchmarks/omp_wait_policy.py).
+    Passive threads sleep instead. It must be set before torch loads its OpenMP runtime.
+    """
+    if "torch" in sys.modules:
+        print("note: torch was imported before the demo set OMP_WAIT_POLICY; its threads keep spinning", flush=True)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@contextlib.contextmanager
+def _backfill_stage(clock, launcher: Launcher, name: str):
+    """A stage made of backfills: timed by ``clock``, with the seconds of each asset step of its runs as its parts."""
+    first = len(launcher.backfill_ids)
+    with clock.stage(name) as note:
+        try:
+            yield note
+        finally:
+            for backfill_id in launcher.backfill_ids[first:]:
+                for step, seconds in launcher.step_seconds(backfill_id).items():
+                    note.parts[step] = note.parts.get(step, 0.0) + seconds
 
 
 def print_concept_classifiers(store: ArtifactStore, concepts: list[str]) -> None:
@@ -477,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="build the offline demo workspace and materialise every asset")
     demo.add_argument("--workspace", default=".demo", help="demo folder (default .demo)")
     demo.add_argument("--rebuild", action="store_true", help="rebuild the demo data and model even if cached")
+    demo.add_argument("--started-at", type=float, metavar="EPOCH_SECONDS",
+                      help="when the command that runs the demo started (the Makefile passes its start), so that "
+                           "the profile counts the install before it")
     demo.set_defaults(func=cmd_demo)
     sync = sub.add_parser("sync-partitions", help="add partitions for every persona under PERSONA_DATA_ROOT")
     sync.set_defaults(func=cmd_sync)

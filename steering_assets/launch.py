@@ -85,6 +85,23 @@ def in_process_instance(dagster_home: str | os.PathLike | None = None) -> dg.Dag
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=overrides))
 
 
+def new_backfill_id(instance: dg.DagsterInstance) -> str:
+    """A backfill id in Dagster's format (8 lower-case letters) that the instance does not hold yet.
+
+    Not Dagster's ``make_new_backfill_id``: it draws from Python's global ``random``, which model
+    training seeds (``transformers.set_seed``), so two backfills submitted after two equally seeded
+    trainings in one process got the same id and the second failed on the storage's unique key.
+    """
+    import random
+    import string
+
+    draw = random.SystemRandom()
+    while True:
+        backfill_id = "".join(draw.choice(string.ascii_lowercase) for _ in range(8))
+        if instance.get_backfill(backfill_id) is None:
+            return backfill_id
+
+
 def submit_asset_backfill(
     instance: dg.DagsterInstance,
     context: Any,
@@ -100,12 +117,11 @@ def submit_asset_backfill(
     ``partition_keys`` None: the assets are unpartitioned (one run materialises them all).
     """
     from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._core.utils import make_new_backfill_id
     from dagster._time import get_current_timestamp
 
     request = context.create_request_context()
     backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=make_new_backfill_id(),
+        backfill_id=new_backfill_id(instance),
         asset_graph=request.asset_graph,
         partition_names=list(partition_keys) if partition_keys is not None else None,
         asset_selection=list(asset_keys),

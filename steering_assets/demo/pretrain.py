@@ -12,6 +12,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Sequence
 
 
 def demo_conversations(data_root: Path, limit: int, seed: int, drop_system_share: float = 0.5) -> list[list[dict[str, str]]]:
@@ -33,8 +34,12 @@ def demo_conversations(data_root: Path, limit: int, seed: int, drop_system_share
     return sample
 
 
-def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, batch_size: int = 8, seed: int = 0) -> dict:
-    """Fine-tune all weights of the saved demo model on demo conversations (TRL SFT), in place."""
+def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, batch_size: int = 8, seed: int = 0,
+                        max_length: int = 256, callbacks: Sequence = ()) -> dict:
+    """Fine-tune all weights of the saved demo model on demo conversations (TRL SFT), in place.
+
+    ``max_length``: tokens per conversation (longer ones are cut); ``callbacks``: extra ``transformers.TrainerCallback`` objects (``make demo`` prints progress with one).
+    """
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
@@ -54,12 +59,12 @@ def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, 
         warmup_steps=steps // 20,
         weight_decay=0.0,
         save_strategy="no",
-        logging_steps=steps // 6,
+        logging_steps=max(1, min(10, steps // 6)),  # a recent loss for the progress lines
         seed=seed,
         bf16=False,
         use_cpu=True,
         report_to=[],
-        max_length=256,
+        max_length=max_length,
         activation_checkpointing=False,
         disable_tqdm=True,
     )
@@ -68,10 +73,11 @@ def pretrain_demo_model(model_path: Path, data_root: Path, *, steps: int = 400, 
         args=args,
         train_dataset=datasets.Dataset.from_list([{"messages": c} for c in conversations]),
         processing_class=tokenizer,
+        callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     result = trainer.train()
     model.save_pretrained(model_path)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"steps": steps, "seconds": round(time.perf_counter() - started, 1), "first_loss": losses[0], "final_loss": losses[-1], "train_loss": result.training_loss}
+    return {"steps": steps, "max_length": max_length, "seconds": round(time.perf_counter() - started, 1), "first_loss": losses[0], "final_loss": losses[-1], "train_loss": result.training_loss}
