@@ -8,7 +8,7 @@ every setting in the same batches, each row with its own steering vector. Decodi
 so both must write the same text; the script checks that, then prints both wall times and
 the ratio.
 
-    python benchmarks/steering_eval.py [--workspace .demo] [--persona pirate] [--instructions 8] [--tokens 32]
+    python benchmarks/steering_eval.py [--workspace .demo] [--persona pirate] [--instructions 8] [--tokens 32] [--batch-size 80] [--repeats 10]
 """
 
 import argparse
@@ -24,8 +24,8 @@ def main() -> None:
     parser.add_argument("--instructions", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=32, help="max new tokens per reply")
     parser.add_argument("--factors", default="0.25,0.5,1,2")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each way (the best is kept)")
+    parser.add_argument("--batch-size", type=int, default=80, help="replies per batched call (80: the whole sweep in one)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs of each way (the best is kept)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
