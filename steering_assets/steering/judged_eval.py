@@ -461,7 +461,8 @@ def materialize_judged_evals(
         where = f"{ref.kind.name}/{ref.partition_key}"
         vector_print = store.load_manifest(vector_folder(store, ref), verify=False)["fingerprint"]
         activation_print = store.load_manifest(activation_folder(store, ref), verify=False)["fingerprint"]
-        split_print = store.load_manifest(split_folder(store, ref), verify=False)["fingerprint"]
+        split_manifest = store.load_manifest(split_folder(store, ref), verify=False)
+        split_print = split_manifest["fingerprint"]
         negatives = persona_negatives(store, ref, files[ref.source_model])
         key = fingerprint({"code": JUDGED_EVAL_CODE_VERSION, "ratings": STEERING_RATING_VERSION, "vector": vector_print,
                            "activation": activation_print, "split": split_print, "baselines": negatives.prints,
@@ -474,7 +475,7 @@ def materialize_judged_evals(
         dataset = load_persona_dataset(store, ref)
         train, validation = load_training_split(store, ref)
         selection, report = split_instructions(held_out_instructions(dataset, train, validation), config, where)
-        keep = store.load_manifest(split_folder(store, ref), verify=False)["details"]["selection"]["keep_labels"]
+        keep = split_manifest["details"]["selection"]["keep_labels"]
         system_prompt, prompted_why = persona_system_prompt(dataset, keep)
         if system_prompt is None:
             log(f"{where}: prompted method n/a: {prompted_why}")

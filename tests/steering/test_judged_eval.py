@@ -33,7 +33,6 @@ from steering_assets.vetting.steering_ratings import (
     CONCEPT_INSTRUCTION,
     FLUENCY_INSTRUCTION,
     INSTRUCTION_INSTRUCTION,
-    Ratings,
     harmonic_mean,
     ratings_from_judgments,
 )
