@@ -56,18 +56,24 @@ def default_language_model(source: ModelSource) -> LanguageModelResource:
     )
 
 
-def default_judge() -> JudgeResource:
+def default_judge(prefix: str = "PERSONA_JUDGE") -> JudgeResource:
     """PERSONA_JUDGE_BACKEND picks "openai" (key from OPENAI_API_KEY, optional OPENAI_BASE_URL) or "local"
-    (the model in PERSONA_JUDGE_LOCAL_MODEL)."""
+    (the model in PERSONA_JUDGE_LOCAL_MODEL).
+
+    ``prefix="PERSONA_STEERING_JUDGE"``: the judge of the steering evaluation; each of its
+    settings that is unset falls back to the PERSONA_JUDGE one, so one judge serves both by default.
+    """
     import os
 
-    number_scale = os.environ.get("PERSONA_JUDGE_NUMBER_SCALE", "auto")
-    if os.environ.get("PERSONA_JUDGE_BACKEND", "openai") == "local":
-        return JudgeResource(backend="local", local_model=os.environ.get("PERSONA_JUDGE_LOCAL_MODEL") or None,
-                             number_scale=number_scale)
+    def setting(name: str, default: str | None = None) -> str | None:
+        return os.environ.get(f"{prefix}_{name}") or os.environ.get(f"PERSONA_JUDGE_{name}") or default
+
+    number_scale = setting("NUMBER_SCALE", "auto")
+    if setting("BACKEND", "openai") == "local":
+        return JudgeResource(backend="local", local_model=setting("LOCAL_MODEL"), number_scale=number_scale)
     return JudgeResource(
         backend="openai",
-        model=os.environ.get("PERSONA_JUDGE_MODEL", "gpt-4.1-mini"),
+        model=setting("MODEL", "gpt-4.1-mini"),
         api_key=dg.EnvVar("OPENAI_API_KEY"),
         base_url=os.environ.get("OPENAI_BASE_URL") or None,
         number_scale=number_scale,
@@ -82,8 +88,13 @@ def build_definitions(
     sae_config: str | None = None,
     scenarios_root: str | None = None,
     judge: JudgeResource | None = None,
+    steering_judge: JudgeResource | None = None,
 ) -> dg.Definitions:
-    """Definitions with resources from the arguments, or from environment variables when omitted."""
+    """Definitions with resources from the arguments, or from environment variables when omitted.
+
+    ``steering_judge`` rates steered generations (``steering_judged_eval``); omitted, it is ``judge``
+    when that is given, else the PERSONA_STEERING_JUDGE_* settings (falling back to PERSONA_JUDGE_*).
+    """
     assets: list = []
     jobs = []
     for kind_name, kind in PERSONA_KINDS.items():
@@ -124,6 +135,7 @@ def build_definitions(
         "concepts": ConceptSentences(root=concepts_root or dg.EnvVar("PERSONA_CONCEPTS_ROOT")),
         "scenarios": ScenarioSource(root=scenarios_root or dg.EnvVar("PERSONA_SCENARIOS_ROOT")),
         "judge": judge or default_judge(),
+        "steering_judge": steering_judge or judge or default_judge("PERSONA_STEERING_JUDGE"),
     }
     return dg.Definitions(
         assets=assets,

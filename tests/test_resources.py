@@ -46,3 +46,27 @@ def test_a_local_judge_retrained_in_place_is_a_new_judge(tmp_path):
     os.utime(folder / "model.safetensors", ns=(1, 1))
     assert judge.judge_name != first  # its cached judgments no longer apply
     assert JudgeResource(backend="local", local_model="org/hub-judge").judge_name == "local:org/hub-judge"
+
+
+def test_the_steering_judge_defaults_to_the_judge_settings_and_each_can_be_set_apart(monkeypatch):
+    from resources.judge import JudgeResource
+    from steering_assets.definitions import build_definitions, default_judge
+
+    for name in ("BACKEND", "LOCAL_MODEL", "MODEL", "NUMBER_SCALE"):
+        monkeypatch.delenv(f"PERSONA_STEERING_JUDGE_{name}", raising=False)
+    monkeypatch.setenv("PERSONA_JUDGE_BACKEND", "local")
+    monkeypatch.setenv("PERSONA_JUDGE_LOCAL_MODEL", "/models/vetting-judge")
+    steering = default_judge("PERSONA_STEERING_JUDGE")
+    assert (steering.backend, steering.local_model) == ("local", "/models/vetting-judge")
+    monkeypatch.setenv("PERSONA_STEERING_JUDGE_LOCAL_MODEL", "/models/steering-judge")
+    assert default_judge("PERSONA_STEERING_JUDGE").local_model == "/models/steering-judge"
+    assert default_judge().local_model == "/models/vetting-judge"
+    monkeypatch.setenv("PERSONA_STEERING_JUDGE_BACKEND", "openai")
+    monkeypatch.setenv("PERSONA_STEERING_JUDGE_MODEL", "gpt-4o-mini")
+    assert (default_judge("PERSONA_STEERING_JUDGE").backend, default_judge("PERSONA_STEERING_JUDGE").model) == (
+        "openai", "gpt-4o-mini")
+    # A judge passed in code serves both, unless a steering judge is passed too.
+    judge = JudgeResource(backend="local", local_model="a")
+    assert build_definitions("d", "a", "m", judge=judge).resources["steering_judge"] is judge
+    other = JudgeResource(backend="local", local_model="b")
+    assert build_definitions("d", "a", "m", judge=judge, steering_judge=other).resources["steering_judge"] is other

@@ -414,7 +414,7 @@ def build_steering_assets(kind: PersonaKind) -> list:
         config: JudgedEvalConfig,
         storage: ArtifactStorage,
         language_model: LanguageModelResource,
-        judge: JudgeResource,
+        steering_judge: JudgeResource,
     ):
         from steering_assets.steering.judged_eval import materialize_judged_evals
 
@@ -424,7 +424,8 @@ def build_steering_assets(kind: PersonaKind) -> list:
             kind,
             lambda refs: materialize_judged_evals(
                 refs, store, language_model.get_model(), language_model.get_tokenizer(), language_model.model_name,
-                judge.judge(store.folder("steering", "judgments")), judge.judge_name, config.evaluation(),
+                steering_judge.judge(store.folder("steering", "judgments")), steering_judge.judge_name,
+                config.evaluation(),
                 log=context.log.info,
             ),
             judged_eval_metadata,
