@@ -24,7 +24,6 @@ a verdict written for a line that has since been edited is refused rather than m
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +31,7 @@ from typing import Sequence
 from steering_assets.personas.layout import validate_name
 from steering_assets.vetting.judge import Judgment
 from steering_assets.errors import InputError, MissingInputError
+from steering_assets.jsonl import iter_json_objects
 
 POLARITIES = ("positive", "negative")
 STAGES = ("scenario", "response")
@@ -96,24 +96,16 @@ def scenario_source_files(folder: Path) -> list[Path]:
 
 def _read_jsonl_items(path: Path) -> list[ScenarioItem]:
     items = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ScenarioFormatError(f"{path}:{number}: not valid JSON ({err.msg}); expected "
-                                      '{"prompt": "...", "system_prompt": "..."}') from None
-        if not isinstance(row, dict):
-            raise ScenarioFormatError(f"{path}:{number}: a {type(row).__name__}, expected an object with a \"prompt\" key")
+    expected = '{"prompt": "...", "system_prompt": "..."} (system_prompt optional)'
+    for where, _, row in iter_json_objects(path, ScenarioFormatError, expected=expected,
+                                           lines=_read_text(path).splitlines()):
         if "prompt" not in row:
-            raise ScenarioFormatError(f"{path}:{number}: no \"prompt\" key (keys: {sorted(row)}); each line needs "
-                                      '{"prompt": "...", "system_prompt": "..."} (system_prompt optional)')
+            raise ScenarioFormatError(f"{where}: no \"prompt\" key (keys: {sorted(row)}); each line needs {expected}")
         prompt, system_prompt = row["prompt"], row.get("system_prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            raise ScenarioFormatError(f"{path}:{number}: \"prompt\" must be non-empty text, got {prompt!r}")
+            raise ScenarioFormatError(f"{where}: \"prompt\" must be non-empty text, got {prompt!r}")
         if system_prompt is not None and not isinstance(system_prompt, str):
-            raise ScenarioFormatError(f"{path}:{number}: \"system_prompt\" must be text or null, got {system_prompt!r}")
+            raise ScenarioFormatError(f"{where}: \"system_prompt\" must be text or null, got {system_prompt!r}")
         # Kept as written (a completion prefix's trailing space can matter); an empty system prompt is none.
         items.append(ScenarioItem(prompt, system_prompt if system_prompt and system_prompt.strip() else None))
     return items
@@ -200,16 +192,8 @@ def read_verdicts(folder: Path | str, scenarios: TraitScenarios) -> list[Verdict
     verdicts: list[Verdict] = []
     seen: dict[tuple[str, str, int], int] = {}
     expected = '{"polarity": "positive"|"negative", "idx": 0, "should_pass": true|false}'
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ScenarioFormatError(f"{where}: not valid JSON ({err.msg}); expected {expected}") from None
-        if not isinstance(row, dict):
-            raise ScenarioFormatError(f"{where}: a {type(row).__name__}, expected {expected}")
+    for where, number, row in iter_json_objects(path, ScenarioFormatError, expected=expected,
+                                                lines=_read_text(path).splitlines()):
         missing = [key for key in ("polarity", "idx", "should_pass") if key not in row]
         if missing:
             raise ScenarioFormatError(f"{where}: no {', '.join(repr(k) for k in missing)}; expected {expected}")

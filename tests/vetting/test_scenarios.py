@@ -98,8 +98,8 @@ def test_folders_that_cannot_be_vetted_are_not_offered_and_say_why(tmp_path):
         (dict(positive=b"ok\n\xff\xfe bad\n"), r"positive.txt:2: not UTF-8 \(byte 0xff\)"),
         (dict(positive_jsonl='{"prompt": "ok"}\n\n{"system_prompt": "x", "text": "no prompt"}\n'),
          r"positive.jsonl:3: no \"prompt\" key \(keys: \['system_prompt', 'text'\]\)"),
-        (dict(negative_jsonl='{"prompt": "ok"}\n{"prompt": "cut'), r"negative.jsonl:2: not valid JSON"),
-        (dict(negative_jsonl='["a list"]\n'), r"negative.jsonl:1: a list, expected an object"),
+        (dict(negative_jsonl='{"prompt": "ok"}\n{"prompt": "cut'), r"negative.jsonl:2: malformed JSON .*; expected \{\"prompt\""),
+        (dict(negative_jsonl='["a list"]\n'), r"negative.jsonl:1: expected a JSON object, got list; expected \{\"prompt\""),
         (dict(positive_jsonl='{"prompt": "   "}\n'), r"positive.jsonl:1: \"prompt\" must be non-empty text"),
         (dict(positive_jsonl='{"prompt": "p", "system_prompt": 3}\n'), r"positive.jsonl:1: \"system_prompt\" must be text"),
     ],
@@ -133,7 +133,7 @@ def test_verdicts_file_is_read_and_checked_against_the_items(tmp_path):
     ('{"stage": "final", "polarity": "positive", "idx": 0, "should_pass": true}', r"stage 'final' is not one of"),
     ('{"polarity": "positive", "idx": 0, "should_pass": true}\n{"polarity": "positive", "idx": 0, "should_pass": false}',
      r"verdicts.jsonl:2: a second verdict for scenario positive 0 \(the first is on line 1\)"),
-    ('{"polarity": "positive", ', r"verdicts.jsonl:1: not valid JSON"),
+    ('{"polarity": "positive", ', r"verdicts.jsonl:1: malformed JSON .*; expected \{\"polarity\""),
 ])
 def test_bad_verdicts_name_the_file_line_and_item(tmp_path, line, message):
     folder = make_trait(tmp_path, verdicts_jsonl=line + "\n")
