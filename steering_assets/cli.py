@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 from pathlib import Path
 
 from steering_assets.artifacts import ArtifactIntegrityError, ArtifactStore

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -16,9 +17,8 @@ def iter_json_objects(path: Path, error: type[ValueError], *, expected: str | No
     read (e.g. decoded with a BOM-tolerant codec); by default ``path`` is read as UTF-8.
     """
     hint = f"; expected {expected}" if expected else ""
-    handle = path.open("r", encoding="utf-8") if lines is None else None
-    try:
-        for line_number, line in enumerate(handle if handle is not None else lines, start=1):
+    with path.open("r", encoding="utf-8") if lines is None else contextlib.nullcontext(lines) as source:
+        for line_number, line in enumerate(source, start=1):
             if not line.strip():
                 continue
             where = f"{path}:{line_number}"
@@ -29,6 +29,3 @@ def iter_json_objects(path: Path, error: type[ValueError], *, expected: str | No
             if not isinstance(obj, dict):
                 raise error(f"{where}: expected a JSON object, got {type(obj).__name__}{hint}")
             yield where, line_number, obj
-    finally:
-        if handle is not None:
-            handle.close()
