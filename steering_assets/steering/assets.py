@@ -113,6 +113,8 @@ def judged_eval_metadata(result: ArtifactResult) -> dict[str, Any]:
     metadata = {
         "methods": dg.MetadataValue.md(md_table(METHOD_TABLE_HEADERS, method_table_rows(d["table"]))),
         "best_method": d["winner"] or "n/a",
+        # Which judge rated (the steering judge may differ from the vetting one); older artifacts do not say.
+        "judge": d.get("judge", "not recorded"),
         "scores_by_factor": dg.MetadataValue.md(png_markdown((result.folder / JUDGED_PLOT_FILE).read_bytes(), "scores by factor")),
         "layer": d["layer"],
         "residual_norm": dg.MetadataValue.float(round(d["residual_norm"], 3)),

@@ -493,7 +493,7 @@ def materialize_judged_evals(
         )
         records = evaluation.records
         summary = {k: v for k, v in asdict(evaluation).items() if k != "records"}
-        details = _jsonable({**summary, "persona_description": persona, "winner": winner(evaluation.table),
+        details = _jsonable({**summary, "persona_description": persona, "judge": judge_name, "winner": winner(evaluation.table),
                              "norm_ratio": {m: n / residual_norm for m, n in evaluation.vector_norms.items()}})
         log(f"{where}: " + ", ".join(
             f"{row['method']} {row['harmonic_mean']:.2f}" + (f" @{row['factor']:g}" if row.get("factor") else "")

@@ -132,6 +132,7 @@ def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments
             table = metadata["methods"].value
             assert all(f"| {method} |" in table for method in ("trained", "activation", "prompted", "unsteered"))
             assert metadata["prompted_system_prompt"].value.startswith("You are")
+            assert metadata["judge"].value == "fake-judge"  # the steering judge defaults to the judge passed in
             assert metadata["residual_norm"].value > 0 and metadata["trained_norm_over_residual"].value > 0
             assert metadata["scores_by_factor"].value.startswith("![scores by factor](data:image/png;base64,")
             rows = json.loads((artifacts / "roles" / "steering_judged_eval" / key / "judged_evaluation.json").read_text())["table"]
