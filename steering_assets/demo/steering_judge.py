@@ -1,0 +1,337 @@
+"""The demo's known verdicts for steered generations, and the rating examples the demo judge learns them from.
+
+The demo corpus is made of template sentences, so what a judge should say of a demo reply
+can be computed (``known_ratings``), on the 0-2 scale of ``vetting/steering_ratings.py``:
+
+- concept: the share of the reply's characters written in the persona's voice (its role
+  voice, or a trait's positive pole): 2 from 40%, 1 from 10%, else 0;
+- instruction: 2 when the reply talks about the topic of the question, 0 when it talks
+  about another topic only (or says nothing), 1 when it names no topic at all (generic advice);
+- fluency: the share of the reply made of whole corpus sentences (any voice, any topic; a
+  sentence cut off by the token limit at the end is not held against it): 2 from 70%,
+  1 from 30%, else 0; a sentence repeated three times or more caps it at 1.
+
+The demo judge is trained on rating prompts built from such replies, and the demo checks its
+ratings of the real steered generations against ``known_ratings`` (agreement per criterion).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+from steering_assets.demo.corpus import GENERIC_SENTENCES, QUESTIONS, ROLE_VOICES, TOPICS, TRAIT_VOICES, Voice
+from steering_assets.vetting.steering_ratings import INSTRUCTIONS, rating_prompts
+
+
+def persona_voice(name: str) -> Voice | None:
+    """The voice a demo persona writes in: its role voice, or its trait's positive pole (None: not a demo persona)."""
+    if name in ROLE_VOICES:
+        return ROLE_VOICES[name]
+    if name in TRAIT_VOICES:
+        return TRAIT_VOICES[name]["pos"]
+    return None
+
+
+def _all_voices() -> list[Voice]:
+    return [*ROLE_VOICES.values(), *(voice for poles in TRAIT_VOICES.values() for voice in poles.values())]
+
+
+def _templates(voice: Voice) -> tuple[str, ...]:
+    return (*voice.openers, *voice.sentences, *voice.closers)
+
+
+def _pattern(template: str) -> re.Pattern:
+    # A topic is lower-case words; case-insensitive because replies capitalise their first letter.
+    parts = [re.escape(part) for part in template.split("{topic}")]
+    return re.compile(r"(?P<topic>[A-Za-z][A-Za-z ]{0,40}?)".join(parts), re.IGNORECASE)
+
+
+@lru_cache(maxsize=None)
+def _voice_patterns(voice: Voice) -> tuple[re.Pattern, ...]:
+    return tuple(_pattern(t) for t in _templates(voice))
+
+
+@lru_cache(maxsize=1)
+def _every_pattern() -> tuple[re.Pattern, ...]:
+    templates = dict.fromkeys(t for voice in _all_voices() for t in _templates(voice))
+    return tuple(_pattern(t) for t in (*templates, *GENERIC_SENTENCES))
+
+
+def _covered(text: str, patterns) -> tuple[list[bool], list[str]]:
+    """Which characters of ``text`` lie in a match of any pattern, and the topics those matches name."""
+    covered = [False] * len(text)
+    topics = []
+    for pattern in patterns:
+        for match in pattern.finditer(text):
+            for i in range(match.start(), match.end()):
+                covered[i] = True
+            if "topic" in pattern.groupindex and match.group("topic"):
+                topics.append(match.group("topic").strip().lower())
+    return covered, topics
+
+
+def _share(text: str, covered: list[bool]) -> float:
+    counted = [c for c, ch in zip(covered, text) if not ch.isspace()]
+    return sum(counted) / len(counted) if counted else 0.0
+
+
+def _without_cut_tail(text: str) -> str:
+    """The reply up to its last full sentence: a generation stopped by the token limit ends mid-sentence."""
+    end = max(text.rfind("."), text.rfind("!"), text.rfind("?"))
+    return text[: end + 1] if end >= 0 and len(text) - end - 1 < 80 else text
+
+
+_WORD = re.compile(r"[a-z]+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+@lru_cache(maxsize=None)
+def voice_words(voice: Voice) -> frozenset[str]:
+    """Words only this voice uses: in its templates, in no other voice's, no generic sentence and no topic."""
+    own = {w for t in _templates(voice) for w in _words(t.replace("{topic}", ""))}
+    shared = {w for other in _all_voices() if other is not voice for t in _templates(other) for w in _words(t)}
+    shared |= {w for s in GENERIC_SENTENCES for w in _words(s)} | {w for topic in TOPICS for w in _words(topic)}
+    return frozenset(own - shared)
+
+
+def concept_share(name: str, reply: str) -> float:
+    """Share of the reply's words that only the persona's voice uses (0 for a non-demo persona or no words)."""
+    voice = persona_voice(name)
+    words = _words(reply)
+    if voice is None or not words:
+        return 0.0
+    own = voice_words(voice)
+    return sum(w in own for w in words) / len(words)
+
+
+def concept_rating(name: str, reply: str) -> int:
+    """2 when at least a fifth of the words are the persona's own, 1 from one in twenty, else 0.
+
+    Lexical on purpose: the concept is whether the persona shows, however broken the text
+    (fluency is rated apart); a fluent reply in the voice holds 25-45% such words.
+    """
+    share = concept_share(name, reply)
+    return 2 if share >= 0.2 else 1 if share >= 0.05 else 0
+
+
+def question_topic(question: str) -> str | None:
+    lowered = question.lower()
+    found = [topic for topic in TOPICS if topic in lowered]
+    return max(found, key=len) if found else None
+
+
+def instruction_rating(question: str, reply: str) -> int:
+    """2 when the reply names the question's topic and no other, 1 when it names other topics too, else 0."""
+    wanted = question_topic(question)
+    lowered = reply.lower()
+    if wanted is None or wanted not in lowered:
+        return 0
+    others = [t for t in TOPICS if t != wanted and t not in wanted and t in lowered]
+    return 1 if others else 2
+
+
+def fluency_rating(reply: str) -> int:
+    text = _without_cut_tail(reply.strip())
+    if not text:
+        return 0
+    covered, _ = _covered(text, _every_pattern())
+    share = _share(text, covered)
+    rating = 2 if share >= 0.7 else 1 if share >= 0.3 else 0
+    sentences = [s.strip().lower() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+    if sentences and max(sentences.count(s) for s in set(sentences)) >= 3:
+        rating = min(rating, 1)
+    return rating
+
+
+def known_ratings(name: str, question: str, reply: str) -> dict[str, int]:
+    """The demo's verdict for one generation: ``{"concept", "instruction", "fluency"}``, each 0, 1 or 2."""
+    return {"concept": concept_rating(name, reply), "instruction": instruction_rating(question, reply),
+            "fluency": fluency_rating(reply)}
+
+
+# --- rating examples ---------------------------------------------------------------------------
+
+def _sentence(rng: random.Random, voice: Voice | None, topic: str) -> str:
+    if voice is None:
+        return rng.choice(GENERIC_SENTENCES).format(topic=topic)
+    return rng.choice(rng.choice((voice.sentences, voice.sentences, voice.openers, voice.closers))).format(topic=topic)
+
+
+def _degenerate(rng: random.Random, text: str, voice: Voice | None) -> str:
+    """Text a model writes when steered too hard: one word or a short phrase on repeat (often the voice's own),
+    stuttering, punctuation runs, word fragments, or shuffled words."""
+    words = text.split() or ["the"]
+    pool = sorted(voice_words(voice)) if voice is not None and rng.random() < 0.6 else [w.strip(".,!?") for w in words]
+    style = rng.random()
+    if style < 0.3:
+        return " ".join([rng.choice(pool)] * rng.randint(8, 30))
+    if style < 0.5:
+        phrase = " ".join(rng.choice(pool) for _ in range(rng.randint(2, 3)))
+        return " ".join([phrase] * rng.randint(4, 12))
+    if style < 0.65:
+        return " ".join(w for w in words for _ in range(rng.randint(1, 3)))
+    if style < 0.75:
+        return " ".join(words[: rng.randint(1, 4)]) + rng.choice((",", ".", "!", " the")) * rng.randint(10, 40)
+    if style < 0.85:
+        piece = rng.choice(pool)[: rng.randint(2, 6)]
+        return rng.choice(pool) + piece * rng.randint(6, 20)
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+# Replies of a few words: the clearest examples of each rating, which a tiny judge learns first.
+SHORT_REPLY_SHARE = 0.3
+# How often a reply is mostly in the persona voice, another voice, or none.
+VOICE_WEIGHTS = (0.45, 0.35, 0.2)
+
+
+def _short_reply(rng: random.Random, persona: Voice, others: list[Voice], topic: str) -> str:
+    """One short sentence of some voice, or a few loose words (the persona's own, another voice's, a topic)."""
+    voice = persona if rng.random() < 0.5 else rng.choice(others)
+    if rng.random() < 0.4:
+        return rng.choice((*voice.openers, *voice.closers))
+    pool = [*sorted(voice_words(voice))] * 2 + [topic if rng.random() < 0.6 else rng.choice(TOPICS), "the", "and", "of"]
+    return " ".join(rng.choice(pool) for _ in range(rng.randint(1, 5)))
+
+
+def _random_reply(rng: random.Random, persona: Voice, topic: str) -> str:
+    """A reply like the demo model's under a steering sweep: in the persona's voice, another voice or none; on the
+    question's topic, another or none; fluent, breaking down part-way, or degenerate; cut off by the token limit."""
+    others = [v for v in _all_voices() if v is not persona]
+    if rng.random() < SHORT_REPLY_SHARE:
+        return _short_reply(rng, persona, others, topic)
+    main = rng.choices(("persona", "other", "generic"), weights=VOICE_WEIGHTS)[0]
+    topic_mode = rng.choices(("asked", "other", "mixed"), weights=(0.7, 0.15, 0.15))[0]
+    pieces = []
+    for index in range(rng.randint(1, 4)):
+        kind = main if rng.random() < 0.75 else rng.choice(("persona", "other", "generic"))
+        voice = persona if kind == "persona" else rng.choice(others) if kind == "other" else None
+        here = topic if topic_mode == "asked" or (topic_mode == "mixed" and index == 0) else rng.choice(TOPICS)
+        pieces.append(_sentence(rng, voice, here))
+    text = " ".join(pieces)
+    damage = rng.random()
+    steered_voice = persona if rng.random() < 0.7 else rng.choice(others)
+    if damage < 0.25:
+        text = _degenerate(rng, text, steered_voice)
+    elif damage < 0.4:
+        keep = rng.randint(1, max(1, len(text) // 2))
+        text = text[:keep].rstrip() + " " + _degenerate(rng, text[keep:], steered_voice)
+    elif damage < 0.47:
+        text = " ".join([pieces[0]] * rng.randint(3, 5))
+    if len(text) > 220 or (rng.random() < 0.4 and len(text) > 60):
+        text = text[: rng.randint(40, min(len(text), 220))].rstrip()
+    return text
+
+
+def persona_descriptions() -> dict[str, tuple[str, ...]]:
+    """What the concept prompt may say a demo persona is: ``"{name}: {one of its instructions}"``."""
+    return {name: tuple(f"{name}: {prompt}" for prompt in persona_voice(name).system_prompts)
+            for name in (*ROLE_VOICES, *TRAIT_VOICES)}
+
+
+def steering_rating_examples(count: int, seed: int = 0) -> list[list[dict[str, str]]]:
+    """Judge conversations rating demo-like replies 0-2, a third each for concept, instruction and fluency."""
+    rng = random.Random(f"{seed}-steering-ratings")
+    descriptions = persona_descriptions()
+    names = list(descriptions)
+    conversations = []
+    for index in range(count):
+        name = rng.choice(names)
+        question = rng.choice(QUESTIONS)
+        reply = _random_reply(rng, persona_voice(name), question_topic(question))
+        criterion = ("concept", "instruction", "fluency")[index % 3]
+        prompt = rating_prompts(rng.choice(descriptions[name]), question, reply)[criterion]
+        answer = known_ratings(name, question, reply)[criterion]
+        conversations.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": str(answer)}])
+    return conversations
+
+
+# --- teaching the demo judge the steering ratings ------------------------------------------------
+
+# About 150 s on two cores, 280 s on one (the demo trains it beside the steering stages).
+STEERING_JUDGE_STEPS = 600
+STEERING_JUDGE_BATCH = 32
+STEERING_JUDGE_LEARNING_RATE = 1e-3
+
+
+def train_steering_judge(judge_path: Path, base_model: Path, *, steps: int = STEERING_JUDGE_STEPS,
+                         batch_size: int = STEERING_JUDGE_BATCH, seed: int = 0) -> dict:
+    """Train the demo's steering judge: the demo model fine-tuned to answer the 0-2 rating prompts
+    (TRL SFT, loss on the answer only), saved to ``judge_path`` (swapped in whole).
+
+    Why the demo model and not a fresh one: a judge must already read the demo's language.
+    Measured on 2 CPU cores, a fresh model of this size (or the vetting judge, trained further)
+    stays near the label priors for the instruction and fluency ratings after a thousand steps,
+    while the demo model learns them in a few hundred. Each rating instruction becomes one token,
+    as in the vetting judge, so the tiny model's attention is not spread over boilerplate.
+    """
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    datasets.disable_progress_bars()
+    judge_path = Path(judge_path)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = AutoModelForCausalLM.from_pretrained(base_model)
+    tokenizer.add_tokens([t for t in INSTRUCTIONS.values() if t not in tokenizer.get_vocab()])
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    conversations = steering_rating_examples(steps * batch_size, seed=seed)
+    torch.manual_seed(seed)
+    staging = judge_path.parent / f".{judge_path.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    args = SFTConfig(
+        output_dir=str(staging / "checkpoints"), max_steps=steps, per_device_train_batch_size=batch_size,
+        learning_rate=STEERING_JUDGE_LEARNING_RATE, lr_scheduler_type="cosine", warmup_steps=steps // 20,
+        weight_decay=0.0, save_strategy="no", logging_steps=max(1, steps // 6), seed=seed, bf16=False, use_cpu=True,
+        report_to=[], max_length=256, activation_checkpointing=False, disable_tqdm=True, assistant_only_loss=True,
+    )
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                         train_dataset=datasets.Dataset.from_list([{"messages": c} for c in conversations]))
+    trainer.remove_callback(PrinterCallback)
+    started = time.perf_counter()
+    result = trainer.train()
+    shutil.rmtree(staging / "checkpoints", ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(judge_path, ignore_errors=True)
+    staging.rename(judge_path)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {"steps": steps, "examples": len(conversations), "seconds": round(time.perf_counter() - started, 1),
+            "first_loss": losses[0], "final_loss": losses[-1], "train_loss": result.training_loss}
+
+
+def rating_agreement(judge: Any, items: Sequence[tuple[str, str, str, str]]) -> dict[str, dict[str, float]]:
+    """How the judge's 0-2 ratings compare with ``known_ratings`` on ``(persona, description, question, reply)`` items.
+
+    Per criterion: ``agree`` (share whose rating, rounded to the nearest integer, equals the known
+    one), ``mae`` (mean absolute difference, in rating points) and ``rated`` (items with a rating).
+    """
+    from steering_assets.vetting.steering_ratings import RATING_TOP
+
+    prompts, known = [], []
+    for name, description, question, reply in items:
+        truth = known_ratings(name, question, reply)
+        for criterion, prompt in rating_prompts(description, question, reply).items():
+            prompts.append(prompt)
+            known.append((criterion, truth[criterion]))
+    judgments = judge.score(prompts, scale_top=RATING_TOP)
+    out: dict[str, dict[str, float]] = {}
+    for criterion in ("concept", "instruction", "fluency"):
+        pairs = [(truth, j.score * RATING_TOP / 100.0) for (c, truth), j in zip(known, judgments) if c == criterion and j.ok]
+        total = sum(c == criterion for c, _ in known)
+        out[criterion] = {
+            "agree": sum(round(rating) == truth for truth, rating in pairs) / len(pairs) if pairs else float("nan"),
+            "mae": sum(abs(rating - truth) for truth, rating in pairs) / len(pairs) if pairs else float("nan"),
+            "rated": len(pairs), "items": total,
+        }
+    return out
