@@ -263,8 +263,8 @@ STEERING_JUDGE_BATCH = 32
 STEERING_JUDGE_LEARNING_RATE = 1e-3
 
 
-def train_steering_judge(judge_path: Path, base_model: Path, *, steps: int = STEERING_JUDGE_STEPS,
-                         batch_size: int = STEERING_JUDGE_BATCH, seed: int = 0) -> dict:
+def train_steering_judge(judge_path: Path, base_model: Path, conversations: list, *, steps: int = STEERING_JUDGE_STEPS,
+                         batch_size: int = STEERING_JUDGE_BATCH, seed: int = 0, learning_rate: float = STEERING_JUDGE_LEARNING_RATE) -> dict:
     """Train the demo's steering judge: the demo model fine-tuned to answer the 0-2 rating prompts
     (TRL SFT, loss on the answer only), saved to ``judge_path`` (swapped in whole).
 
@@ -283,15 +283,14 @@ def train_steering_judge(judge_path: Path, base_model: Path, *, steps: int = STE
     judge_path = Path(judge_path)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model)
-    tokenizer.add_tokens([t for t in INSTRUCTIONS.values() if t not in tokenizer.get_vocab()])
+    tokenizer.add_tokens([t for t in (*INSTRUCTIONS.values(), VOICE_QUESTION) if t not in tokenizer.get_vocab()])
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    conversations = steering_rating_examples(steps * batch_size, seed=seed)
     torch.manual_seed(seed)
     staging = judge_path.parent / f".{judge_path.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     args = SFTConfig(
         output_dir=str(staging / "checkpoints"), max_steps=steps, per_device_train_batch_size=batch_size,
-        learning_rate=STEERING_JUDGE_LEARNING_RATE, lr_scheduler_type="cosine", warmup_steps=steps // 20,
+        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=steps // 20,
         weight_decay=0.0, save_strategy="no", logging_steps=max(1, steps // 6), seed=seed, bf16=False, use_cpu=True,
         report_to=[], max_length=256, activation_checkpointing=False, disable_tqdm=True, assistant_only_loss=True,
     )
@@ -335,3 +334,85 @@ def rating_agreement(judge: Any, items: Sequence[tuple[str, str, str, str]]) -> 
             "rated": len(pairs), "items": total,
         }
     return out
+
+
+# --- the voice question and the demo model's own replies ---------------------------------------
+
+# The auxiliary question the steering judge also learns: which persona's voice a reply is in.
+# Without it a tiny judge learns "the reply has some strong voice", not "this persona's voice"
+# (concept accuracy 0.62-0.75 against 0.87 with it; notes/STEERING_JUDGE_NOTES.md).
+VOICE_QUESTION = "Whose voice is the reply written in? Answer with a persona name, or none."
+
+
+def dominant_voice(reply: str) -> str:
+    """The demo persona whose own words make up most of ``reply`` (at least 5% of its words), else ``"none"``."""
+    best, share = "none", 0.0
+    for name in persona_descriptions():
+        value = concept_share(name, reply)
+        if value > share:
+            best, share = name, value
+    return best if share >= 0.05 else "none"
+
+
+def voice_question(reply: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"{VOICE_QUESTION}\n\nReply: {reply}"},
+            {"role": "assistant", "content": dominant_voice(reply)}]
+
+
+def labelled_conversations(items: Sequence[tuple[str, str, str, str]]) -> list[list[dict[str, str]]]:
+    """Judge conversations for ``(persona, description, question, reply)`` items: the three ratings and the voice question."""
+    conversations = []
+    for name, description, question, reply in items:
+        truth = known_ratings(name, question, reply)
+        for criterion, prompt in rating_prompts(description, question, reply).items():
+            conversations.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": str(truth[criterion])}])
+        conversations.append(voice_question(reply))
+    return conversations
+
+
+def own_replies(model: Any, tokenizer: Any, *, questions: Sequence[str], count: int, layer: int | None = None,
+                factors: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 2.0), max_new_tokens: int = 32, batch_size: int = 64,
+                seed: int = 0) -> list[tuple[str, str, str, str]]:
+    """``count`` greedy replies of the demo model as a steering sweep writes them: ``(persona, description, question, reply)``.
+
+    Each reply is prompted with the persona's instruction (a third of them) or not, and steered
+    along the persona's difference-of-means direction (the mean block output over its voice's
+    fluent replies minus that over every voice's) at a factor of the typical residual norm. No
+    trained vector is needed, so this can run as soon as the demo model is trained.
+    """
+    import numpy as np
+    import torch
+
+    from steering_assets.steering.judged_eval import chat_prompt, generate_batched, scaled_direction, typical_residual_norm
+    from steering_assets.steering.residual import block_outputs
+
+    rng = random.Random(f"{seed}-own-replies")
+    names = list(persona_descriptions())
+    layer = model.config.num_hidden_layers // 2 if layer is None else layer
+    fluent = {name: [[{"role": "user", "content": q}, {"role": "assistant", "content": " ".join(
+        _sentence(rng, persona_voice(name), question_topic(q) or "it") for _ in range(3))}]
+        for q in rng.sample(list(questions), 8)] for name in names}
+    means = {}
+    with torch.no_grad():
+        for name, conversations in fluent.items():
+            texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            hidden = block_outputs(model, [layer], **batch)[layer]
+            means[name] = (hidden * batch["attention_mask"][..., None]).sum((0, 1)) / batch["attention_mask"].sum()
+    overall = torch.stack(list(means.values())).mean(0)
+    residual = typical_residual_norm(model, tokenizer, [c for cs in fluent.values() for c in cs[:2]], layer)
+    rows, prompts, items = [], [], []
+    vectors = [np.zeros(model.config.hidden_size, dtype=np.float32)]
+    for index in range(count):
+        name, question = rng.choice(names), rng.choice(list(questions))
+        factor = rng.choice(list(factors))
+        description = rng.choice(persona_descriptions()[name])
+        system_prompt = description.split(": ", 1)[1] if rng.random() < 1 / 3 else None
+        if factor:
+            vectors.append(scaled_direction((means[name] - overall).numpy(), factor, residual))
+        rows.append(len(vectors) - 1 if factor else 0)
+        prompts.append(chat_prompt(tokenizer, question, system_prompt))
+        items.append((name, description, question))
+    replies = generate_batched(model, tokenizer, prompts, rows, layer, torch.from_numpy(np.stack(vectors)),
+                               max_new_tokens, batch_size)
+    return [(*item, reply) for item, reply in zip(items, replies)]
