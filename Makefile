@@ -20,6 +20,7 @@ export PERSONA_SAE_CONFIG ?= $(DEMO_DIR)/saes/saes.json
 export PERSONA_SCENARIOS_ROOT ?= $(DEMO_DIR)/scenarios
 export PERSONA_JUDGE_BACKEND ?= local
 export PERSONA_JUDGE_LOCAL_MODEL ?= $(DEMO_DIR)/models/demo-judge
+export PERSONA_STEERING_JUDGE_LOCAL_MODEL ?= $(DEMO_DIR)/models/demo-steering-judge
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 

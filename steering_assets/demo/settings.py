@@ -31,3 +31,13 @@ def steering_run_config(kind_name: str) -> dict:
             f"{kind_name}__steering_eval": {"config": DEMO_EVALUATION},
         }
     }
+
+
+# The judge-scored comparison (steering_judged_eval): 8 held-out instructions (4 choose the factor,
+# 4 report) and 32-token replies, which show the demo voices; each persona costs 80 generations
+# and 240 judge prompts. The default factors (0.25-2 typical residual norms) are kept.
+DEMO_JUDGED_EVALUATION = {"instructions": 8, "max_new_tokens": 32}
+
+
+def judged_run_config(kind_name: str) -> dict:
+    return {"ops": {f"{kind_name}__steering_judged_eval": {"config": DEMO_JUDGED_EVALUATION}}}

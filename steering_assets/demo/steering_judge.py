@@ -257,10 +257,14 @@ def steering_rating_examples(count: int, seed: int = 0) -> list[list[dict[str, s
 
 # --- teaching the demo judge the steering ratings ------------------------------------------------
 
-# About 150 s on two cores, 280 s on one (the demo trains it beside the steering stages).
-STEERING_JUDGE_STEPS = 600
+# Measured on 2 cores (notes/STEERING_JUDGE_NOTES.md): 700 steps x 32 from the demo model on
+# 3000 own replies (x4 conversations) and 9000 synthetic examples agree with the known ratings
+# on 62/66/74% of real steered generations; fewer synthetic examples did worse.
+STEERING_JUDGE_STEPS = 700
 STEERING_JUDGE_BATCH = 32
-STEERING_JUDGE_LEARNING_RATE = 1e-3
+STEERING_JUDGE_LEARNING_RATE = 2e-3
+STEERING_JUDGE_OWN_REPLIES = 3000
+STEERING_JUDGE_SYNTHETIC = 9000
 
 
 def train_steering_judge(judge_path: Path, base_model: Path, conversations: list, *, steps: int = STEERING_JUDGE_STEPS,
@@ -310,28 +314,44 @@ def train_steering_judge(judge_path: Path, base_model: Path, conversations: list
 
 
 def rating_agreement(judge: Any, items: Sequence[tuple[str, str, str, str]]) -> dict[str, dict[str, float]]:
-    """How the judge's 0-2 ratings compare with ``known_ratings`` on ``(persona, description, question, reply)`` items.
+    """How ``judge`` (``vetting.judge.Judge``) rates ``(persona, description, question, reply)`` items
+    against ``known_ratings``: asks it the three rating prompts of each item, then ``recorded_agreement``."""
+    from steering_assets.vetting.steering_ratings import CRITERIA, RATING_TOP
 
-    Per criterion: ``agree`` (share whose rating, rounded to the nearest integer, equals the known
-    one), ``mae`` (mean absolute difference, in rating points) and ``rated`` (items with a rating).
+    prompts = [prompt for _, description, question, reply in items
+               for prompt in rating_prompts(description, question, reply).values()]
+    judgments = iter(judge.score(prompts, scale_top=RATING_TOP))
+    rated = []
+    for name, _, question, reply in items:
+        ratings = {c: (j.score * RATING_TOP / 100.0 if j.ok else None) for c, j in zip(CRITERIA, judgments)}
+        rated.append((name, question, reply, ratings))
+    return recorded_agreement(rated)
+
+
+def recorded_agreement(rated: Sequence[tuple[str, str, str, dict[str, float | None] | None]]) -> dict[str, dict[str, float]]:
+    """Judge ratings already made, ``(persona, question, reply, {criterion: rating in [0, 2] or None})``
+    (None for an unrated generation), against ``known_ratings``.
+
+    Per criterion: ``agree`` (share of rated items whose rating, rounded to the nearest integer,
+    equals the known one), ``mae`` (mean absolute difference, in rating points), ``judge`` and
+    ``known`` (mean ratings over the rated items), ``rated`` and ``items``.
     """
-    from steering_assets.vetting.steering_ratings import RATING_TOP
-
-    prompts, known = [], []
-    for name, description, question, reply in items:
+    pairs: dict[str, list[tuple[int, float]]] = {c: [] for c in ("concept", "instruction", "fluency")}
+    for name, question, reply, ratings in rated:
         truth = known_ratings(name, question, reply)
-        for criterion, prompt in rating_prompts(description, question, reply).items():
-            prompts.append(prompt)
-            known.append((criterion, truth[criterion]))
-    judgments = judge.score(prompts, scale_top=RATING_TOP)
+        for criterion, known in truth.items():
+            value = (ratings or {}).get(criterion)
+            if value is not None:
+                pairs[criterion].append((known, value))
     out: dict[str, dict[str, float]] = {}
-    for criterion in ("concept", "instruction", "fluency"):
-        pairs = [(truth, j.score * RATING_TOP / 100.0) for (c, truth), j in zip(known, judgments) if c == criterion and j.ok]
-        total = sum(c == criterion for c, _ in known)
+    for criterion, values in pairs.items():
+        n = len(values)
         out[criterion] = {
-            "agree": sum(round(rating) == truth for truth, rating in pairs) / len(pairs) if pairs else float("nan"),
-            "mae": sum(abs(rating - truth) for truth, rating in pairs) / len(pairs) if pairs else float("nan"),
-            "rated": len(pairs), "items": total,
+            "agree": sum(round(v) == k for k, v in values) / n if n else float("nan"),
+            "mae": sum(abs(v - k) for k, v in values) / n if n else float("nan"),
+            "judge": sum(v for _, v in values) / n if n else float("nan"),
+            "known": sum(k for k, _ in values) / n if n else float("nan"),
+            "rated": n, "items": len(rated),
         }
     return out
 
@@ -416,3 +436,35 @@ def own_replies(model: Any, tokenizer: Any, *, questions: Sequence[str], count: 
     replies = generate_batched(model, tokenizer, prompts, rows, layer, torch.from_numpy(np.stack(vectors)),
                                max_new_tokens, batch_size)
     return [(*item, reply) for item, reply in zip(items, replies)]
+
+
+def build_steering_judge(judge_path: Path, model_path: Path, *, seed: int = 0, own: int = STEERING_JUDGE_OWN_REPLIES,
+                         synthetic: int = STEERING_JUDGE_SYNTHETIC, steps: int = STEERING_JUDGE_STEPS,
+                         batch_size: int = STEERING_JUDGE_BATCH, learning_rate: float = STEERING_JUDGE_LEARNING_RATE) -> dict:
+    """The demo's steering judge, end to end: ``own`` steered replies of the demo model at ``model_path``
+    (``own_replies``), each asked the three ratings and the voice question with its known answers,
+    mixed with ``synthetic`` rating examples, and ``train_steering_judge`` on them; saved to ``judge_path``.
+
+    Returns the training summary with ``own_replies_seconds`` and the known ratings' spread over the own
+    replies (``own_ratings``: per criterion, how many replies are rated 0, 1 and 2).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    torch.manual_seed(seed)
+    items = own_replies(model, tokenizer, questions=QUESTIONS, count=own, seed=seed)
+    del model
+    spread = {c: [0, 0, 0] for c in ("concept", "instruction", "fluency")}
+    for name, _, question, reply in items:
+        for criterion, rating in known_ratings(name, question, reply).items():
+            spread[criterion][rating] += 1
+    conversations = labelled_conversations(items) + steering_rating_examples(synthetic, seed=seed)
+    random.Random(f"{seed}-steering-judge").shuffle(conversations)
+    own_seconds = round(time.perf_counter() - started, 1)
+    training = train_steering_judge(judge_path, model_path, conversations, steps=steps, batch_size=batch_size,
+                                    seed=seed, learning_rate=learning_rate)
+    return {**training, "own_replies": own, "own_replies_seconds": own_seconds, "own_ratings": spread,
+            "synthetic_examples": synthetic}

@@ -129,11 +129,12 @@ def test_cached_workspace_build_says_so_through_the_clock(demo_workspace):
     from steering_assets.demo.build import build_demo_workspace
 
     lines = []
-    workspace, built = build_demo_workspace(demo_workspace.root, pretrain_steps=0, clock=StageClock(lines.append))
+    workspace, built = build_demo_workspace(demo_workspace.root, pretrain_steps=0, clock=StageClock(lines.append),
+                                            steering_judge_steps=0)
     assert not built
     assert [re.sub(r"^\[ *\w+\] ", "", line).split(":")[0] for line in lines] == [
-        "demo corpus and demo model", "concepts and SAEs", "scenarios and demo judge"]
-    assert all("cached" in line for line in lines)
+        "demo corpus and demo model", "demo steering judge", "concepts and SAEs", "scenarios and demo judge"]
+    assert all("cached" in line or "none (0 steps)" in line for line in lines)
 
 
 def test_overlapping_stages_are_counted_once_in_the_uncovered_time():

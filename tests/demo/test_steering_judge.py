@@ -9,9 +9,15 @@ import pytest
 
 from steering_assets.demo.corpus import QUESTIONS, ROLE_VOICES, TOPICS
 from steering_assets.demo.steering_judge import (
+    VOICE_QUESTION,
+    build_steering_judge,
+    dominant_voice,
     known_ratings,
+    labelled_conversations,
     rating_agreement,
+    recorded_agreement,
     steering_rating_examples,
+    voice_question,
     voice_words,
 )
 from steering_assets.vetting.judge import Judgment
@@ -114,3 +120,38 @@ def test_unrated_items_are_counted_apart_not_scored_as_zero():
     agreement = rating_agreement(KnownJudge(unrated_fluency=True), ITEMS)
     assert agreement["fluency"]["rated"] == 0 and agreement["fluency"]["items"] == 3
     assert math.isnan(agreement["fluency"]["agree"])
+
+
+def test_recorded_ratings_give_the_judge_and_known_means_and_none_is_unrated():
+    rated = [("pirate", QUESTION, PIRATE, {"concept": 1.6, "instruction": 2.0, "fluency": 1.9}),
+             ("pirate", QUESTION, DETECTIVE, {"concept": 0.2, "instruction": 1.2, "fluency": None}),
+             ("pirate", QUESTION, "arr " * 10, None)]
+    agreement = recorded_agreement(rated)
+    # Known: PIRATE 2/2/2, DETECTIVE 0/2/2, the repeated word 2/0/0.
+    assert agreement["concept"] == pytest.approx(
+        {"agree": 1.0, "mae": 0.3, "judge": 0.9, "known": 1.0, "rated": 2, "items": 3})
+    assert agreement["instruction"]["agree"] == 0.5 and agreement["instruction"]["mae"] == pytest.approx(0.4)
+    assert agreement["fluency"]["rated"] == 1
+
+
+def test_the_voice_question_names_the_persona_whose_words_dominate():
+    assert voice_question(PIRATE)[1]["content"] == "pirate"
+    assert voice_question("It depends on your goals and your circumstances.")[1]["content"] == "none"
+    conversations = labelled_conversations([("pirate", "pirate: Act as a salty old pirate.", QUESTION, DETECTIVE)])
+    # Three ratings, then the voice question: another persona's voice is concept 0 and names that persona.
+    assert [c[1]["content"] for c in conversations] == ["0", "2", "2", dominant_voice(DETECTIVE)]
+    assert dominant_voice(DETECTIVE) not in {"pirate", "none"}
+
+
+def test_the_steering_judge_is_built_from_the_demo_models_own_replies_and_swapped_in_whole(demo_workspace, tmp_path):
+    from transformers import AutoTokenizer
+
+    judge_path = tmp_path / "steering-judge"
+    info = build_steering_judge(judge_path, demo_workspace.model_path, own=6, synthetic=9, steps=2, batch_size=4)
+    assert info["steps"] == 2 and info["examples"] == 6 * 4 + 9
+    assert all(sum(counts) == 6 for counts in info["own_ratings"].values())
+    tokenizer = AutoTokenizer.from_pretrained(judge_path)
+    # Each rating instruction and the voice question are one token of the judge.
+    for text in (*INSTRUCTIONS.values(), VOICE_QUESTION):
+        assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["steering-judge"]  # no staging folder left
