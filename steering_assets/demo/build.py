@@ -97,16 +97,23 @@ class DemoBuild:
 
     def wait_for_judge(self) -> None:
         """Block until the demo judge and the scenarios are ready; raises what their training raised."""
-        if self.judge is not None:
-            self.judge.result()
+        _wait_lending_threads(self.judge)
 
     def judge_ready(self) -> bool:
         return self.judge is None or self.judge.poll()
 
     def wait_for_steering_judge(self) -> None:
         """Block until the demo steering judge is ready; raises what its training raised."""
-        if self.steering_judge is not None:
-            self.steering_judge.result()
+        _wait_lending_threads(self.steering_judge)
+
+
+def _wait_lending_threads(job: BackgroundJob | None) -> None:
+    """Wait for ``job``, lending it this process's threads meanwhile (this process only waits)."""
+    if job is None:
+        return
+    if not job.poll():
+        job.lend_threads(_THREADS.own or 1)
+    job.result()
 
     def steering_judge_ready(self) -> bool:
         return self.steering_judge is None or self.steering_judge.poll()
@@ -138,8 +145,7 @@ def start_demo_build(
         model_current = all(stamp.get(key) == value for key, value in wanted.items())
     judge = None
     if judge_in_background and (force or not _vetting_inputs_current(workspace, seed)):
-        judge = BackgroundJob(clock, _build_vetting_inputs, workspace, seed, True, setup=_one_torch_thread,
-                              on_done=_THREADS.take())
+        judge = BackgroundJob(clock, _build_vetting_inputs, workspace, seed, True, on_done=_THREADS.take(), threads=1)
     if model_current:
         clock.line(f"demo corpus and demo model: cached ({stamp_path})")
         steering_judge, steering_built = _steering_judge(workspace, seed, steering_steps, force, clock, judge_in_background)
@@ -174,15 +180,9 @@ def start_demo_build(
     return DemoBuild(workspace, True, judge, steering_judge)
 
 
-def _one_torch_thread() -> None:
-    """A background judge's process: one intra-op thread (the other core is this process's)."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
 class _TorchThreads:
-    """This process's torch threads: one fewer for each background judge training beside it."""
+    """This process's torch threads: one fewer for each background judge training beside it (each
+    runs on one thread: ``BackgroundJob(threads=1)``), all of them lent to a judge it waits for."""
 
     def __init__(self) -> None:
         self.own: int | None = None
@@ -242,8 +242,8 @@ def _steering_judge(workspace: DemoWorkspace, seed: int, steps: int, force: bool
         clock.line(f"demo steering judge: cached ({workspace.root / STEERING_JUDGE_STAMP})")
         return None, False
     if in_background:
-        return BackgroundJob(clock, _build_steering_judge, workspace, seed, steps, setup=_one_torch_thread,
-                             on_done=_THREADS.take()), True
+        return BackgroundJob(clock, _build_steering_judge, workspace, seed, steps, on_done=_THREADS.take(),
+                             threads=1), True
     _build_steering_judge(workspace, seed, steps, clock)
     return None, True
 

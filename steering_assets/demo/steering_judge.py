@@ -268,7 +268,8 @@ STEERING_JUDGE_SYNTHETIC = 9000
 
 
 def train_steering_judge(judge_path: Path, base_model: Path, conversations: list, *, steps: int = STEERING_JUDGE_STEPS,
-                         batch_size: int = STEERING_JUDGE_BATCH, seed: int = 0, learning_rate: float = STEERING_JUDGE_LEARNING_RATE) -> dict:
+                         batch_size: int = STEERING_JUDGE_BATCH, seed: int = 0, learning_rate: float = STEERING_JUDGE_LEARNING_RATE,
+                         sampling: str = "random") -> dict:
     """Train the demo's steering judge: the demo model fine-tuned to answer the 0-2 rating prompts
     (TRL SFT, loss on the answer only), saved to ``judge_path`` (swapped in whole).
 
@@ -297,6 +298,7 @@ def train_steering_judge(judge_path: Path, base_model: Path, conversations: list
         learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=steps // 20,
         weight_decay=0.0, save_strategy="no", logging_steps=max(1, steps // 6), seed=seed, bf16=False, use_cpu=True,
         report_to=[], max_length=256, activation_checkpointing=False, disable_tqdm=True, assistant_only_loss=True,
+        train_sampling_strategy=sampling,
     )
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
                          train_dataset=datasets.Dataset.from_list([{"messages": c} for c in conversations]))
@@ -440,7 +442,8 @@ def own_replies(model: Any, tokenizer: Any, *, questions: Sequence[str], count: 
 
 def build_steering_judge(judge_path: Path, model_path: Path, *, seed: int = 0, own: int = STEERING_JUDGE_OWN_REPLIES,
                          synthetic: int = STEERING_JUDGE_SYNTHETIC, steps: int = STEERING_JUDGE_STEPS,
-                         batch_size: int = STEERING_JUDGE_BATCH, learning_rate: float = STEERING_JUDGE_LEARNING_RATE) -> dict:
+                         batch_size: int = STEERING_JUDGE_BATCH, learning_rate: float = STEERING_JUDGE_LEARNING_RATE,
+                         sampling: str = "random") -> dict:
     """The demo's steering judge, end to end: ``own`` steered replies of the demo model at ``model_path``
     (``own_replies``), each asked the three ratings and the voice question with its known answers,
     mixed with ``synthetic`` rating examples, and ``train_steering_judge`` on them; saved to ``judge_path``.
@@ -465,6 +468,6 @@ def build_steering_judge(judge_path: Path, model_path: Path, *, seed: int = 0, o
     random.Random(f"{seed}-steering-judge").shuffle(conversations)
     own_seconds = round(time.perf_counter() - started, 1)
     training = train_steering_judge(judge_path, model_path, conversations, steps=steps, batch_size=batch_size,
-                                    seed=seed, learning_rate=learning_rate)
+                                    seed=seed, learning_rate=learning_rate, sampling=sampling)
     return {**training, "own_replies": own, "own_replies_seconds": own_seconds, "own_ratings": spread,
             "synthetic_examples": synthetic}
