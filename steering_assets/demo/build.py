@@ -106,6 +106,9 @@ class DemoBuild:
         """Block until the demo steering judge is ready; raises what its training raised."""
         _wait_lending_threads(self.steering_judge)
 
+    def steering_judge_ready(self) -> bool:
+        return self.steering_judge is None or self.steering_judge.poll()
+
 
 def _wait_lending_threads(job: BackgroundJob | None) -> None:
     """Wait for ``job``, lending it this process's threads meanwhile (this process only waits)."""
@@ -114,9 +117,6 @@ def _wait_lending_threads(job: BackgroundJob | None) -> None:
     if not job.poll():
         job.lend_threads(_THREADS.own or 1)
     job.result()
-
-    def steering_judge_ready(self) -> bool:
-        return self.steering_judge is None or self.steering_judge.poll()
 
 
 def start_demo_build(
@@ -221,7 +221,11 @@ def _model_digest(workspace: DemoWorkspace) -> str:
 
 
 def _steering_judge_wanted(workspace: DemoWorkspace, seed: int, steps: int) -> dict:
-    return {"version": STEERING_JUDGE_VERSION, "seed": seed, "steps": steps, "demo_model": _model_digest(workspace)}
+    from steering_assets.demo import steering_judge as recipe
+
+    return {"version": STEERING_JUDGE_VERSION, "seed": seed, "steps": steps, "demo_model": _model_digest(workspace),
+            "recipe": [recipe.STEERING_JUDGE_BATCH, recipe.STEERING_JUDGE_LEARNING_RATE, recipe.STEERING_JUDGE_OWN_REPLIES,
+                       recipe.STEERING_JUDGE_SYNTHETIC]}
 
 
 def _steering_judge_current(workspace: DemoWorkspace, seed: int, steps: int) -> bool:
