@@ -440,24 +440,41 @@ def own_replies(model: Any, tokenizer: Any, *, questions: Sequence[str], count: 
     return [(*item, reply) for item, reply in zip(items, replies)]
 
 
+# The check after training: fresh own replies (another seed) rated against their known ratings.
+STEERING_JUDGE_VALIDATION_REPLIES = 150
+MIN_STEERING_AGREEMENT = 0.55  # on every criterion; a judge stuck before its loss drops scores 0.3-0.4
+
+
 def build_steering_judge(judge_path: Path, model_path: Path, *, seed: int = 0, own: int = STEERING_JUDGE_OWN_REPLIES,
                          synthetic: int = STEERING_JUDGE_SYNTHETIC, steps: int = STEERING_JUDGE_STEPS,
-                         batch_size: int = STEERING_JUDGE_BATCH, learning_rate: float = STEERING_JUDGE_LEARNING_RATE) -> dict:
+                         batch_size: int = STEERING_JUDGE_BATCH, learning_rate: float = STEERING_JUDGE_LEARNING_RATE,
+                         validation: int = STEERING_JUDGE_VALIDATION_REPLIES, attempts: int = 2,
+                         min_agreement: float = MIN_STEERING_AGREEMENT) -> dict:
     """The demo's steering judge, end to end: ``own`` steered replies of the demo model at ``model_path``
     (``own_replies``), each asked the three ratings and the voice question with its known answers,
     mixed with ``synthetic`` rating examples, and ``train_steering_judge`` on them; saved to ``judge_path``.
 
-    Returns the training summary with ``own_replies_seconds`` and the known ratings' spread over the own
-    replies (``own_ratings``: per criterion, how many replies are rated 0, 1 and 2).
+    Then checked, as the vetting judge is: ``validation`` fresh own replies (another seed) are rated
+    and compared with their known ratings (``rating_agreement``). A judge agreeing on less than
+    ``min_agreement`` of any criterion (the ratings are learned late, after a loss plateau)
+    is trained again with the next seed and half as many steps more; after ``attempts`` it raises
+    ``RuntimeError`` saying what it measured.
+
+    Returns the training summary with ``own_replies_seconds``, the known ratings' spread over the own
+    replies (``own_ratings``: per criterion, how many replies are rated 0, 1 and 2), ``validation``
+    (the agreement per criterion) and ``attempt``.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from steering_assets.vetting.local import LocalJudge
 
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
     torch.manual_seed(seed)
     items = own_replies(model, tokenizer, questions=QUESTIONS, count=own, seed=seed)
+    held_out = own_replies(model, tokenizer, questions=QUESTIONS, count=validation, seed=seed + 1000)
     del model
     spread = {c: [0, 0, 0] for c in ("concept", "instruction", "fluency")}
     for name, _, question, reply in items:
@@ -466,7 +483,22 @@ def build_steering_judge(judge_path: Path, model_path: Path, *, seed: int = 0, o
     conversations = labelled_conversations(items) + steering_rating_examples(synthetic, seed=seed)
     random.Random(f"{seed}-steering-judge").shuffle(conversations)
     own_seconds = round(time.perf_counter() - started, 1)
-    training = train_steering_judge(judge_path, model_path, conversations, steps=steps, batch_size=batch_size,
-                                    seed=seed, learning_rate=learning_rate)
+    for attempt in range(attempts):
+        training = train_steering_judge(judge_path, model_path, conversations, steps=steps + attempt * steps // 2,
+                                        batch_size=batch_size, seed=seed + attempt, learning_rate=learning_rate)
+        judge = LocalJudge(AutoModelForCausalLM.from_pretrained(judge_path).eval(), AutoTokenizer.from_pretrained(judge_path),
+                           "validation")
+        agreement = rating_agreement(judge, held_out)
+        worst = min(agreement.values(), key=lambda v: v["agree"] if v["rated"] else -1.0)
+        if worst["rated"] and worst["agree"] >= min_agreement:
+            break
+    else:
+        shutil.rmtree(judge_path, ignore_errors=True)
+        measured = ", ".join(f"{c} {v['agree']:.0%}" for c, v in agreement.items())
+        raise RuntimeError(
+            f"the demo steering judge agrees with the known ratings of {validation} fresh replies on only {measured} "
+            f"after {attempts} attempt(s) (needs {min_agreement:.0%} on each); rebuild the demo "
+            "(steering-assets demo --rebuild) or raise STEERING_JUDGE_STEPS in steering_assets/demo/steering_judge.py")
     return {**training, "own_replies": own, "own_replies_seconds": own_seconds, "own_ratings": spread,
-            "synthetic_examples": synthetic}
+            "synthetic_examples": synthetic, "attempt": attempt + 1,
+            "validation": {c: round(v["agree"], 3) for c, v in agreement.items()}}

@@ -147,11 +147,22 @@ def test_the_steering_judge_is_built_from_the_demo_models_own_replies_and_swappe
     from transformers import AutoTokenizer
 
     judge_path = tmp_path / "steering-judge"
-    info = build_steering_judge(judge_path, demo_workspace.model_path, own=6, synthetic=9, steps=2, batch_size=4)
-    assert info["steps"] == 2 and info["examples"] == 6 * 4 + 9
+    info = build_steering_judge(judge_path, demo_workspace.model_path, own=6, synthetic=9, steps=2, batch_size=4,
+                                validation=4, min_agreement=0.0)
+    assert info["steps"] == 2 and info["examples"] == 6 * 4 + 9 and info["attempt"] == 1
     assert all(sum(counts) == 6 for counts in info["own_ratings"].values())
+    assert set(info["validation"]) == {"concept", "instruction", "fluency"}
     tokenizer = AutoTokenizer.from_pretrained(judge_path)
     # Each rating instruction and the voice question are one token of the judge.
     for text in (*INSTRUCTIONS.values(), VOICE_QUESTION):
         assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["steering-judge"]  # no staging folder left
+
+
+def test_a_steering_judge_that_fails_its_check_is_retrained_then_refused_and_removed(demo_workspace, tmp_path):
+    judge_path = tmp_path / "steering-judge"
+    with pytest.raises(RuntimeError, match=r"agrees with the known ratings of 4 fresh replies on only concept \d+%.*"
+                                           r"after 2 attempt\(s\) \(needs 101% on each\)"):
+        build_steering_judge(judge_path, demo_workspace.model_path, own=6, synthetic=9, steps=2, batch_size=4,
+                             validation=4, min_agreement=1.01)
+    assert list(tmp_path.iterdir()) == []
