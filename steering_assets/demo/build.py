@@ -68,7 +68,7 @@ class DemoWorkspace:
 
 # Base-model training steps: enough for every persona's voice to become a mode of the
 # model's plain assistant turn (about two minutes on 2 CPU cores). 0 leaves it random.
-PRETRAIN_STEPS = 400
+PRETRAIN_STEPS = 350
 
 
 def build_demo_workspace(

@@ -489,12 +489,12 @@ def build_steering_judge(judge_path: Path, model_path: Path, *, seed: int = 0, o
         judge = LocalJudge(AutoModelForCausalLM.from_pretrained(judge_path).eval(), AutoTokenizer.from_pretrained(judge_path),
                            "validation")
         agreement = rating_agreement(judge, held_out)
-        worst = min(agreement.values(), key=lambda v: v["agree"] if v["rated"] else -1.0)
-        if worst["rated"] and worst["agree"] >= min_agreement:
+        # A criterion the judge rated nothing of agrees on nothing.
+        if all((v["agree"] if v["rated"] else 0.0) >= min_agreement for v in agreement.values()):
             break
     else:
         shutil.rmtree(judge_path, ignore_errors=True)
-        measured = ", ".join(f"{c} {v['agree']:.0%}" for c, v in agreement.items())
+        measured = ", ".join(f"{c} {v['agree']:.0%}" if v["rated"] else f"{c} none rated" for c, v in agreement.items())
         raise RuntimeError(
             f"the demo steering judge agrees with the known ratings of {validation} fresh replies on only {measured} "
             f"after {attempts} attempt(s) (needs {min_agreement:.0%} on each); rebuild the demo "

@@ -161,7 +161,7 @@ def test_the_steering_judge_is_built_from_the_demo_models_own_replies_and_swappe
 
 def test_a_steering_judge_that_fails_its_check_is_retrained_then_refused_and_removed(demo_workspace, tmp_path):
     judge_path = tmp_path / "steering-judge"
-    with pytest.raises(RuntimeError, match=r"agrees with the known ratings of 4 fresh replies on only concept \d+%.*"
+    with pytest.raises(RuntimeError, match=r"agrees with the known ratings of 4 fresh replies on only concept (\d+%|none rated).*"
                                            r"after 2 attempt\(s\) \(needs 101% on each\)"):
         build_steering_judge(judge_path, demo_workspace.model_path, own=6, synthetic=9, steps=2, batch_size=4,
                              validation=4, min_agreement=1.01)
