@@ -262,6 +262,9 @@ def _build_steering_judge(workspace: DemoWorkspace, seed: int, steps: int, clock
     with clock.stage(f"demo steering judge: the demo model's own steered replies, then training ({steps} steps)"), \
             trainer_progress(clock):
         training = build_steering_judge(workspace.steering_judge_path, workspace.model_path, seed=seed, steps=steps)
+        clock.progress("agreement with the known ratings of fresh own replies: " + ", ".join(
+            f"{criterion} {share:.0%}" for criterion, share in training["validation"].items())
+            + f" (attempt {training['attempt']})")
     write_json_atomic({**wanted, "training": training}, stamp_path)
     return training
 
