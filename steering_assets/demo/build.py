@@ -67,7 +67,8 @@ class DemoWorkspace:
 
 
 # Base-model training steps: enough for every persona's voice to become a mode of the
-# model's plain assistant turn (about two minutes on 2 CPU cores). 0 leaves it random.
+# model's plain assistant turn (about two minutes on 2 CPU cores); the loss is flat from about
+# step 300 (0.32 at 315, 0.33 at 350; 0.27-0.28 from 359 to 400 in a 400-step run). 0 leaves it random.
 PRETRAIN_STEPS = 350
 
 
@@ -259,7 +260,7 @@ def _build_steering_judge(workspace: DemoWorkspace, seed: int, steps: int, clock
     stamp_path = workspace.root / STEERING_JUDGE_STAMP
     stamp_path.unlink(missing_ok=True)
     wanted = _steering_judge_wanted(workspace, seed, steps)
-    with clock.stage(f"demo steering judge: the demo model's own steered replies, then training ({steps} steps)"), \
+    with clock.stage(f"demo steering judge (own replies, {steps} training steps)"), \
             trainer_progress(clock):
         training = build_steering_judge(workspace.steering_judge_path, workspace.model_path, seed=seed, steps=steps)
         clock.progress("agreement with the known ratings of fresh own replies: " + ", ".join(

@@ -1,18 +1,22 @@
-"""The demo's known verdicts for steered generations, and the rating examples the demo judge learns them from.
+"""The demo's known verdicts for steered generations, and the steering judge that learns them.
 
 The demo corpus is made of template sentences, so what a judge should say of a demo reply
 can be computed (``known_ratings``), on the 0-2 scale of ``vetting/steering_ratings.py``:
 
-- concept: the share of the reply's characters written in the persona's voice (its role
-  voice, or a trait's positive pole): 2 from 40%, 1 from 10%, else 0;
-- instruction: 2 when the reply talks about the topic of the question, 0 when it talks
-  about another topic only (or says nothing), 1 when it names no topic at all (generic advice);
+- concept: the share of the reply's words that only the persona's voice uses (its role voice,
+  or a trait's positive pole): 2 from a fifth, 1 from one in twenty, else 0. Lexical on
+  purpose: the persona's words on repeat still show the concept (fluency is rated apart);
+- instruction: 2 when the reply names the question's topic and no other, 1 when other topics
+  come in too, else 0;
 - fluency: the share of the reply made of whole corpus sentences (any voice, any topic; a
   sentence cut off by the token limit at the end is not held against it): 2 from 70%,
   1 from 30%, else 0; a sentence repeated three times or more caps it at 1.
 
-The demo judge is trained on rating prompts built from such replies, and the demo checks its
-ratings of the real steered generations against ``known_ratings`` (agreement per criterion).
+The demo's steering judge (``build_steering_judge``) is the demo model fine-tuned on rating
+prompts about its own steered replies (``own_replies``) and synthetic ones
+(``steering_rating_examples``), each labelled with its known ratings, plus an auxiliary
+"whose voice is this?" question (``VOICE_QUESTION``). ``make demo`` checks its ratings of the
+real steered generations against ``known_ratings`` (``recorded_agreement``).
 """
 
 from __future__ import annotations
