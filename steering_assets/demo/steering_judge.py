@@ -284,39 +284,16 @@ def train_steering_judge(judge_path: Path, base_model: Path, conversations: list
     while the demo model learns them in a few hundred. Each rating instruction becomes one token,
     as in the vetting judge, so the tiny model's attention is not spread over boilerplate.
     """
-    import datasets
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    datasets.disable_progress_bars()
-    judge_path = Path(judge_path)
+    from steering_assets.demo.judge_sft import train_judge_sft
+
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model)
     tokenizer.add_tokens([t for t in (*INSTRUCTIONS.values(), VOICE_QUESTION) if t not in tokenizer.get_vocab()])
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    torch.manual_seed(seed)
-    staging = judge_path.parent / f".{judge_path.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    args = SFTConfig(
-        output_dir=str(staging / "checkpoints"), max_steps=steps, per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=steps // 20,
-        weight_decay=0.0, save_strategy="no", logging_steps=max(1, steps // 6), seed=seed, bf16=False, use_cpu=True,
-        report_to=[], max_length=256, activation_checkpointing=False, disable_tqdm=True, assistant_only_loss=True,
-    )
-    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=datasets.Dataset.from_list([{"messages": c} for c in conversations]))
-    trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
-    result = trainer.train()
-    shutil.rmtree(staging / "checkpoints", ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    shutil.rmtree(judge_path, ignore_errors=True)
-    staging.rename(judge_path)
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"steps": steps, "examples": len(conversations), "seconds": round(time.perf_counter() - started, 1),
-            "first_loss": losses[0], "final_loss": losses[-1], "train_loss": result.training_loss}
+    return train_judge_sft(model, tokenizer, conversations, judge_path, steps=steps, batch_size=batch_size,
+                           learning_rate=learning_rate, max_length=256, seed=seed)
 
 
 def rating_agreement(judge: Any, items: Sequence[tuple[str, str, str, str]]) -> dict[str, dict[str, float]]:
