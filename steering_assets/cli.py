@@ -217,6 +217,8 @@ def _use_workspace_settings(workspace) -> None:
         "PERSONA_SCENARIOS_ROOT": str(workspace.scenarios_root),
         "PERSONA_JUDGE_BACKEND": "local",
         "PERSONA_JUDGE_LOCAL_MODEL": str(workspace.judge_path),
+        # Steered generations are rated by a judge of their own (steering_assets/demo/steering_judge.py).
+        "PERSONA_STEERING_JUDGE_LOCAL_MODEL": str(workspace.steering_judge_path),
     })
 
 
@@ -226,7 +228,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from partitions.scenarios import sync_scenario_partitions
     from steering_assets.demo.build import start_demo_build
     from steering_assets.demo.corpus import SOURCE_MODEL
-    from steering_assets.demo.settings import steering_run_config
+    from steering_assets.demo.settings import judged_run_config, steering_run_config
     from steering_assets.demo.stages import StageClock
 
     import warnings
@@ -241,7 +243,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # The Makefile passes the time it started: what came before this process is the install.
         clock.record("install (make install) and start-up", clock.elapsed(), start_s=0.0)
     clock.line("building the demo workspace (cached after the first run; the first build trains the demo model, "
-               "the SAEs and, in a second process beside them, the demo judge)")
+               "the SAEs and, each in a second process beside the rest, the vetting judge and the steering judge)")
     build = start_demo_build(args.workspace, force=args.rebuild, clock=clock, judge_in_background=True)
     workspace = build.workspace
     clock.line(f"demo workspace {'built' if build.built else 'reused (cached)'}: {workspace.root}"
@@ -278,12 +280,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
             # A vetting run succeeds when items fail: failing items are what the checks and the report show.
             vetting_assets = [list(k.path) for k in _job_assets(launcher, "vetting")]
             failed += _failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
+        # The judge-scored comparison needs the steering judge, trained beside the stages above.
+        if not build.steering_judge_ready():
+            with clock.stage("waiting for the demo steering judge"):
+                build.wait_for_steering_judge()
+        build.wait_for_steering_judge()
+        for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
+            keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
+            with _backfill_stage(clock, launcher, f"{kind_name} judged steering evaluation (backfill)"):
+                failed += _judged_stage(launcher, kind_name, keys, judged_run_config(kind_name))
     with clock.stage("summaries"):
         store = ArtifactStore(workspace.artifact_root)
         print("\nPersona datasets")
         print_summary(store, workspace.data_root)
         print("\nSteering vectors (persona-classifier probability of the target persona on generations from neutral prompts)")
         print_evaluations(store, workspace.data_root)
+        print("\nSteering methods compared by the demo steering judge (harmonic mean of concept, instruction and "
+              "fluency, 0-2, on the report half; the factor, in typical residual norms, chosen on the other half)")
+        print_method_comparison(store, workspace.data_root)
+        print("\nDemo steering judge against the known ratings of the same generations (demo/steering_judge.py)")
+        print_steering_judge_agreement(store, workspace.data_root)
         print("\nConcept classifiers (cross-validated, best model per dataset)")
         print_concept_classifiers(store, concepts)
         print("\nVetting (demo judge; pass: positive >= 60, negative <= 40)")
@@ -443,6 +459,43 @@ def print_method_comparison(store: ArtifactStore, data_root: Path) -> None:
                  [[row["persona"], cell(row, "trained", "trained factor"), cell(row, "activation", "activation factor"),
                    cell(row, "prompted"), cell(row, "unsteered"), row["best"], str(row["|trained| / residual"])] for row in rows])
     print("personas won: " + ", ".join(f"{method} {wins[method]}" for method in METHODS))
+
+
+def print_steering_judge_agreement(store: ArtifactStore, data_root: Path) -> None:
+    """The demo steering judge's ratings of every judged generation against the demo's known ratings:
+    per criterion, the share that agree (rounded), the mean absolute error and both means; then
+    both means of each method, so the two can be seen telling the same story."""
+    from steering_assets.demo.steering_judge import recorded_agreement
+    from steering_assets.personas.layout import PERSONA_KINDS, discover_personas
+    from steering_assets.steering.judged_eval import METHODS, read_generations
+
+    by_method: dict[str, list] = {method: [] for method in METHODS}
+    missing = []
+    for kind in PERSONA_KINDS.values():
+        for ref in discover_personas(data_root, kind).personas:
+            try:
+                records = read_generations(store, ref)
+            except ArtifactIntegrityError:
+                missing.append(ref.partition_key)
+                continue
+            for row in records:
+                by_method.setdefault(row["method"], []).append((ref.name, row["instruction"], row["reply"], row["ratings"]))
+    everything = [item for items in by_method.values() for item in items]
+    if not everything:
+        print("(no judged generations)")
+        return
+    overall = recorded_agreement(everything)
+    _print_table(["criterion", "agreement", "mean abs. error", "judge mean", "known mean", "rated"],
+                 [[criterion, f"{v['agree']:.2f}", f"{v['mae']:.2f}", f"{v['judge']:.2f}", f"{v['known']:.2f}",
+                   f"{v['rated']}/{v['items']}"] for criterion, v in overall.items()])
+    rows = []
+    for method, items in by_method.items():
+        if items:
+            values = recorded_agreement(items)
+            rows.append([method, *(f"{values[c]['judge']:.2f} / {values[c]['known']:.2f}" for c in values)])
+    _print_table(["method (all factors)", "concept judge / known", "instruction judge / known", "fluency judge / known"], rows)
+    if missing:
+        print(f"no judged evaluation (left out): {', '.join(missing)}")
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

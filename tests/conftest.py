@@ -19,7 +19,7 @@ def demo_workspace(tmp_path_factory):
     from steering_assets.demo.build import build_demo_workspace
 
     # Untrained weights: the tests check mechanics, not what the demo model has learned.
-    workspace, _ = build_demo_workspace(tmp_path_factory.mktemp("demo"), pretrain_steps=0)
+    workspace, _ = build_demo_workspace(tmp_path_factory.mktemp("demo"), pretrain_steps=0, steering_judge_steps=0)
     return workspace
 
 

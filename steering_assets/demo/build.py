@@ -20,6 +20,8 @@ FEATURES_STAMP = "features_stamp.json"
 FEATURES_VERSION = "2"
 VETTING_STAMP = "vetting_stamp.json"
 VETTING_VERSION = "2"
+STEERING_JUDGE_STAMP = "steering_judge_stamp.json"
+STEERING_JUDGE_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -58,44 +60,69 @@ class DemoWorkspace:
     def judge_path(self) -> Path:
         return self.root / "models" / "demo-judge"
 
+    @property
+    def steering_judge_path(self) -> Path:
+        """The judge that rates steered generations 0-2 (``demo/steering_judge.py``)."""
+        return self.root / "models" / "demo-steering-judge"
+
 
 # Base-model training steps: enough for every persona's voice to become a mode of the
-# model's plain assistant turn (about two minutes on 2 CPU cores). 0 leaves it random.
-PRETRAIN_STEPS = 400
+# model's plain assistant turn (about two minutes on 2 CPU cores); the loss is flat from about
+# step 300 (0.32 at 315, 0.33 at 350; 0.27-0.28 from 359 to 400 in a 400-step run). 0 leaves it random.
+PRETRAIN_STEPS = 350
 
 
 def build_demo_workspace(
     root: Path | str, seed: int = 0, force: bool = False, pretrain_steps: int = PRETRAIN_STEPS,
-    clock: StageClock | None = None,
+    clock: StageClock | None = None, steering_judge_steps: int | None = None,
 ) -> tuple[DemoWorkspace, bool]:
     """Create (or reuse) the demo workspace under ``root``; returns it and whether it was built now.
 
     ``clock``: each build stage is timed and printed through it (``make demo``); silent by default.
+    ``steering_judge_steps``: training steps of the steering judge (default ``STEERING_JUDGE_STEPS``);
+    0 builds none (tests of the mechanics), and the vetting judge's settings then rate steered text.
     """
-    build = start_demo_build(root, seed, force, pretrain_steps, clock)
+    build = start_demo_build(root, seed, force, pretrain_steps, clock, steering_judge_steps=steering_judge_steps)
     return build.workspace, build.built
 
 
 @dataclass
 class DemoBuild:
-    """A demo workspace whose demo judge may still be training in a second process (``judge``)."""
+    """A demo workspace whose judges may still be training in a second process (``judge``: the
+    vetting judge, ``steering_judge``: the judge of steered generations)."""
 
     workspace: DemoWorkspace
     built: bool
     judge: BackgroundJob | None = None
+    steering_judge: BackgroundJob | None = None
 
     def wait_for_judge(self) -> None:
         """Block until the demo judge and the scenarios are ready; raises what their training raised."""
-        if self.judge is not None:
-            self.judge.result()
+        _wait_lending_threads(self.judge)
 
     def judge_ready(self) -> bool:
         return self.judge is None or self.judge.poll()
 
+    def wait_for_steering_judge(self) -> None:
+        """Block until the demo steering judge is ready; raises what its training raised."""
+        _wait_lending_threads(self.steering_judge)
+
+    def steering_judge_ready(self) -> bool:
+        return self.steering_judge is None or self.steering_judge.poll()
+
+
+def _wait_lending_threads(job: BackgroundJob | None) -> None:
+    """Wait for ``job``, lending it this process's threads meanwhile (this process only waits)."""
+    if job is None:
+        return
+    if not job.poll():
+        job.lend_threads(_THREADS.own or 1)
+    job.result()
+
 
 def start_demo_build(
     root: Path | str, seed: int = 0, force: bool = False, pretrain_steps: int = PRETRAIN_STEPS,
-    clock: StageClock | None = None, judge_in_background: bool = False,
+    clock: StageClock | None = None, judge_in_background: bool = False, steering_judge_steps: int | None = None,
 ) -> DemoBuild:
     """``build_demo_workspace``, optionally with the demo judge trained beside the rest.
 
@@ -103,7 +130,12 @@ def start_demo_build(
     one torch thread while this process builds the demo model, the SAEs (and whatever the caller
     does next) with one thread fewer; ``DemoBuild.wait_for_judge`` joins it. The judge needs
     nothing the demo model build writes, so on two cores the two overlap instead of queueing.
+    The steering judge starts from the trained demo model: it trains in a second process too
+    (when ``judge_in_background``) from then on, beside the SAEs and the caller's stages.
     """
+    from steering_assets.demo.steering_judge import STEERING_JUDGE_STEPS
+
+    steering_steps = STEERING_JUDGE_STEPS if steering_judge_steps is None else steering_judge_steps
     clock = clock or StageClock(write=lambda line: None)
     workspace = DemoWorkspace(Path(root).resolve())
     stamp_path = workspace.root / STAMP
@@ -114,13 +146,13 @@ def start_demo_build(
         model_current = all(stamp.get(key) == value for key, value in wanted.items())
     judge = None
     if judge_in_background and (force or not _vetting_inputs_current(workspace, seed)):
-        judge = BackgroundJob(clock, _build_vetting_inputs, workspace, seed, True, setup=_one_torch_thread,
-                              on_done=_give_back_torch_thread())
+        judge = BackgroundJob(clock, _build_vetting_inputs, workspace, seed, True, on_done=_THREADS.take(), threads=1)
     if model_current:
         clock.line(f"demo corpus and demo model: cached ({stamp_path})")
+        steering_judge, steering_built = _steering_judge(workspace, seed, steering_steps, force, clock, judge_in_background)
         features_built = _build_feature_inputs(workspace, seed, force, clock)
         vetting_built = judge is not None or (not judge_in_background and _build_vetting_inputs(workspace, seed, force, clock))
-        return DemoBuild(workspace, features_built or vetting_built, judge)
+        return DemoBuild(workspace, features_built or vetting_built or steering_built, judge, steering_judge)
     # A stale or half-built workspace is rebuilt from scratch; artifacts are kept,
     # their fingerprints decide whether they are still current.
     stamp_path.unlink(missing_ok=True)
@@ -141,27 +173,101 @@ def start_demo_build(
             pretraining = pretrain_demo_model(workspace.model_path, workspace.data_root, steps=pretrain_steps, seed=seed,
                                               callbacks=[training_progress(clock)])
     write_json_atomic({**wanted, "seconds": round(time.perf_counter() - started, 1), "pretraining": pretraining}, stamp_path)
+    # The steering judge starts from the demo model just trained: it trains beside the rest from here.
+    steering_judge, _ = _steering_judge(workspace, seed, steering_steps, True, clock, judge_in_background)
     _build_feature_inputs(workspace, seed, True, clock)
     if not judge_in_background:
         _build_vetting_inputs(workspace, seed, True, clock)
-    return DemoBuild(workspace, True, judge)
+    return DemoBuild(workspace, True, judge, steering_judge)
 
 
-def _one_torch_thread() -> None:
-    """The background judge's process: one intra-op thread (the other core is this process's)."""
-    import torch
+class _TorchThreads:
+    """This process's torch threads: one fewer for each background judge training beside it (each
+    runs on one thread: ``BackgroundJob(threads=1)``), all of them lent to a judge it waits for."""
 
-    torch.set_num_threads(1)
+    def __init__(self) -> None:
+        self.own: int | None = None
+        self.jobs = 0
+
+    def take(self) -> Callable[[], None]:
+        """Take one thread while a background job runs; the returned callable gives it back (once)."""
+        import torch
+
+        if self.jobs == 0:
+            self.own = torch.get_num_threads()
+        self.jobs += 1
+        torch.set_num_threads(max(1, self.own - self.jobs))
+        given = []
+
+        def give_back() -> None:
+            if not given:
+                given.append(True)
+                self.jobs -= 1
+                torch.set_num_threads(max(1, self.own - self.jobs))
+
+        return give_back
 
 
-def _give_back_torch_thread() -> Callable[[], None]:
-    """Take one torch thread from this process while the background judge trains; the returned
-    callable gives it back (called when the judge is done)."""
-    import torch
+_THREADS = _TorchThreads()
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads - 1))
-    return lambda: torch.set_num_threads(threads)
+
+def _model_digest(workspace: DemoWorkspace) -> str:
+    """The demo model's weights, by content: the steering judge is current only for the model it started from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(workspace.model_path.glob("*.safetensors")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _steering_judge_wanted(workspace: DemoWorkspace, seed: int, steps: int) -> dict:
+    from steering_assets.demo import steering_judge as recipe
+
+    return {"version": STEERING_JUDGE_VERSION, "seed": seed, "steps": steps, "demo_model": _model_digest(workspace),
+            "recipe": [recipe.STEERING_JUDGE_BATCH, recipe.STEERING_JUDGE_LEARNING_RATE, recipe.STEERING_JUDGE_OWN_REPLIES,
+                       recipe.STEERING_JUDGE_SYNTHETIC]}
+
+
+def _steering_judge_current(workspace: DemoWorkspace, seed: int, steps: int) -> bool:
+    stamp_path = workspace.root / STEERING_JUDGE_STAMP
+    stamp = json.loads(stamp_path.read_text()) if stamp_path.is_file() else {}
+    wanted = _steering_judge_wanted(workspace, seed, steps)
+    return all(stamp.get(k) == v for k, v in wanted.items()) and workspace.steering_judge_path.is_dir()
+
+
+def _steering_judge(workspace: DemoWorkspace, seed: int, steps: int, force: bool, clock: StageClock,
+                    in_background: bool) -> tuple[BackgroundJob | None, bool]:
+    """Build the steering judge unless current: in a second process when ``in_background``.
+    Returns the background job (or None) and whether it is being built."""
+    if steps == 0:
+        clock.line("demo steering judge: none (0 steps); steered replies are rated with the vetting judge's settings")
+        return None, False
+    if not force and _steering_judge_current(workspace, seed, steps):
+        clock.line(f"demo steering judge: cached ({workspace.root / STEERING_JUDGE_STAMP})")
+        return None, False
+    if in_background:
+        return BackgroundJob(clock, _build_steering_judge, workspace, seed, steps, on_done=_THREADS.take(),
+                             threads=1), True
+    _build_steering_judge(workspace, seed, steps, clock)
+    return None, True
+
+
+def _build_steering_judge(workspace: DemoWorkspace, seed: int, steps: int, clock: StageClock) -> dict:
+    """The demo model's own steered replies, labelled with their known ratings, and the steering judge trained on them."""
+    from steering_assets.demo.steering_judge import build_steering_judge
+
+    stamp_path = workspace.root / STEERING_JUDGE_STAMP
+    stamp_path.unlink(missing_ok=True)
+    wanted = _steering_judge_wanted(workspace, seed, steps)
+    with clock.stage(f"demo steering judge (own replies, {steps} training steps)"), \
+            trainer_progress(clock):
+        training = build_steering_judge(workspace.steering_judge_path, workspace.model_path, seed=seed, steps=steps)
+        clock.progress("agreement with the known ratings of fresh own replies: " + ", ".join(
+            f"{criterion} {share:.0%}" for criterion, share in training["validation"].items())
+            + f" (attempt {training['attempt']})")
+    write_json_atomic({**wanted, "training": training}, stamp_path)
+    return training
 
 
 def _build_feature_inputs(workspace: DemoWorkspace, seed: int, force: bool, clock: StageClock) -> bool:

@@ -20,7 +20,7 @@ DEMO_STEERING_TRAINING = {
 DEMO_ACTIVATION = {"rows": 96}
 # No coefficient 1: the demo vectors never peak there, and each coefficient is a full generation
 # and scoring pass. Every coefficient samples from the same seed, so the others' numbers do not move.
-DEMO_EVALUATION = {"held_out_rows": 60, "n_prompts": 16, "coefficients": [0.0, 2.0, 4.0, 8.0]}
+DEMO_EVALUATION = {"held_out_rows": 60, "n_prompts": 12, "coefficients": [0.0, 2.0, 4.0, 8.0]}
 
 
 def steering_run_config(kind_name: str) -> dict:
@@ -31,3 +31,13 @@ def steering_run_config(kind_name: str) -> dict:
             f"{kind_name}__steering_eval": {"config": DEMO_EVALUATION},
         }
     }
+
+
+# The judge-scored comparison (steering_judged_eval): 8 held-out instructions (4 choose the factor,
+# 4 report) and 32-token replies, which show the demo voices; each persona costs 80 generations
+# and 240 judge prompts. The default factors (0.25-2 typical residual norms) are kept.
+DEMO_JUDGED_EVALUATION = {"instructions": 8, "max_new_tokens": 32}
+
+
+def judged_run_config(kind_name: str) -> dict:
+    return {"ops": {f"{kind_name}__steering_judged_eval": {"config": DEMO_JUDGED_EVALUATION}}}

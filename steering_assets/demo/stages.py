@@ -182,13 +182,32 @@ def _print_flushed(line: str) -> None:
     print(line, flush=True)
 
 
-def _run_job(connection, fn: Callable[..., Any], args: tuple, started: float, setup: Callable[[], None] | None) -> None:
+def _follow_thread_share(share) -> Callable[[], None]:
+    """A clock listener for the second process: torch's intra-op threads follow ``share.value``.
+
+    Called from the training loop's own thread (each step ticks the clock): OpenMP's thread
+    count is a per-thread setting, so setting it from another thread would not take."""
+    import torch
+
+    def follow() -> None:
+        wanted = max(1, share.value)
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+
+    follow()
+    return follow
+
+
+def _run_job(connection, fn: Callable[..., Any], args: tuple, started: float, setup: Callable[[], None] | None,
+             threads=None) -> None:
     """In the second process: ``fn(*args, clock=...)`` with a clock on the command's start; sends back
     ("ok", result, stages) or ("error", exception, stages)."""
     clock = StageClock(_print_flushed, started=started)
     try:
         if setup is not None:
             setup()
+        if threads is not None:
+            clock.listeners.append(_follow_thread_share(threads))
         outcome = ("ok", fn(*args, clock=clock), clock.stages)
     except BaseException as error:  # sent to the parent, which raises it
         outcome = ("error", error, clock.stages)
@@ -205,25 +224,35 @@ class BackgroundJob:
     ``fn`` and ``args`` must pickle (a module-level function). The job's stage lines print as
     they happen, on ``clock``'s time; when it has finished (``poll`` sees it at every ``clock.tick``,
     or ``result`` waits for it), its stages join ``clock``'s profile, marked as run in parallel,
-    and ``on_done`` is called. ``setup`` runs first in the second process (e.g. its thread count).
+    and ``on_done`` is called. ``setup`` runs first in the second process.
+    ``threads``: torch's intra-op threads in the second process, followed at each clock tick there
+    (each training step), so ``lend_threads`` can give it more while this process only waits.
     ``result`` returns what ``fn`` returned, or raises what it raised. The second process is a
     daemon: it ends when this process ends, so an error here never leaves it training on.
     """
 
     def __init__(self, clock: StageClock, fn: Callable[..., Any], *args: Any,
-                 setup: Callable[[], None] | None = None, on_done: Callable[[], None] | None = None):
+                 setup: Callable[[], None] | None = None, on_done: Callable[[], None] | None = None,
+                 threads: int | None = None):
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         self.clock = clock
         self.on_done = on_done
+        self._threads = None if threads is None else context.Value("i", threads, lock=False)
         self._receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_run_job, args=(send, fn, args, clock.started, setup), daemon=True,
-                                        name=f"background {getattr(fn, '__name__', 'job')}")
+        self._process = context.Process(target=_run_job, args=(send, fn, args, clock.started, setup, self._threads),
+                                        daemon=True, name=f"background {getattr(fn, '__name__', 'job')}")
         self._process.start()
         send.close()  # the child holds the only sending end: its exit ends the pipe
         self._outcome: tuple[Any, BaseException | None] | None = None
         clock.listeners.append(self.poll)
+
+    def lend_threads(self, threads: int) -> None:
+        """Let the second process use ``threads`` torch threads from its next training step on (a job
+        started without ``threads`` keeps its own)."""
+        if self._threads is not None:
+            self._threads.value = threads
 
     def poll(self) -> bool:
         """True once the job has finished (and its stages are in the profile)."""

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,41 +247,15 @@ def _train_judge_once(judge_path: Path, *, exclude: set[str], steps: int, batch_
     fresh model of the same shape learns the ratings in a few hundred steps. Its tokenizer is
     trained on judge prompts and holds one token per integer 0-100.
     """
-    import datasets
-    import torch
-    from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
-
+    from steering_assets.demo.judge_sft import train_judge_sft
     from steering_assets.demo.model import build_tiny_model, train_tokenizer
 
-    datasets.disable_progress_bars()
     conversations = rating_examples(steps * batch_size, seed=seed, exclude=exclude)
     tokenizer = train_tokenizer((turn["content"] for c in conversations[:4000] for turn in c), vocab_size=2048)
     tokenizer.add_tokens([t for t in judge_tokens() if t not in tokenizer.get_vocab()])
     model = build_tiny_model(tokenizer, seed=seed)
-    torch.manual_seed(seed)
-    staging = judge_path.parent / f".{judge_path.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    args = SFTConfig(
-        output_dir=str(staging / "checkpoints"), max_steps=steps, per_device_train_batch_size=batch_size,
-        learning_rate=JUDGE_LEARNING_RATE, lr_scheduler_type="cosine", warmup_steps=steps // 20, weight_decay=0.0,
-        save_strategy="no", logging_steps=max(1, steps // 6), seed=seed, bf16=False, use_cpu=True, report_to=[],
-        max_length=320, activation_checkpointing=False, disable_tqdm=True, assistant_only_loss=True,
-    )
-    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=datasets.Dataset.from_list([{"messages": c} for c in conversations]))
-    trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
-    result = trainer.train()
-    shutil.rmtree(staging / "checkpoints", ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    # Swap the finished judge in whole, so a crash never leaves a half-written model folder.
-    shutil.rmtree(judge_path, ignore_errors=True)
-    staging.rename(judge_path)
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"steps": steps, "examples": len(conversations), "seconds": round(time.perf_counter() - started, 1),
-            "first_loss": losses[0], "final_loss": losses[-1], "train_loss": result.training_loss}
+    return train_judge_sft(model, tokenizer, conversations, judge_path, steps=steps, batch_size=batch_size,
+                           learning_rate=JUDGE_LEARNING_RATE, max_length=320, seed=seed)
 
 
 def judge_agreement(truth: dict, reports: dict[str, dict]) -> dict:

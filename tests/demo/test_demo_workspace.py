@@ -74,5 +74,5 @@ def test_model_weights_are_deterministic_from_the_seed():
 
 
 def test_workspace_build_is_cached(demo_workspace):
-    workspace, built = build_demo_workspace(demo_workspace.root, pretrain_steps=0)
+    workspace, built = build_demo_workspace(demo_workspace.root, pretrain_steps=0, steering_judge_steps=0)
     assert not built and workspace == demo_workspace

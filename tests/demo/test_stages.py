@@ -2,6 +2,7 @@
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -129,11 +130,12 @@ def test_cached_workspace_build_says_so_through_the_clock(demo_workspace):
     from steering_assets.demo.build import build_demo_workspace
 
     lines = []
-    workspace, built = build_demo_workspace(demo_workspace.root, pretrain_steps=0, clock=StageClock(lines.append))
+    workspace, built = build_demo_workspace(demo_workspace.root, pretrain_steps=0, clock=StageClock(lines.append),
+                                            steering_judge_steps=0)
     assert not built
     assert [re.sub(r"^\[ *\w+\] ", "", line).split(":")[0] for line in lines] == [
-        "demo corpus and demo model", "concepts and SAEs", "scenarios and demo judge"]
-    assert all("cached" in line for line in lines)
+        "demo corpus and demo model", "demo steering judge", "concepts and SAEs", "scenarios and demo judge"]
+    assert all("cached" in line or "none (0 steps)" in line for line in lines)
 
 
 def test_overlapping_stages_are_counted_once_in_the_uncovered_time():
@@ -187,6 +189,34 @@ def test_background_job_raises_its_error_here_and_records_the_failed_stage():
         job.result()
     assert [(s.name, s.note) for s in clock.stages] == [
         ("first job stage", "second process, in parallel"), ("second job stage", "failed, second process, in parallel")]
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.time() + 60
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.02)
+
+
+def job_counting_threads(folder: str, *, clock: StageClock) -> list[int]:
+    """Torch's thread count in the second process at its start, and after a tick once the parent has lent more."""
+    import torch
+
+    seen = [torch.get_num_threads()]
+    (Path(folder) / "started").touch()
+    _wait_for(Path(folder) / "lent")
+    clock.tick()  # a training step: the lent threads take effect here
+    seen.append(torch.get_num_threads())
+    return seen
+
+
+def test_a_waiting_process_lends_its_threads_to_the_background_job(tmp_path):
+    from steering_assets.demo.stages import BackgroundJob
+
+    job = BackgroundJob(StageClock(lambda line: None), job_counting_threads, str(tmp_path), threads=1)
+    _wait_for(tmp_path / "started")
+    job.lend_threads(2)
+    (tmp_path / "lent").touch()
+    assert job.result() == [1, 2]
 
 
 def test_background_job_is_polled_at_each_tick():

@@ -1,5 +1,7 @@
 """The steering_vector asset in Dagster: one chunked run trains several personas on one model load."""
 
+import re
+
 import dagster as dg
 import pytest
 
@@ -156,6 +158,16 @@ def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments
         print_method_comparison(ArtifactStore(artifacts), demo_workspace.data_root)
         printed = capsys.readouterr().out
         assert all(key in printed for key in KEYS) and "personas won: trained " in printed
+        # What `make demo` prints after it: the judge's ratings of every generation against the known ones.
+        from steering_assets.cli import print_steering_judge_agreement
+
+        print_steering_judge_agreement(ArtifactStore(artifacts), demo_workspace.data_root)
+        printed = capsys.readouterr().out
+        for criterion in ("concept", "instruction", "fluency"):
+            assert re.search(rf"^{criterion} +[01]\.\d\d +\d\.\d\d +.*/{len(KEYS) * settings * 4}\s*$", printed, re.M), printed
+        assert re.search(r"^unsteered +\d\.\d\d / \d\.\d\d", printed, re.M)
+        left_out = printed.split("no judged evaluation (left out): ")[1]
+        assert "demo-qwen3-tiny/pirate" in left_out and not any(key in left_out for key in KEYS)
 
         # Nothing changed: the artifact is reused and the judge is not asked.
         calls = server.calls
