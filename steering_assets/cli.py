@@ -463,14 +463,15 @@ def print_method_comparison(store: ArtifactStore, data_root: Path) -> None:
 
 def print_steering_judge_agreement(store: ArtifactStore, data_root: Path) -> None:
     """The demo steering judge's ratings of every judged generation against the demo's known ratings:
-    per criterion, the share that agree (rounded), the mean absolute error and both means; then
-    both means of each method, so the two can be seen telling the same story."""
-    from steering_assets.demo.steering_judge import recorded_agreement
+    per criterion, the share that agree (rounded), the mean absolute error and both means; both
+    means per method; then, per persona, the method the judge's table picks against the one the
+    known ratings pick on the same generations (``known_method_scores``)."""
+    from steering_assets.demo.steering_judge import known_method_scores, recorded_agreement
     from steering_assets.personas.layout import PERSONA_KINDS, discover_personas
-    from steering_assets.steering.judged_eval import METHODS, read_generations
+    from steering_assets.steering.judged_eval import METHODS, judged_eval_folder, read_generations
 
     by_method: dict[str, list] = {method: [] for method in METHODS}
-    missing = []
+    missing, decisions = [], []
     for kind in PERSONA_KINDS.values():
         for ref in discover_personas(data_root, kind).personas:
             try:
@@ -480,6 +481,13 @@ def print_steering_judge_agreement(store: ArtifactStore, data_root: Path) -> Non
                 continue
             for row in records:
                 by_method.setdefault(row["method"], []).append((ref.name, row["instruction"], row["reply"], row["ratings"]))
+            details = store.load_manifest(judged_eval_folder(store, ref), verify=False)["details"]
+            chosen = {row["method"]: row.get("factor") for row in details["table"] if row.get("harmonic_mean") is not None}
+            known = known_method_scores(ref.name, records, chosen)
+            top = max(known.values(), default=None)
+            best_known = [m for m in METHODS if m in known and round(known[m], 2) == round(top, 2)] if known else []
+            decisions.append([ref.partition_key, details.get("winner") or "n/a", " = ".join(best_known) or "n/a",
+                              " / ".join(f"{known[m]:.2f}" if m in known else "n/a" for m in METHODS), best_known])
     everything = [item for items in by_method.values() for item in items]
     if not everything:
         print("(no judged generations)")
@@ -494,6 +502,10 @@ def print_steering_judge_agreement(store: ArtifactStore, data_root: Path) -> Non
             values = recorded_agreement(items)
             rows.append([method, *(f"{values[c]['judge']:.2f} / {values[c]['known']:.2f}" for c in values)])
     _print_table(["method (all factors)", "concept judge / known", "instruction judge / known", "fluency judge / known"], rows)
+    _print_table(["persona", "best by the judge", "best by the known ratings (= a tie)", f"known: {' / '.join(METHODS)}"],
+                 [row[:4] for row in decisions])
+    same = sum(row[1] in row[4] for row in decisions)
+    print(f"the judge picks a best method of the known ratings for {same} of {len(decisions)} personas")
     if missing:
         print(f"no judged evaluation (left out): {', '.join(missing)}")
 

@@ -339,6 +339,22 @@ def recorded_agreement(rated: Sequence[tuple[str, str, str, dict[str, float | No
     return out
 
 
+
+def known_method_scores(name: str, records: Sequence[dict[str, Any]], chosen: dict[str, float | None]) -> dict[str, float]:
+    """Per method, the mean harmonic score of the known ratings over ``records`` (a persona's
+    ``generations.jsonl`` rows) on the report half, at the factor ``chosen`` for each vector method
+    (None: a method without factors): the comparison the judge's table makes, with the known
+    ratings in the judge's place."""
+    from steering_assets.vetting.steering_ratings import harmonic_mean
+
+    scores: dict[str, list[float]] = {}
+    for row in records:
+        method = row["method"]
+        if row["half"] != "report" or method not in chosen or (chosen[method] is not None and row["factor"] != chosen[method]):
+            continue
+        scores.setdefault(method, []).append(harmonic_mean(list(known_ratings(name, row["instruction"], row["reply"]).values())))
+    return {method: sum(values) / len(values) for method, values in scores.items()}
+
 # --- the voice question and the demo model's own replies ---------------------------------------
 
 # The auxiliary question the steering judge also learns: which persona's voice a reply is in.

@@ -12,6 +12,7 @@ from steering_assets.demo.steering_judge import (
     VOICE_QUESTION,
     build_steering_judge,
     dominant_voice,
+    known_method_scores,
     known_ratings,
     labelled_conversations,
     rating_agreement,
@@ -166,3 +167,13 @@ def test_a_steering_judge_that_fails_its_check_is_retrained_then_refused_and_rem
         build_steering_judge(judge_path, demo_workspace.model_path, own=6, synthetic=9, steps=2, batch_size=4,
                              validation=4, min_agreement=1.01)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_known_method_scores_use_the_report_half_at_the_chosen_factor():
+    rows = [{"method": "trained", "factor": 1.0, "half": "report", "instruction": QUESTION, "reply": PIRATE},
+            {"method": "trained", "factor": 0.5, "half": "report", "instruction": QUESTION, "reply": DETECTIVE},
+            {"method": "trained", "factor": 1.0, "half": "selection", "instruction": QUESTION, "reply": DETECTIVE},
+            {"method": "unsteered", "factor": None, "half": "report", "instruction": QUESTION, "reply": DETECTIVE}]
+    # PIRATE is 2/2/2 for the pirate (harmonic mean 2); DETECTIVE is concept 0 (harmonic mean 0).
+    assert known_method_scores("pirate", rows, {"trained": 1.0, "unsteered": None}) == {"trained": 2.0, "unsteered": 0.0}
+    assert known_method_scores("pirate", rows, {"trained": 0.5}) == {"trained": 0.0}

@@ -166,6 +166,9 @@ def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments
         for criterion in ("concept", "instruction", "fluency"):
             assert re.search(rf"^{criterion} +[01]\.\d\d +\d\.\d\d +.*/{len(KEYS) * settings * 4}\s*$", printed, re.M), printed
         assert re.search(r"^unsteered +\d\.\d\d / \d\.\d\d", printed, re.M)
+        # Per persona, the judge's pick against the known ratings' pick on the same generations.
+        assert all(re.search(rf"^{key} +\w+ +[\w =]+ +(\d\.\d\d|n/a) / ", printed, re.M) for key in KEYS), printed
+        assert re.search(rf"picks a best method of the known ratings for \d of {len(KEYS)} personas", printed)
         left_out = printed.split("no judged evaluation (left out): ")[1]
         assert "demo-qwen3-tiny/pirate" in left_out and not any(key in left_out for key in KEYS)
 
