@@ -270,10 +270,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             with _backfill_stage(clock, launcher, f"{kind_name} steering (backfill)"):
                 failed += _steering_stage(launcher, kind_name, keys, steering_run_config(kind_name))
         # Vetting comes last: it needs the demo judge, which trains beside everything above.
-        if not build.judge_ready():
-            with clock.stage("waiting for the demo judge"):
-                build.wait_for_judge()
-        build.wait_for_judge()  # raises here if its training failed
+        build.wait_for_judge(clock)  # raises here if its training failed
         sync_scenario_partitions(instance, workspace.scenarios_root)
         traits = instance.get_dynamic_partitions("scenario_traits")
         with _backfill_stage(clock, launcher, "vetting (backfill)"):
@@ -281,10 +278,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             vetting_assets = [list(k.path) for k in _job_assets(launcher, "vetting")]
             failed += _failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
         # The judge-scored comparison needs the steering judge, trained beside the stages above.
-        if not build.steering_judge_ready():
-            with clock.stage("waiting for the demo steering judge"):
-                build.wait_for_steering_judge()
-        build.wait_for_steering_judge()
+        build.wait_for_steering_judge(clock)
         for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
             keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
             with _backfill_stage(clock, launcher, f"{kind_name} judged steering evaluation (backfill)"):
@@ -485,9 +479,8 @@ def print_steering_judge_agreement(store: ArtifactStore, data_root: Path) -> Non
             chosen = {row["method"]: row.get("factor") for row in details["table"] if row.get("harmonic_mean") is not None}
             known = known_method_scores(ref.name, records, chosen)
             top = max(known.values(), default=None)
-            best_known = [m for m in METHODS if m in known and round(known[m], 2) == round(top, 2)] if known else []
-            decisions.append([ref.partition_key, details.get("winner") or "n/a", " = ".join(best_known) or "n/a",
-                              " / ".join(f"{known[m]:.2f}" if m in known else "n/a" for m in METHODS), best_known])
+            best_known = [m for m in METHODS if m in known and round(known[m], 2) == round(top, 2)]
+            decisions.append((ref.partition_key, details.get("winner") or "n/a", best_known, known))
     everything = [item for items in by_method.values() for item in items]
     if not everything:
         print("(no judged generations)")
@@ -503,8 +496,10 @@ def print_steering_judge_agreement(store: ArtifactStore, data_root: Path) -> Non
             rows.append([method, *(f"{values[c]['judge']:.2f} / {values[c]['known']:.2f}" for c in values)])
     _print_table(["method (all factors)", "concept judge / known", "instruction judge / known", "fluency judge / known"], rows)
     _print_table(["persona", "best by the judge", "best by the known ratings (= a tie)", f"known: {' / '.join(METHODS)}"],
-                 [row[:4] for row in decisions])
-    same = sum(row[1] in row[4] for row in decisions)
+                 [[persona, judge_best, " = ".join(best_known) or "n/a",
+                   " / ".join(f"{known[m]:.2f}" if m in known else "n/a" for m in METHODS)]
+                  for persona, judge_best, best_known, known in decisions])
+    same = sum(judge_best in best_known for _, judge_best, best_known, _ in decisions)
     print(f"the judge picks a best method of the known ratings for {same} of {len(decisions)} personas")
     if missing:
         print(f"no judged evaluation (left out): {', '.join(missing)}")

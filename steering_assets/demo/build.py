@@ -96,28 +96,29 @@ class DemoBuild:
     judge: BackgroundJob | None = None
     steering_judge: BackgroundJob | None = None
 
-    def wait_for_judge(self) -> None:
-        """Block until the demo judge and the scenarios are ready; raises what their training raised."""
-        _wait_lending_threads(self.judge)
+    def wait_for_judge(self, clock: StageClock | None = None) -> None:
+        """Block until the demo judge and the scenarios are ready; raises what their training raised.
+        A wait is timed on ``clock`` as a stage of its own."""
+        _wait_lending_threads(self.judge, clock, "waiting for the demo judge")
 
     def judge_ready(self) -> bool:
         return self.judge is None or self.judge.poll()
 
-    def wait_for_steering_judge(self) -> None:
-        """Block until the demo steering judge is ready; raises what its training raised."""
-        _wait_lending_threads(self.steering_judge)
-
-    def steering_judge_ready(self) -> bool:
-        return self.steering_judge is None or self.steering_judge.poll()
+    def wait_for_steering_judge(self, clock: StageClock | None = None) -> None:
+        """Block until the demo steering judge is ready; raises what its training raised.
+        A wait is timed on ``clock`` as a stage of its own."""
+        _wait_lending_threads(self.steering_judge, clock, "waiting for the demo steering judge")
 
 
-def _wait_lending_threads(job: BackgroundJob | None) -> None:
+def _wait_lending_threads(job: BackgroundJob | None, clock: StageClock | None, stage: str) -> None:
     """Wait for ``job``, lending it this process's threads meanwhile (this process only waits)."""
     if job is None:
         return
     if not job.poll():
         job.lend_threads(_THREADS.own or 1)
-    job.result()
+        with (clock or StageClock(write=lambda line: None)).stage(stage):
+            job.result()
+    job.result()  # raises what its training raised
 
 
 def start_demo_build(

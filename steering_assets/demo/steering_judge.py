@@ -53,12 +53,7 @@ def _templates(voice: Voice) -> tuple[str, ...]:
 def _pattern(template: str) -> re.Pattern:
     # A topic is lower-case words; case-insensitive because replies capitalise their first letter.
     parts = [re.escape(part) for part in template.split("{topic}")]
-    return re.compile(r"(?P<topic>[A-Za-z][A-Za-z ]{0,40}?)".join(parts), re.IGNORECASE)
-
-
-@lru_cache(maxsize=None)
-def _voice_patterns(voice: Voice) -> tuple[re.Pattern, ...]:
-    return tuple(_pattern(t) for t in _templates(voice))
+    return re.compile(r"[A-Za-z][A-Za-z ]{0,40}?".join(parts), re.IGNORECASE)
 
 
 @lru_cache(maxsize=1)
@@ -67,17 +62,14 @@ def _every_pattern() -> tuple[re.Pattern, ...]:
     return tuple(_pattern(t) for t in (*templates, *GENERIC_SENTENCES))
 
 
-def _covered(text: str, patterns) -> tuple[list[bool], list[str]]:
-    """Which characters of ``text`` lie in a match of any pattern, and the topics those matches name."""
+def _covered(text: str) -> list[bool]:
+    """Which characters of ``text`` lie in a whole corpus sentence (any voice's template or a generic one)."""
     covered = [False] * len(text)
-    topics = []
-    for pattern in patterns:
+    for pattern in _every_pattern():
         for match in pattern.finditer(text):
             for i in range(match.start(), match.end()):
                 covered[i] = True
-            if "topic" in pattern.groupindex and match.group("topic"):
-                topics.append(match.group("topic").strip().lower())
-    return covered, topics
+    return covered
 
 
 def _share(text: str, covered: list[bool]) -> float:
@@ -147,7 +139,7 @@ def fluency_rating(reply: str) -> int:
     text = _without_cut_tail(reply.strip())
     if not text:
         return 0
-    covered, _ = _covered(text, _every_pattern())
+    covered = _covered(text)
     share = _share(text, covered)
     rating = 2 if share >= 0.7 else 1 if share >= 0.3 else 0
     sentences = [s.strip().lower() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
@@ -378,11 +370,15 @@ def voice_question(reply: str) -> list[dict[str, str]]:
             {"role": "assistant", "content": dominant_voice(reply)}]
 
 
-def labelled_conversations(items: Sequence[tuple[str, str, str, str]]) -> list[list[dict[str, str]]]:
-    """Judge conversations for ``(persona, description, question, reply)`` items: the three ratings and the voice question."""
+def labelled_conversations(items: Sequence[tuple[str, str, str, str]],
+                           truths: Sequence[dict[str, int]] | None = None) -> list[list[dict[str, str]]]:
+    """Judge conversations for ``(persona, description, question, reply)`` items: the three ratings and the voice question.
+
+    ``truths``: the items' ``known_ratings`` when the caller has them already (else computed here)."""
+    if truths is None:
+        truths = [known_ratings(name, question, reply) for name, _, question, reply in items]
     conversations = []
-    for name, description, question, reply in items:
-        truth = known_ratings(name, question, reply)
+    for (_, description, question, reply), truth in zip(items, truths, strict=True):
         for criterion, prompt in rating_prompts(description, question, reply).items():
             conversations.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": str(truth[criterion])}])
         conversations.append(voice_question(reply))
@@ -473,11 +469,12 @@ def build_steering_judge(judge_path: Path, model_path: Path, *, seed: int = 0, o
     items = own_replies(model, tokenizer, questions=QUESTIONS, count=own, seed=seed)
     held_out = own_replies(model, tokenizer, questions=QUESTIONS, count=validation, seed=seed + 1000)
     del model
+    truths = [known_ratings(name, question, reply) for name, _, question, reply in items]
     spread = {c: [0, 0, 0] for c in ("concept", "instruction", "fluency")}
-    for name, _, question, reply in items:
-        for criterion, rating in known_ratings(name, question, reply).items():
+    for truth in truths:
+        for criterion, rating in truth.items():
             spread[criterion][rating] += 1
-    conversations = labelled_conversations(items) + steering_rating_examples(synthetic, seed=seed)
+    conversations = labelled_conversations(items, truths) + steering_rating_examples(synthetic, seed=seed)
     random.Random(f"{seed}-steering-judge").shuffle(conversations)
     own_seconds = round(time.perf_counter() - started, 1)
     for attempt in range(attempts):
