@@ -20,6 +20,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from resources.instructions import InstructionSource
+from resources.language_model import ModelSource
 from resources.rollouts import PersonaRollouts
 from steering_assets.personas.layout import (
     PERSONA_KINDS,
@@ -140,3 +142,50 @@ def persona_discovery_sensor(context: dg.SensorEvaluationContext, rollouts: Pers
         cursor=json.dumps(result.seen, separators=(",", ":")),
         skip_reason=None if requests or result.observations else (result.problem or "no new or changed persona files"),
     )
+
+
+def instruction_partition_keys(instructions_root: Path | str, model_name: str) -> dict[str, list[str]]:
+    """Persona partition keys (``<model_name>/<name>``) of every instruction file, per kind."""
+    from steering_assets.personas.instructions import discover_instructions
+
+    return {kind_name: [PersonaRef(PERSONA_KINDS[kind_name], model_name, name).partition_key
+                        for name in discover_instructions(instructions_root, PERSONA_KINDS[kind_name])]
+            for kind_name in PARTITIONS_BY_KIND}
+
+
+def sync_instruction_partitions(instance: dg.DagsterInstance, instructions_root: Path | str, model_name: str) -> dict[str, list[str]]:
+    """Add a persona partition for every instruction file not yet one; returns the keys added per kind."""
+    added = {}
+    for kind_name, keys in instruction_partition_keys(instructions_root, model_name).items():
+        existing = set(instance.get_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name))
+        added[kind_name] = [key for key in keys if key not in existing]
+        if added[kind_name]:
+            instance.add_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name, added[kind_name])
+    return added
+
+
+@dg.sensor(
+    name="instruction_discovery_sensor",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Scans PERSONA_INSTRUCTIONS_ROOT (roles/instructions/*.json, traits/instructions/*.json): every new instruction "
+        "file becomes a role or trait partition <model>/<name> of the persona model, ready for generated_rollouts."
+    ),
+)
+def instruction_discovery_sensor(context: dg.SensorEvaluationContext, instructions: InstructionSource,
+                                 model_source: ModelSource) -> dg.SensorResult:
+    import os
+
+    if not instructions.root:
+        return dg.SensorResult(skip_reason="PERSONA_INSTRUCTIONS_ROOT is not set: no rollouts to generate")
+    model_name = os.environ.get("PERSONA_ROLLOUT_MODEL_NAME") or model_source.display_name
+    keys = instruction_partition_keys(instructions.folder(), model_name)
+    requests = []
+    for kind_name, wanted in keys.items():
+        existing = set(context.instance.get_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name))
+        new = [key for key in wanted if key not in existing]
+        if new:
+            requests.append(PARTITIONS_BY_KIND[kind_name].build_add_request(new))
+    return dg.SensorResult(dynamic_partitions_requests=requests,
+                           skip_reason=None if requests else "no new instruction files")

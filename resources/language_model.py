@@ -1,18 +1,22 @@
 """The target model: where it comes from (tokenizer for datasets) and the loaded, frozen model.
 
-``ModelSource`` is light: persona datasets only need its tokenizer. ``LanguageModelResource``
-wraps a ``ModelSource`` and loads the causal LM once per run in ``setup_for_execution``
-(every partition of a chunked run shares it) and frees it in teardown.
+``ModelSource`` is light: persona datasets only need its tokenizer. It names a Hugging Face
+folder, a hub id, or a GGUF (a ``.gguf`` file, a split GGUF's parts, ``package:NAME``), which
+is converted once into the shared model cache (``steering_assets.pretrained``) and loaded
+from there. ``LanguageModelResource`` wraps a ``ModelSource`` and loads the causal LM once per
+run in ``setup_for_execution`` (every partition of a chunked run shares it) and frees it in
+teardown.
 """
 
 import functools
 import gc
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from steering_assets.models import load_causal_lm
+from steering_assets.pretrained import gguf_sha256, is_gguf_source, locate_gguf, resolve_model
 
 
 @functools.lru_cache(maxsize=4)
@@ -31,15 +35,42 @@ def _load_tokenizer(name_or_path: str, revision: Optional[str], local_files_only
 
 
 class ModelSource(dg.ConfigurableResource):
-    """A causal LM by local path or hub id; persona datasets use its tokenizer and chat template."""
+    """A causal LM by local folder, hub id or GGUF; persona datasets use its tokenizer and chat template."""
 
-    model_name_or_path: str = Field(description="Local folder or hub id of the target model (env PERSONA_MODEL).")
+    model_name_or_path: str = Field(
+        description="Local folder, hub id, .gguf file (or a split GGUF's parts) or package:NAME of the target model (env PERSONA_MODEL)."
+    )
     revision: Optional[str] = Field(default=None, description="Hub revision (branch, tag or commit).")
     local_files_only: bool = Field(default=False, description="Never reach the hub; use local files only.")
     trust_remote_code: bool = Field(default=False, description="Allow custom code shipped with the model.")
 
+    def resolved_path(self, log: Optional[Callable[[str], None]] = None) -> str:
+        """The folder or hub id transformers loads: for a GGUF, its converted folder (converted on first use)."""
+        return resolve_model(self.model_name_or_path, log=log)
+
+    @property
+    def identity(self) -> str:
+        """The name artifacts record and are keyed by: ``model_name_or_path``, plus the GGUF's SHA-256 prefix
+        for a GGUF source, so that vectors made from other weights under the same name are never reused."""
+        if is_gguf_source(self.model_name_or_path):
+            return f"{self.model_name_or_path}@{gguf_sha256(locate_gguf(self.model_name_or_path))[:12]}"
+        return self.model_name_or_path
+
+    @property
+    def display_name(self) -> str:
+        """A short name for rollout folders and ``{model_name}``: a GGUF's file stem, a folder's name, a hub id's last part."""
+        import re
+        from pathlib import Path
+
+        spec = self.model_name_or_path
+        if is_gguf_source(spec):
+            name = locate_gguf(spec).file_name.removesuffix(".gguf")
+        else:
+            name = Path(spec.rstrip("/")).name
+        return re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip("-.") or "model"
+
     def get_tokenizer(self) -> Any:
-        return _load_tokenizer(self.model_name_or_path, self.revision, self.local_files_only, self.trust_remote_code)
+        return _load_tokenizer(self.resolved_path(), self.revision, self.local_files_only, self.trust_remote_code)
 
 
 class LanguageModelResource(dg.ConfigurableResource):
@@ -64,8 +95,9 @@ class LanguageModelResource(dg.ConfigurableResource):
     _model: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        log = context.log.info if context.log else None
         self._model = load_causal_lm(
-            self.source.model_name_or_path,
+            self.source.resolved_path(log=log),
             revision=self.source.revision,
             local_files_only=self.source.local_files_only,
             trust_remote_code=self.source.trust_remote_code,
@@ -91,7 +123,8 @@ class LanguageModelResource(dg.ConfigurableResource):
 
     @property
     def model_name(self) -> str:
-        return self.source.model_name_or_path
+        """The model's identity in artifacts and fingerprints (``ModelSource.identity``)."""
+        return self.source.identity
 
     def get_model(self) -> Any:
         if self._model is None:

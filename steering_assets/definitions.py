@@ -16,20 +16,24 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from partitions.concepts import concept_discovery_sensor  # noqa: E402
-from partitions.personas import persona_discovery_sensor  # noqa: E402
+from partitions.personas import instruction_discovery_sensor, persona_discovery_sensor  # noqa: E402
 from partitions.scenarios import scenario_discovery_sensor  # noqa: E402
 from resources.concepts import ConceptSentences  # noqa: E402
 from resources.encoder import SentenceEncoderResource  # noqa: E402
+from resources.instructions import InstructionSource  # noqa: E402
 from resources.judge import JudgeResource  # noqa: E402
 from resources.language_model import LanguageModelResource, ModelSource  # noqa: E402
+from resources.rollout_generation import RolloutGeneratorResource  # noqa: E402
 from resources.rollouts import PersonaRollouts  # noqa: E402
 from resources.sae import SAEResource  # noqa: E402
 from resources.scenarios import ScenarioSource  # noqa: E402
 from resources.storage import ArtifactStorage  # noqa: E402
 from steering_assets.features.assets import FEATURE_ASSETS  # noqa: E402
+from steering_assets.model_assets import MODEL_ASSETS  # noqa: E402
 from steering_assets.vetting.assets import VETTING_ASSETS, automation_sensor, revetting_schedule, vetting_job  # noqa: E402
 from steering_assets.deployment.tags import cpu_run_tags  # noqa: E402
 from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
+from steering_assets.personas.generation_assets import build_generation_assets  # noqa: E402
 from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
 from steering_assets.steering.assets import build_steering_assets  # noqa: E402
 
@@ -53,6 +57,21 @@ def default_language_model(source: ModelSource) -> LanguageModelResource:
         device_map=os.environ.get("PERSONA_DEVICE_MAP") or None,
         dtype=os.environ.get("PERSONA_DTYPE") or "auto",
         quantization=os.environ.get("PERSONA_QUANTIZATION") or None,
+    )
+
+
+def default_rollout_generator(source: ModelSource) -> RolloutGeneratorResource:
+    """PERSONA_GENERATION_BACKEND "local" (default: the persona model, loaded in the run) or "openai" (PERSONA_GENERATION_BASE_URL,
+    PERSONA_GENERATION_MODEL, key from OPENAI_API_KEY); PERSONA_DEVICE and PERSONA_DTYPE as for the language model."""
+    import os
+
+    backend = os.environ.get("PERSONA_GENERATION_BACKEND") or "local"
+    return RolloutGeneratorResource(
+        source=source, backend=backend,
+        base_url=os.environ.get("PERSONA_GENERATION_BASE_URL") or None,
+        model=os.environ.get("PERSONA_GENERATION_MODEL") or None,
+        api_key=dg.EnvVar("OPENAI_API_KEY") if backend == "openai" and os.environ.get("OPENAI_API_KEY") else None,
+        device=os.environ.get("PERSONA_DEVICE") or "auto", dtype=os.environ.get("PERSONA_DTYPE") or "auto",
     )
 
 
@@ -89,15 +108,19 @@ def build_definitions(
     scenarios_root: str | None = None,
     judge: JudgeResource | None = None,
     steering_judge: JudgeResource | None = None,
+    instructions_root: str | None = None,
 ) -> dg.Definitions:
     """Definitions with resources from the arguments, or from environment variables when omitted.
 
     ``steering_judge`` rates steered generations (``steering_judged_eval``); omitted, it is ``judge``
     when that is given, else the PERSONA_STEERING_JUDGE_* settings (falling back to PERSONA_JUDGE_*).
     """
-    assets: list = []
+    import os
+
+    assets: list = list(MODEL_ASSETS)
     jobs = []
     for kind_name, kind in PERSONA_KINDS.items():
+        assets += build_generation_assets(kind)
         assets += build_persona_assets(kind)
         assets += build_steering_assets(kind)
         jobs.append(
@@ -130,6 +153,8 @@ def build_definitions(
         "storage": ArtifactStorage(root=artifact_root or dg.EnvVar("PERSONA_ARTIFACT_ROOT")),
         "model_source": source,
         "language_model": default_language_model(source),
+        "rollout_generator": default_rollout_generator(source),
+        "instructions": InstructionSource(root=instructions_root or os.environ.get("PERSONA_INSTRUCTIONS_ROOT") or None),
         "sentence_encoder": SentenceEncoderResource(),
         "saes": SAEResource(config_path=sae_config or dg.EnvVar("PERSONA_SAE_CONFIG")),
         "concepts": ConceptSentences(root=concepts_root or dg.EnvVar("PERSONA_CONCEPTS_ROOT")),
@@ -140,7 +165,7 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        sensors=[persona_discovery_sensor, concept_discovery_sensor, scenario_discovery_sensor, automation_sensor],
+        sensors=[persona_discovery_sensor, instruction_discovery_sensor, concept_discovery_sensor, scenario_discovery_sensor, automation_sensor],
         schedules=[revetting_schedule],
         resources=resources,
         # One process per run: a model or tokenizer is loaded once and serves every step.

@@ -62,3 +62,7 @@ def shared_persona_names():
     if not (roles.is_file() and traits.is_file()):
         pytest.skip("../shared/fixtures/persona_names is not present")
     return json.loads(roles.read_text()), json.loads(traits.read_text())
+
+
+# Real pretrained models (SmolLM2-135M-Instruct, Gemma-3-270M), converted once per machine: tests/real_models.py.
+from tests.real_models import gemma3, gemma3_loaded, smollm2, smollm2_loaded  # noqa: E402,F401

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from resources.encoder import SentenceEncoderResource
 from resources.language_model import LanguageModelResource
+from steering_assets.model_assets import PERSONA_MODEL_KEY
 from partitions.concepts import CONCEPT_PARTITIONS
 from resources.concepts import ConceptSentences
 from resources.sae import SAEResource
@@ -37,7 +38,7 @@ class TraitClassifiersConfig(dg.Config):
 
 
 @dg.asset(
-    key=["concepts", "sentence_features"], partitions_def=CONCEPT_PARTITIONS, group_name=GROUP, pool="gpu",
+    key=["concepts", "sentence_features"], deps=[PERSONA_MODEL_KEY], partitions_def=CONCEPT_PARTITIONS, group_name=GROUP, pool="gpu",
     kinds={"pytorch", "numpy"}, code_version="1",
     description="One NPZ per labelled sentence: embeddings, every layer's hidden states and SAE activations for each prefix.",
 )

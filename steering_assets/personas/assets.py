@@ -13,6 +13,7 @@ from pydantic import Field
 
 from partitions.personas import PARTITIONS_BY_KIND, rollouts_asset_key
 from resources.language_model import ModelSource
+from steering_assets.model_assets import PERSONA_MODEL_KEY
 from resources.rollouts import PersonaRollouts
 from resources.storage import ArtifactStorage
 from steering_assets.artifacts import ArtifactResult, fingerprint
@@ -220,7 +221,7 @@ def build_persona_assets(kind: PersonaKind) -> list:
         specs=[
             dg.AssetSpec(
                 dataset_key,
-                deps=[rollouts_key],
+                deps=[rollouts_key, dg.AssetKey([kind.name, "rollout_scores"]), PERSONA_MODEL_KEY],
                 partitions_def=partitions_def,
                 group_name=group,
                 kinds={"polars", "parquet"},

@@ -14,6 +14,7 @@ from steering_assets.personas.layout import PersonaKind, PersonaRef
 from resources.encoder import SentenceEncoderResource
 from resources.judge import JudgeResource
 from steering_assets.metadata import md_table, png_markdown
+from steering_assets.model_assets import PERSONA_MODEL_KEY
 from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE, SteeringTrainingConfig
 
 # A backfill chunk: this many personas share one model load and one batched training run.
@@ -241,7 +242,7 @@ def build_steering_assets(kind: PersonaKind) -> list:
 
     @dg.asset(
         key=[kind.name, "steering_vector"],
-        deps=[split_key],
+        deps=[split_key, PERSONA_MODEL_KEY],
         kinds={"pytorch", "safetensors"},
         **model_asset,
         description=(
@@ -321,7 +322,7 @@ def build_steering_assets(kind: PersonaKind) -> list:
 
     @dg.asset(
         key=activation_key,
-        deps=[vector_key, dataset_key, baseline_key],
+        deps=[vector_key, dataset_key, baseline_key, PERSONA_MODEL_KEY],
         kinds={"pytorch"},
         **model_asset,
         description=(
@@ -350,7 +351,7 @@ def build_steering_assets(kind: PersonaKind) -> list:
 
     @dg.asset(
         key=eval_key,
-        deps=[vector_key, activation_key, classifier_key, split_key, dataset_key, baseline_key],
+        deps=[vector_key, activation_key, classifier_key, split_key, dataset_key, baseline_key, PERSONA_MODEL_KEY],
         kinds={"pytorch", "sklearn"},
         **model_asset,
         description=(
@@ -401,7 +402,7 @@ def build_steering_assets(kind: PersonaKind) -> list:
 
     @dg.asset(
         key=judged_key,
-        deps=[vector_key, activation_key, split_key, dataset_key, baseline_key],
+        deps=[vector_key, activation_key, split_key, dataset_key, baseline_key, PERSONA_MODEL_KEY],
         kinds={"pytorch"},
         **model_asset,
         description=(

@@ -10,6 +10,7 @@ from pydantic import Field
 from partitions.scenarios import SCENARIO_FILES_KEY, VETTING_PARTITIONS
 from resources.judge import JudgeResource
 from resources.language_model import LanguageModelResource
+from steering_assets.model_assets import PERSONA_MODEL_KEY
 from resources.scenarios import ScenarioSource
 from resources.storage import ArtifactStorage
 from steering_assets.asset_helpers import reported_as_failure
@@ -202,7 +203,7 @@ def scenario_vetting(context: dg.AssetExecutionContext, config: VettingConfig, s
     return _judge_stage(context, "scenario_vetting", config, storage, judge, scenarios, vet_scenarios)
 
 
-@dg.asset(key=["vetting", "scenario_responses"], deps=[SCENARIO_FILES_KEY], partitions_def=VETTING_PARTITIONS, group_name=GROUP,
+@dg.asset(key=["vetting", "scenario_responses"], deps=[SCENARIO_FILES_KEY, PERSONA_MODEL_KEY], partitions_def=VETTING_PARTITIONS, group_name=GROUP,
           pool="gpu", code_version="2", automation_condition=dg.AutomationCondition.eager(),
           description="Stage 1: a base model continues every scenario (no chat template; a system prompt goes first), "
                       "batched, greedy or seeded sampling.")

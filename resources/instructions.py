@@ -1,0 +1,25 @@
+"""Instruction files for rollout generation, in assistant-axis's layout (PERSONA_INSTRUCTIONS_ROOT)."""
+
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+
+class InstructionSource(dg.ConfigurableResource):
+    """``{root}/roles/instructions/{role}.json``, ``{root}/traits/instructions/{trait}.json`` and
+    ``{root}/extraction_questions.jsonl`` (see ``steering_assets.personas.instructions``)."""
+
+    root: Optional[str] = Field(default=None, description="The instructions folder (env PERSONA_INSTRUCTIONS_ROOT); unset: no generation.")
+
+    def folder(self) -> Path:
+        from steering_assets.errors import MissingInputError
+
+        if not self.root:
+            raise MissingInputError("PERSONA_INSTRUCTIONS_ROOT is not set: point it at a folder holding roles/instructions/, "
+                                    "traits/instructions/ and extraction_questions.jsonl to generate rollouts")
+        folder = Path(self.root)
+        if not folder.is_dir():
+            raise MissingInputError(f"PERSONA_INSTRUCTIONS_ROOT {folder} is not a folder")
+        return folder

@@ -1,0 +1,156 @@
+"""Rollouts generated and judged inside the platform (assistant-axis's stages 1 and 3), per persona partition.
+
+``{kind}/generated_rollouts`` asks the persona model every instruction x question of the
+persona's instruction file and writes the replies where the persona datasets read rollouts;
+``{kind}/rollout_scores`` has the judge rate them with the file's ``eval_prompt`` and writes the
+score file beside them, so ``persona_dataset``'s score filter applies unchanged. Partitions are
+the persona partitions (``<source_model>/<name>``): the instruction discovery adds one per
+instruction file for the persona model, named by its short name (``ModelSource.display_name``
+or ``PERSONA_ROLLOUT_MODEL_NAME``). A backfill runs in chunks, one model load per chunk.
+"""
+
+import dataclasses
+import os
+from typing import Optional, Sequence
+
+import dagster as dg
+from pydantic import Field
+
+from partitions.personas import PARTITIONS_BY_KIND
+from resources.instructions import InstructionSource
+from resources.judge import JudgeResource
+from resources.rollout_generation import RolloutGeneratorResource
+from resources.rollouts import PersonaRollouts
+from resources.storage import ArtifactStorage
+from steering_assets.asset_helpers import materialize_chunk
+from steering_assets.errors import InputError
+from steering_assets.metadata import md_table
+from steering_assets.model_assets import PERSONA_MODEL_KEY
+from steering_assets.personas.layout import ROLES, PersonaKind, PersonaRef
+
+GENERATION_CHUNK = 8
+
+
+class RolloutGenerationConfig(dg.Config):
+    questions: Optional[int] = Field(default=None, gt=0, description="Ask only the first N questions (unset: all, as assistant-axis does).")
+    max_new_tokens: int = Field(default=512, gt=0, description="assistant-axis: 512.")
+    temperature: float = Field(default=0.7, ge=0, description="assistant-axis: 0.7; 0 is greedy decoding.")
+    top_p: float = Field(default=0.9, gt=0, le=1, description="assistant-axis: 0.9.")
+    seed: int = 0
+
+
+def rollout_model_name(source_display_name: str) -> str:
+    """The source-model folder generated rollouts go in, and ``{model_name}``: PERSONA_ROLLOUT_MODEL_NAME, else the model's short name."""
+    return os.environ.get("PERSONA_ROLLOUT_MODEL_NAME") or source_display_name
+
+
+class PartitionModelError(InputError, ValueError):
+    """A generation partition of another source model than the persona model."""
+
+
+def _checked_ref(ref: PersonaRef, model_name: str) -> PersonaRef:
+    if ref.source_model != model_name:
+        raise PartitionModelError(
+            f"partition {ref.partition_key!r} holds rollouts of {ref.source_model!r}, but the persona model is {model_name!r}: "
+            f"generated rollouts go to {model_name}/{ref.name} (set PERSONA_ROLLOUT_MODEL_NAME to name the folder otherwise)"
+        )
+    return ref
+
+
+def _samples(rows: Sequence[dict], count: int = 3) -> dg.MetadataValue:
+    table = [(r["label"], r["system_prompt"][:60], r["question"][:60], r["conversation"][-1]["content"][:160]) for r in rows[:count]]
+    return dg.MetadataValue.md(md_table(["label", "instruction", "question", "reply"], table))
+
+
+def build_generation_assets(kind: PersonaKind) -> list:
+    partitions_def = PARTITIONS_BY_KIND[kind.name]
+    generated_key = dg.AssetKey([kind.name, "generated_rollouts"])
+    scores_key = dg.AssetKey([kind.name, "rollout_scores"])
+    group = f"{kind.name}_rollouts"
+    policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=GENERATION_CHUNK)
+
+    @dg.asset(
+        key=generated_key, deps=[PERSONA_MODEL_KEY], partitions_def=partitions_def, group_name=group, pool="gpu",
+        kinds={"pytorch", "jsonl"}, code_version="1", backfill_policy=policy,
+        description=(
+            f"Replies of the persona model to every instruction x question of the {kind.column}'s instruction file "
+            "(assistant-axis stage 1: temperature 0.7, top-p 0.9), written in the rollout layout the persona datasets "
+            "read. Resumable: finished replies are cached, a re-run generates only what is missing."
+        ),
+    )
+    def generated_rollouts(context: dg.AssetExecutionContext, config: RolloutGenerationConfig, instructions: InstructionSource,
+                           rollout_generator: RolloutGeneratorResource, rollouts: PersonaRollouts, storage: ArtifactStorage):
+        from steering_assets.personas.generation import (
+            ReplyCache, SamplingSettings, generate_rollouts, plan_rollouts, rollout_path,
+        )
+        from steering_assets.personas.instructions import QUESTIONS_FILE, instruction_path, read_instruction_file, read_questions
+
+        root = instructions.folder()
+        model_name = rollout_model_name(rollout_generator.source.display_name)
+        settings = SamplingSettings(config.max_new_tokens, config.temperature, config.top_p, config.seed)
+        system_role = rollout_generator.supports_system_role()
+        generator = rollout_generator.generator()
+        store = storage.store()
+
+        def materialize(refs: Sequence[PersonaRef]) -> dict:
+            results = {}
+            shared = read_questions(root / QUESTIONS_FILE)[: config.questions] if kind is ROLES else None
+            for ref in refs:
+                _checked_ref(ref, model_name)
+                spec = read_instruction_file(instruction_path(root, kind, ref.name), kind)
+                if spec.questions is not None and config.questions:
+                    spec = dataclasses.replace(spec, questions=spec.questions[: config.questions])
+                requests = plan_rollouts(spec, shared, model_name, system_role)
+                cache = ReplyCache(store.folder("generation", kind.name, ref.source_model, ref.name) / "replies.jsonl")
+                out = rollout_path(rollouts.root, kind, ref.source_model, ref.name)
+                results[ref.partition_key] = generate_rollouts(requests, generator, settings, out, cache, log=context.log.info)
+            return results
+
+        def metadata(outcome) -> dict:
+            return {"rows": outcome.rows, "generated": outcome.generated, "reused_from_cache": outcome.reused,
+                    "torn_cache_lines": outcome.torn_cache_lines, "responses_file": dg.MetadataValue.path(str(outcome.path)),
+                    "generator": generator.name, "system_role": system_role, "samples": _samples(outcome.samples)}
+
+        yield from materialize_chunk(context, kind, materialize, metadata)
+
+    scale = "0-3 role adherence (assistant-axis: 3 = fully in role)" if kind is ROLES else "0-100 trait expression, or REFUSAL"
+
+    @dg.asset(
+        key=scores_key, deps=[generated_key], partitions_def=partitions_def, group_name=group, kinds={"openai", "json"},
+        code_version="1", backfill_policy=policy,
+        description=(f"The judge's {scale} rating of every generated reply, with the instruction file's eval_prompt "
+                     "(assistant-axis stage 3), written as the score file persona_dataset filters on. Unscored replies "
+                     "are left out and counted; the judgment cache re-asks only them."),
+    )
+    def rollout_scores(context: dg.AssetExecutionContext, instructions: InstructionSource, judge: JudgeResource,
+                       rollout_generator: RolloutGeneratorResource, rollouts: PersonaRollouts, storage: ArtifactStorage):
+        from steering_assets.personas.generation import rollout_path, scores_path
+        from steering_assets.personas.instructions import instruction_path, read_instruction_file
+        from steering_assets.personas.rollout_scoring import score_rollouts
+
+        root = instructions.folder()
+        model_name = rollout_model_name(rollout_generator.source.display_name)
+        store = storage.store()
+
+        def materialize(refs: Sequence[PersonaRef]) -> dict:
+            scorer = judge.judge(store.folder("judgments"))
+            results = {}
+            for ref in refs:
+                spec = read_instruction_file(instruction_path(root, kind, ref.name), kind)
+                if spec.is_baseline:
+                    raise InputError(f"{ref.partition_key}: {ref.name} is a baseline role (no eval_prompt, never training data); "
+                                     "it is not scored")
+                results[ref.partition_key] = score_rollouts(
+                    rollout_path(rollouts.root, kind, ref.source_model, ref.name), spec, scorer,
+                    scores_path(rollouts.root, kind, ref.source_model, ref.name), model_name, log=context.log.info)
+            return results
+
+        def metadata(outcome) -> dict:
+            return {"scored": outcome.scored, "refusals": outcome.refusals, "unscored": len(outcome.unscored),
+                    "unscored_examples": dg.MetadataValue.json(dict(list(outcome.unscored.items())[:5])),
+                    "score_distribution": dg.MetadataValue.md(md_table(["score", "replies"], sorted(outcome.distribution.items(), key=lambda kv: float(kv[0]) if kv[0] != "REFUSAL" else -1))),
+                    "judge": judge.judge_name, "scores_file": dg.MetadataValue.path(str(outcome.path))}
+
+        yield from materialize_chunk(context, kind, metadata=metadata, materialize=materialize)
+
+    return [generated_rollouts, rollout_scores]
