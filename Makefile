@@ -78,6 +78,7 @@ bench: install
 	$(PY) benchmarks/demo_launch.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/backfill.py --baseline-sample 20
 	$(PY) benchmarks/bytecode_cache.py
+	$(PY) benchmarks/rollout_generation.py
 
 sync-partitions: install dagster-home
 	$(VENV)/bin/steering-assets sync-partitions
