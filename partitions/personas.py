@@ -153,14 +153,21 @@ def instruction_partition_keys(instructions_root: Path | str, model_name: str) -
             for kind_name in PARTITIONS_BY_KIND}
 
 
-def sync_instruction_partitions(instance: dg.DagsterInstance, instructions_root: Path | str, model_name: str) -> dict[str, list[str]]:
-    """Add a persona partition for every instruction file not yet one; returns the keys added per kind."""
-    added = {}
+def new_instruction_partitions(instance: dg.DagsterInstance, instructions_root: Path | str, model_name: str) -> dict[str, list[str]]:
+    """The instruction files' partition keys that are not yet partitions, per kind."""
+    new = {}
     for kind_name, keys in instruction_partition_keys(instructions_root, model_name).items():
         existing = set(instance.get_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name))
-        added[kind_name] = [key for key in keys if key not in existing]
-        if added[kind_name]:
-            instance.add_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name, added[kind_name])
+        new[kind_name] = [key for key in keys if key not in existing]
+    return new
+
+
+def sync_instruction_partitions(instance: dg.DagsterInstance, instructions_root: Path | str, model_name: str) -> dict[str, list[str]]:
+    """Add a persona partition for every instruction file not yet one (what a sensor tick does); returns the keys added."""
+    added = new_instruction_partitions(instance, instructions_root, model_name)
+    for kind_name, keys in added.items():
+        if keys:
+            instance.add_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name, keys)
     return added
 
 
@@ -175,17 +182,10 @@ def sync_instruction_partitions(instance: dg.DagsterInstance, instructions_root:
 )
 def instruction_discovery_sensor(context: dg.SensorEvaluationContext, instructions: InstructionSource,
                                  model_source: ModelSource) -> dg.SensorResult:
-    import os
+    from steering_assets.personas.instructions import rollout_model_name
 
     if not instructions.root:
         return dg.SensorResult(skip_reason="PERSONA_INSTRUCTIONS_ROOT is not set: no rollouts to generate")
-    model_name = os.environ.get("PERSONA_ROLLOUT_MODEL_NAME") or model_source.display_name
-    keys = instruction_partition_keys(instructions.folder(), model_name)
-    requests = []
-    for kind_name, wanted in keys.items():
-        existing = set(context.instance.get_dynamic_partitions(PARTITIONS_BY_KIND[kind_name].name))
-        new = [key for key in wanted if key not in existing]
-        if new:
-            requests.append(PARTITIONS_BY_KIND[kind_name].build_add_request(new))
-    return dg.SensorResult(dynamic_partitions_requests=requests,
-                           skip_reason=None if requests else "no new instruction files")
+    new = new_instruction_partitions(context.instance, instructions.folder(), rollout_model_name(model_source.display_name))
+    requests = [PARTITIONS_BY_KIND[kind_name].build_add_request(keys) for kind_name, keys in new.items() if keys]
+    return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason=None if requests else "no new instruction files")

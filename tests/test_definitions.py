@@ -45,7 +45,7 @@ def test_code_location_loads_every_asset_without_heavy_imports():
     expected = ["roles/baseline_dataset", "roles/baseline_rollouts"] + [f"{k}/{a}" for k in ("roles", "traits") for a in per_kind]
     expected += [f"concepts/{a}" for a in ("classifier_datasets", "feature_activation_graphs", "sentence_features", "top_features", "trait_classifiers")]
     expected += [f"vetting/{a}" for a in ("response_vetting", "scenario_files", "scenario_responses", "scenario_vetting")]
-    expected += ["models/persona_model"]
+    expected += ["models/persona_model"] + [f"{k}/{a}" for k in ("roles", "traits") for a in ("generated_rollouts", "rollout_scores")]
     assert out[0] == str(sorted(expected))
     assert out[1] == "False False"
 

@@ -10,7 +10,6 @@ or ``PERSONA_ROLLOUT_MODEL_NAME``). A backfill runs in chunks, one model load pe
 """
 
 import dataclasses
-import os
 from typing import Optional, Sequence
 
 import dagster as dg
@@ -26,6 +25,7 @@ from steering_assets.asset_helpers import materialize_chunk
 from steering_assets.errors import InputError
 from steering_assets.metadata import md_table
 from steering_assets.model_assets import PERSONA_MODEL_KEY
+from steering_assets.personas.instructions import rollout_model_name
 from steering_assets.personas.layout import ROLES, PersonaKind, PersonaRef
 
 GENERATION_CHUNK = 8
@@ -37,11 +37,6 @@ class RolloutGenerationConfig(dg.Config):
     temperature: float = Field(default=0.7, ge=0, description="assistant-axis: 0.7; 0 is greedy decoding.")
     top_p: float = Field(default=0.9, gt=0, le=1, description="assistant-axis: 0.9.")
     seed: int = 0
-
-
-def rollout_model_name(source_display_name: str) -> str:
-    """The source-model folder generated rollouts go in, and ``{model_name}``: PERSONA_ROLLOUT_MODEL_NAME, else the model's short name."""
-    return os.environ.get("PERSONA_ROLLOUT_MODEL_NAME") or source_display_name
 
 
 class PartitionModelError(InputError, ValueError):

@@ -140,6 +140,14 @@ def read_questions(path: Path | str) -> tuple[str, ...]:
     return tuple(questions)
 
 
+def rollout_model_name(display_name: str) -> str:
+    """The source-model folder generated rollouts go in, and ``{model_name}``: PERSONA_ROLLOUT_MODEL_NAME, else the
+    persona model's short name (``ModelSource.display_name``)."""
+    import os
+
+    return validate_name(os.environ.get("PERSONA_ROLLOUT_MODEL_NAME") or display_name, "PERSONA_ROLLOUT_MODEL_NAME")
+
+
 def instruction_path(root: Path | str, kind: PersonaKind, name: str) -> Path:
     return Path(root) / INSTRUCTION_DIRS[kind.name] / f"{validate_name(name, kind.column)}.json"
 
