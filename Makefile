@@ -74,7 +74,7 @@ ui: install dagster-home
 
 bench: install
 	$(PY) benchmarks/persona_budget.py --workspace "$(DEMO_DIR)"
-	$(PY) benchmarks/batched_training.py --workspace "$(DEMO_DIR)"
+	$(PY) benchmarks/batched_training.py
 	$(PY) benchmarks/prefix_features.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/judge_throughput.py
 	$(PY) benchmarks/demo_launch.py --workspace "$(DEMO_DIR)"
