@@ -135,6 +135,11 @@ def scores_path(data_root: Path | str, kind: PersonaKind, source_model: str, nam
     return folder / f"{validate_name(name, kind.column)}.json"
 
 
+def request_seed(seed: int, what: Any) -> int:
+    """A 32-bit seed from ``seed`` and a conversation (or prompt): stable across runs and resumes."""
+    return int(fingerprint([seed, what])[:8], 16)
+
+
 class ReplyGenerator(Protocol):
     """A generation backend: replies to chat conversations, in order."""
 
@@ -176,7 +181,7 @@ class LocalReplyGenerator:
                 indices = order[start:start + self.batch_size]
                 batch = self.tokenizer([texts[i] for i in indices], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 if sampling:
-                    torch.manual_seed(int(fingerprint([settings.seed, texts[indices[0]]])[:8], 16))
+                    torch.manual_seed(request_seed(settings.seed, texts[indices[0]]))
                 out = self.model.generate(
                     **batch, max_new_tokens=settings.max_new_tokens, do_sample=sampling, pad_token_id=pad_id,
                     temperature=settings.temperature if sampling else None, top_p=settings.top_p if sampling else None,
@@ -189,8 +194,8 @@ class OpenAIReplyGenerator:
     """An OpenAI-compatible chat-completions server (a vLLM server on a GPU machine, say).
 
     One request per reply, ``concurrency`` at a time, with the client's retries and backoff;
-    ``seed`` is sent per request (``settings.seed`` plus the request's position) for servers
-    that honour it. A reply with no text or an error body is an error naming the request.
+    ``seed`` is sent per request (from ``settings.seed`` and the conversation, so a resumed run
+    asks a missing reply with the seed it would have had) for servers that honour it. A reply with no text or an error body is an error naming the request.
     """
 
     def __init__(self, model: str, base_url: str | None, api_key: str, concurrency: int = 16, timeout: float = 120.0,
@@ -208,7 +213,7 @@ class OpenAIReplyGenerator:
         def one(index: int) -> str:
             response = client.chat.completions.create(
                 model=self.name, messages=conversations[index], max_tokens=settings.max_new_tokens,
-                temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed + index)
+                temperature=settings.temperature, top_p=settings.top_p, seed=request_seed(settings.seed, conversations[index]))
             choice = response.choices[0] if response.choices else None
             text = choice.message.content if choice is not None and choice.message is not None else None
             if text is None:

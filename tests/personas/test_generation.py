@@ -154,3 +154,39 @@ def test_batched_greedy_generation_equals_one_prompt_at_a_time(smollm2_loaded):
         with torch.no_grad():
             out = model.generate(**ids, max_new_tokens=16, do_sample=False)
         assert batched[index] == tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def test_the_openai_backend_against_a_local_server_running_the_real_model(smollm2_loaded, tmp_path):
+    """Greedy replies through the OpenAI-compatible path equal the local backend's; a server that goes away mid-run
+    keeps what it answered, and a reply with no text is an error naming the conversation."""
+    from steering_assets.personas.generation import OpenAIReplyGenerator
+    from steering_assets.personas.instructions import InstructionSet
+    from tests.chat_server import ModelChatServer
+
+    model, tokenizer = smollm2_loaded
+    spec = InstructionSet(ROLES, "pirate", tmp_path / "pirate.json", ({"pos": "You are a pirate."}, {"pos": "You are {model_name}."}),
+                          None, "Rate 0-3.")
+    requests = plan_rollouts(spec, ["Name a colour.", "How are you today?"], "SmolLM2", system_role=True)
+    settings = SamplingSettings(max_new_tokens=12, temperature=0.0)
+    local = {}
+    LocalReplyGenerator(model, tokenizer, "smollm2", batch_size=4).generate(
+        [r.conversation("")[:-1] for r in requests], settings, lambda idx, out: local.update(zip(idx, out)))
+    with ModelChatServer(model, tokenizer, fail_after=2) as server:
+        remote = OpenAIReplyGenerator("smollm2", server.base_url, "none", concurrency=2, max_retries=0, batch_size=2)
+        out, cache = tmp_path / "pirate.jsonl", tmp_path / "cache.jsonl"
+        with pytest.raises(Exception, match="model is not loaded"):
+            generate_rollouts(requests, remote, settings, out, ReplyCache(cache))
+        assert not out.exists() and len(ReplyCache(cache).replies) == 2
+        assert server.requests[0]["messages"][0] == {"role": "system", "content": "You are a pirate."}
+        assert server.requests[0]["temperature"] == 0.0 and server.requests[0]["max_tokens"] == 12
+    with ModelChatServer(model, tokenizer) as server:
+        remote = OpenAIReplyGenerator("smollm2", server.base_url, "none", concurrency=2, max_retries=0)
+        outcome = generate_rollouts(requests, remote, settings, out, ReplyCache(cache))
+        assert (outcome.reused, outcome.generated, len(server.requests)) == (2, 2, 2)  # only the missing ones asked
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["conversation"][-1]["content"] for row in rows] == [local[i] for i in range(len(requests))]
+    with ModelChatServer(model, tokenizer, null_content=True) as server:
+        remote = OpenAIReplyGenerator("smollm2", server.base_url, "none", max_retries=0)
+        with pytest.raises(RuntimeError, match=r"smollm2 at http://127\.0\.0\.1:\d+/v1: no reply text for conversation 0"):
+            generate_rollouts(requests[:1], remote, SamplingSettings(max_new_tokens=4, temperature=0.0, seed=9), tmp_path / "x.jsonl",
+                              ReplyCache(tmp_path / "other.jsonl"))
