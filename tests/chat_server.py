@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.loopback import LoopbackServer
 
 
-class ModelChatServer:
+class ModelChatServer(LoopbackServer):
     def __init__(self, model, tokenizer, *, fail_after: int | None = None, null_content: bool = False):
         self.model, self.tokenizer = model, tokenizer
         self.fail_after, self.null_content = fail_after, null_content
@@ -48,9 +50,7 @@ class ModelChatServer:
                                               "message": {"role": "assistant", "content": text}}],
                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.serve(Handler)
 
     def reply(self, request: dict) -> str:
         import torch
@@ -65,15 +65,3 @@ class ModelChatServer:
                                       temperature=request.get("temperature") if sampling else None,
                                       top_p=request.get("top_p") if sampling else None, top_k=None)
         return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()

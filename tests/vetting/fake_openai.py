@@ -20,7 +20,9 @@ import math
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.loopback import LoopbackServer
 
 
 def _entry(token, probability):
@@ -47,7 +49,7 @@ def probe_body(digits: bool) -> dict:
     return body
 
 
-class FakeJudgeServer:
+class FakeJudgeServer(LoopbackServer):
     def __init__(self, latency: float = 0.0, *, digits: bool = False, scripts: dict | None = None, probe_delay: float = 0.0,
                  rater=None):
         from steering_assets.vetting.judge import PROBE_PROMPT
@@ -125,26 +127,7 @@ class FakeJudgeServer:
                 top = [(str(centre), 0.6), (str(min(100, centre + 10)), 0.3), ("Hello", 0.1)]
                 return self._send(200, json.dumps(completion_body(top)).encode())
 
-        class Server(ThreadingHTTPServer):
-            # socketserver's default listen backlog is 5: a burst of concurrent connections
-            # overflows it and the dropped SYNs are retried a full second later.
-            request_queue_size = 128
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(Handler)
 
 
 if __name__ == "__main__":
