@@ -29,6 +29,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -267,7 +268,8 @@ def cached_folder(source: GGUFSource, cache_root: Path | None = None) -> Path:
 
 def materialize_gguf(source: GGUFSource, cache_root: Path | None = None, log: Callable[[str], None] | None = None) -> ConvertedModel:
     """The safetensors folder of ``source``, converting it on the first call (see the module docstring)."""
-    say = log or (lambda message: None)
+    # Without a caller's log (a tokenizer loaded outside a run), the minutes of a conversion still show.
+    say = log or logging.getLogger(__name__).warning
     started = time.monotonic()
     root = cache_root or model_cache_root()
     sha = gguf_sha256(source)
