@@ -52,8 +52,9 @@ install: $(VENV)/.installed
 DEPLOY_EXTRAS := dev,postgres,celery,k8s,s3,deploy-test
 $(VENV)/.installed-deploy: $(VENV)/.installed pyproject.toml
 	$(PIP) install --quiet --no-compile -e '.[$(DEPLOY_EXTRAS)]'
-	@# Test-only peers our exports are checked against: steering-vectors declares transformers<5 but runs on 5.
-	$(PIP) install --quiet --no-compile --no-deps 'steering-vectors==0.12.2'
+	@# Test-only peers our exports are checked against, without their pins: steering-vectors declares
+	@# transformers<5 and repeng numpy<2, and both run on what is installed (repeng with a test-side np.float_ shim).
+	$(PIP) install --quiet --no-compile --no-deps 'steering-vectors==0.12.2' 'repeng==0.4.0'
 	touch $@
 
 install-deploy: $(VENV)/.installed-deploy

@@ -31,3 +31,47 @@ def test_last_prompt_token_difference_of_means_matches_steering_vectors(smollm2_
     plain = [c + [{"role": "assistant", "content": "A warm soup is a good choice."}] for c in negatives]
     reply_mean = difference_of_means(model, tokenizer, with_replies, plain, layer)
     assert reply_mean.shape == ours.shape and not np.allclose(reply_mean, ours)
+
+
+def _import_repeng():
+    # repeng 0.4.0 still uses np.float_, which numpy 2 removed: a test-only shim lets it import (its code is unchanged).
+    if not hasattr(np, "float_"):
+        np.float_ = np.float64
+    import repeng  # installed by `make test` (Makefile: --no-deps, it declares numpy<2)
+
+    return repeng
+
+
+def test_repeng_reads_our_control_vector_gguf_and_steers_as_we_do(smollm2_loaded, tmp_path):
+    import torch
+
+    from steering_assets.steering.export import ModelShape, write_gguf_control_vector
+    from steering_assets.steering.hook import attach_steering
+
+    repeng = _import_repeng()
+    model, tokenizer = smollm2_loaded
+    positives = [[{"role": "system", "content": "You are a pirate captain."}, {"role": "user", "content": q}] for q in QUESTIONS]
+    negatives = [[{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": q}] for q in QUESTIONS]
+    layer = 15
+    vector = difference_of_means(model, tokenizer, positives, negatives, layer, pooling="last_prompt_token")
+    vector = vector / np.linalg.norm(vector) * 0.25 * 174.9  # a quarter of block 15's typical norm: readable
+    path = tmp_path / "control_vector.gguf"
+    write_gguf_control_vector(vector, layer, ModelShape.of(model), path)
+    imported = repeng.ControlVector.import_gguf(str(path))
+    assert set(imported.directions) == {layer}
+    np.testing.assert_array_equal(imported.directions[layer], vector.astype(np.float32))  # bit-identical, block 15 = their 15
+
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Tell me about your week."}], tokenize=False,
+                                           add_generation_prompt=True)
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad(), attach_steering(model, layer, 1, torch.tensor(vector).reshape(1, -1)):
+        ours = model.generate(**ids, max_new_tokens=24, do_sample=False)
+    controlled = repeng.ControlModel(model, [layer])
+    try:
+        controlled.set_control(imported, 1.0)
+        with torch.no_grad():
+            theirs = controlled.generate(**ids, max_new_tokens=24, do_sample=False)
+    finally:
+        controlled.unwrap()
+    assert tokenizer.decode(theirs[0]) == tokenizer.decode(ours[0])
+    print("steered by both:", tokenizer.decode(ours[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
