@@ -49,7 +49,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # The deployment extras (deploy/) and what the real-server tests need; `make demo` does not need them.
-DEPLOY_EXTRAS := dev,postgres,celery,k8s,s3,deploy-test
+DEPLOY_EXTRAS := dev,postgres,celery,k8s,s3,deploy-test,peers
 $(VENV)/.installed-deploy: $(VENV)/.installed pyproject.toml
 	$(PIP) install --quiet --no-compile -e '.[$(DEPLOY_EXTRAS)]'
 	@# Test-only peers our exports are checked against, without their pins: steering-vectors declares

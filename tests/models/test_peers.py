@@ -75,3 +75,29 @@ def test_repeng_reads_our_control_vector_gguf_and_steers_as_we_do(smollm2_loaded
         controlled.unwrap()
     assert tokenizer.decode(theirs[0]) == tokenizer.decode(ours[0])
     print("steered by both:", tokenizer.decode(ours[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+
+
+def test_lm_eval_steered_model_loads_our_steer_file_and_moves_the_loglikelihood(smollm2, smollm2_loaded, tmp_path):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.hf_steered import SteeredModel
+    from lm_eval.models.huggingface import HFLM
+
+    from steering_assets.steering.export import ModelShape, write_lm_eval_steer
+
+    model, tokenizer = smollm2_loaded
+    positives = [[{"role": "system", "content": "You are a pirate captain."}, {"role": "user", "content": q}] for q in QUESTIONS]
+    negatives = [[{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": q}] for q in QUESTIONS]
+    vector = difference_of_means(model, tokenizer, positives, negatives, 15, pooling="last_prompt_token")
+    vector = vector / np.linalg.norm(vector) * 0.25 * 174.9
+    path = tmp_path / "lm_eval_steer.pt"
+    write_lm_eval_steer(vector, 15, ModelShape.of(model), path)
+    context = "Tell me about your week.\n"
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=(context, ending), idx=i)
+                for i, ending in enumerate(["Arr, matey! Me crew and I sailed the seven seas.", "My week was busy with meetings at the office."])]
+    plain = HFLM(pretrained=str(smollm2.folder), device="cpu", batch_size=1)
+    steered = SteeredModel(pretrained=str(smollm2.folder), steer_path=str(path), device="cpu", batch_size=1)
+    (pirate_plain, _), (office_plain, _) = plain.loglikelihood(requests)
+    (pirate_steered, _), (office_steered, _) = steered.loglikelihood(requests)
+    print(f"log p(pirate ending): {pirate_plain:.2f} -> {pirate_steered:.2f}; log p(office ending): {office_plain:.2f} -> {office_steered:.2f}")
+    assert pirate_steered - pirate_plain > 1.0  # the pirate continuation gains over a nat
+    assert pirate_steered - pirate_plain > office_steered - office_plain + 1.0  # and more than a plain one
