@@ -41,6 +41,11 @@ def rollouts_asset_key(kind: PersonaKind) -> dg.AssetKey:
     return dg.AssetKey([kind.name, "persona_rollouts"])
 
 
+def rollout_scores_key(kind: PersonaKind) -> dg.AssetKey:
+    """The judge's scores of generated rollouts (``steering_assets.personas.generation_assets``)."""
+    return dg.AssetKey([kind.name, "rollout_scores"])
+
+
 @dataclass
 class ScanResult:
     new_keys: dict[str, list[str]] = field(default_factory=dict)  # partition set -> keys to add

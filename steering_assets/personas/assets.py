@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from partitions.personas import PARTITIONS_BY_KIND, rollouts_asset_key
+from partitions.personas import PARTITIONS_BY_KIND, rollout_scores_key, rollouts_asset_key
 from resources.language_model import ModelSource
 from steering_assets.model_assets import PERSONA_MODEL_KEY
 from resources.rollouts import PersonaRollouts
@@ -221,7 +221,7 @@ def build_persona_assets(kind: PersonaKind) -> list:
         specs=[
             dg.AssetSpec(
                 dataset_key,
-                deps=[rollouts_key, dg.AssetKey([kind.name, "rollout_scores"]), PERSONA_MODEL_KEY],
+                deps=[rollouts_key, rollout_scores_key(kind), PERSONA_MODEL_KEY],
                 partitions_def=partitions_def,
                 group_name=group,
                 kinds={"polars", "parquet"},

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import dagster as dg
 from pydantic import Field
 
-from partitions.personas import PARTITIONS_BY_KIND
+from partitions.personas import PARTITIONS_BY_KIND, rollout_scores_key
 from resources.instructions import InstructionSource
 from resources.judge import JudgeResource
 from resources.rollout_generation import RolloutGeneratorResource
@@ -60,7 +60,7 @@ def _samples(rows: Sequence[dict], count: int = 3) -> dg.MetadataValue:
 def build_generation_assets(kind: PersonaKind) -> list:
     partitions_def = PARTITIONS_BY_KIND[kind.name]
     generated_key = dg.AssetKey([kind.name, "generated_rollouts"])
-    scores_key = dg.AssetKey([kind.name, "rollout_scores"])
+    scores_key = rollout_scores_key(kind)
     group = f"{kind.name}_rollouts"
     policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=GENERATION_CHUNK)
 
