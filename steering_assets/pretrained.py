@@ -34,7 +34,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -243,7 +243,6 @@ class ConvertedModel:
     card: dict[str, Any]
     cached: bool = False
     seconds: float = 0.0
-    log: list[str] = field(default_factory=list)
 
 
 def read_card(folder: Path) -> dict[str, Any] | None:

@@ -53,8 +53,12 @@ class RolloutRequest:
     def row_key(self) -> str:
         return f"{self.label}_p{self.prompt_index}_q{self.question_index}"
 
+    def prompt(self) -> list[dict[str, str]]:
+        """The chat messages the reply answers."""
+        return [{"role": role, "content": content} for role, content in self.messages]
+
     def conversation(self, reply: str) -> list[dict[str, str]]:
-        return [{"role": role, "content": content} for role, content in self.messages] + [{"role": "assistant", "content": reply}]
+        return self.prompt() + [{"role": "assistant", "content": reply}]
 
     def row(self, reply: str) -> dict[str, Any]:
         return {"system_prompt": self.system_prompt, "label": self.label, "prompt_index": self.prompt_index,
@@ -289,7 +293,7 @@ def generate_rollouts(requests: Sequence[RolloutRequest], generator: ReplyGenera
             done[0] += len(indices)
             say(f"{out.name}: {done[0]}/{len(missing)} replies")
 
-        generator.generate([requests[i].conversation("")[:-1] for i in missing], settings, on_batch)
+        generator.generate([requests[i].prompt() for i in missing], settings, on_batch)
     rows = [r.row(cache.replies[key]) for r, key in zip(requests, keys)]
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")

@@ -15,7 +15,6 @@ under ``default_p{i}_q{j}`` (the trait judge's key), baseline roles are not scor
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -76,6 +75,3 @@ def score_rollouts(responses: Path, spec: InstructionSet, judge: Any, out: Path,
     write_json_atomic(scores, out)
     return outcome
 
-
-def read_score_file(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -170,7 +170,7 @@ def test_the_openai_backend_against_a_local_server_running_the_real_model(smollm
     settings = SamplingSettings(max_new_tokens=12, temperature=0.0)
     local = {}
     LocalReplyGenerator(model, tokenizer, "smollm2", batch_size=4).generate(
-        [r.conversation("")[:-1] for r in requests], settings, lambda idx, out: local.update(zip(idx, out)))
+        [r.prompt() for r in requests], settings, lambda idx, out: local.update(zip(idx, out)))
     with ModelChatServer(model, tokenizer, fail_after=2) as server:
         remote = OpenAIReplyGenerator("smollm2", server.base_url, "none", concurrency=2, max_retries=0, batch_size=2)
         out, cache = tmp_path / "pirate.jsonl", tmp_path / "cache.jsonl"
