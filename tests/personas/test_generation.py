@@ -190,3 +190,19 @@ def test_the_openai_backend_against_a_local_server_running_the_real_model(smollm
         with pytest.raises(RuntimeError, match=r"smollm2 at http://127\.0\.0\.1:\d+/v1: no reply text for conversation 0"):
             generate_rollouts(requests[:1], remote, SamplingSettings(max_new_tokens=4, temperature=0.0, seed=9), tmp_path / "x.jsonl",
                               ReplyCache(tmp_path / "other.jsonl"))
+
+
+def test_the_judge_prompt_fills_assistant_axis_placeholders_or_appends_the_reply(tmp_path):
+    """assistant-axis's own eval prompts hold {question} and {answer}; a rubric without them gets both after it."""
+    from steering_assets.personas.rollout_scoring import judge_prompt
+
+    template = ("You are evaluating whether the model's response is role-playing as: **pirate**.\n\nPrompt:\n[QUESTION START]\n"
+                "{question}\n[QUESTION END]\n\nModel response:\n[ANSWER START]\n{answer}\n[ANSWER END]\n\nRespond with 0, 1, 2 or 3.")
+    path = write(tmp_path / "roles" / "instructions" / "pirate.json", {"instruction": [{"pos": "Be a pirate."}], "eval_prompt": template})
+    spec = read_instruction_file(path, ROLES)
+    filled = judge_prompt(spec, "How are you?", "Arr, fine!", "SmolLM2")
+    assert "[QUESTION START]\nHow are you?\n[QUESTION END]" in filled and "[ANSWER START]\nArr, fine!\n[ANSWER END]" in filled
+    assert "{" not in filled and filled.endswith("Respond with 0, 1, 2 or 3.")
+    plain = read_instruction_file(write(tmp_path / "b.json", {"instruction": [{"pos": "x"}], "eval_prompt": "Rate the pirate."}), ROLES)
+    assert judge_prompt(plain, "Q?", "A.", "m") == (
+        "Rate the pirate.\n\nQuestion:\nQ?\n\nReply:\nA.\n\nAnswer with a whole number from 0 to 3 and nothing else.")
