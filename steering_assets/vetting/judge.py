@@ -36,6 +36,7 @@ from steering_assets.vetting.logprobs import (
     AnswerError,
     checked_logprob,
     describe_provider_error,
+    describe_readings,
     number_value,
     provider_error,
     read_answer,
@@ -271,6 +272,8 @@ def provider_error_transport(inner: Any) -> Any:
 class ProbeResult:
     kind: str  # "whole" (one token per number) or "digits" (one digit a token)
     tokens: list[str] = field(default_factory=list)
+    # Which field the probe's token text came from (`bytes`, `token`) and why, and the spellings undone.
+    text_source: str = ""
 
 
 class OpenAIJudge:
@@ -426,17 +429,21 @@ class OpenAIJudge:
         except AnswerError as err:
             fix = REASONING_FIX if err.kind == "reasoning" else str(err)
             raise JudgeConfigurationError(f"the {self.where} cannot be scored from logprobs: {fix}") from None
-        tokens = [p.chosen if p.chosen is not None else max(p.candidates, key=lambda c: c.logprob).text
-                  for p in answer.positions if p.chosen is not None or p.candidates]
+        readings = [p.top for p in answer.positions if p.chosen is not None or p.candidates]
+        tokens = [r.text for r in readings]
+        source = describe_readings(readings)
         first = number_value(tokens[0]) if tokens else None
         second = number_value(tokens[1]) if len(tokens) > 1 else None
         if first is not None and first >= 10:
-            return ProbeResult("whole", tokens)
+            return ProbeResult("whole", tokens, source)
         if first is not None and second is not None:
-            return ProbeResult("digits", tokens)
+            return ProbeResult("digits", tokens, source)
+        # Name the token that is not a number and both fields it came in: a server quirk shows there.
+        unread = readings[0] if first is None else readings[1] if len(readings) > 1 else None
+        which = f"; the {'first' if first is None else 'second'} token is not a number ({unread.detail()})" if unread else ""
         raise JudgeConfigurationError(
             f"the {self.where} answered the setup probe ({PROBE_PROMPT!r}) with the tokens {tokens!r}, not with the "
-            "number as its first token, so its scores cannot be read from the first token's logprobs; use an "
+            f"number as its first token{which}, so its scores cannot be read from the first token's logprobs; use an "
             "instruction-following judge model"
         )
 
@@ -447,7 +454,7 @@ class OpenAIJudge:
         key = cache_key(self.model, PROBE_PROMPT, ScoringSettings(max_tokens=3))
         stored = self.cache.get_probe(key) if self.cache is not None else None
         if stored is not None:
-            self.probe = ProbeResult(stored["kind"], list(stored.get("tokens", [])))
+            self.probe = ProbeResult(stored["kind"], list(stored.get("tokens", [])), stored.get("text_source", ""))
         else:
             async with self._client() as client:
                 self.probe = await self._probe(client)

@@ -14,10 +14,13 @@ Layouts read (the first one present wins):
 - ``ollama``: top-level ``logprobs: [{token, logprob, bytes, top_logprobs}]`` (``/api/chat`` and
   ``/api/generate`` since 0.12.11).
 
-Token text: the ``bytes`` field when a server sends it (UTF-8 bytes of the token), else the token
-string with tokenizer markers undone: byte-level BPE (GPT-2's byte-to-unicode table, ``Ġ`` = space),
-SentencePiece (``▁`` = space, ``<0x0A>`` byte tokens). vLLM's ``return_tokens_as_token_ids``
-(``"token_id:123"``) carries no text and is refused.
+Token text is read from both fields an entry may hold, the UTF-8 ``bytes`` and the ``token``
+string, with vocabulary markers undone in each, because servers fill either with the token as its
+vocabulary spells it (``undo_markers``): GPT-2's byte-level BPE (``Ġ`` space, ``Ċ`` newline; GPT-2,
+Llama-3, Qwen), SentencePiece's ``▁`` space and its ``<0x20>`` byte fallback (Llama-2, Mistral,
+Gemma). When the two disagree after that, the one that decodes to printable text wins, ``bytes``
+when both do (``read_token``); each candidate keeps that reading for the setup probe to report.
+vLLM's ``return_tokens_as_token_ids`` (``"token_id:123"``) carries no text and is refused.
 
 Values: a logprob must be a number <= 0; ``-inf`` (and a probability of 0) is a token the judge
 never picks. ``NaN``, ``null``, ``+inf``, a positive logprob, a probability outside 0-1 or a
@@ -30,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -38,7 +41,10 @@ from typing import Any, Sequence
 _LOGPROB_SLACK = 1e-4
 _THINKING_MARKERS = ("<think", "<|think", "<thinking", "<|thinking", "<reasoning", "<|reasoning", "<|begin_of_thought",
                      "◁think", "<seed:think")
-_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+# SentencePiece byte fallback: a byte with no piece of its own is the token "<0xNN>".
+_BYTE_TOKENS = re.compile(r"(?:<0x[0-9A-Fa-f]{2}>)+")
+# Spellings a token's text can arrive in (``TokenReading.spellings``).
+TEXT, BYTE_LEVEL, SENTENCEPIECE, BYTE_FALLBACK = "text", "byte-level BPE", "SentencePiece", "byte fallback"
 REASONING_FIX = (
     "the judge is a reasoning model: its answer starts with a thinking block, so the first token is not the score. "
     "Disable thinking (vLLM/SGLang: extra_body chat_template_kwargs {\"enable_thinking\": false}; Qwen3: add /no_think; "
@@ -59,9 +65,45 @@ class AnswerError(ValueError):
 
 
 @dataclass(frozen=True)
+class TokenReading:
+    """A token's text and how it was read: from which field, in which spelling, and why that field.
+
+    ``source`` is ``"bytes and token"`` when both were read and agree, else the field used;
+    ``from_token``/``from_bytes`` are each field's text with markers undone (None: not sent or not
+    text), ``spellings`` the vocabulary spelling met in each field read.
+    """
+
+    text: str
+    source: str
+    reason: str
+    where: str = "token"
+    token_field: str = "token"  # "tok_str" or "content" in llama.cpp's layouts
+    token: Any = None
+    raw_bytes: Any = None
+    from_token: str | None = None
+    from_bytes: str | None = None
+    spellings: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        """Which field gave the text and why, e.g. "`bytes` and `token` agree (byte-level BPE in `bytes`, undone)"."""
+        undone = [f"{spelling} in `{name}`" for name, spelling in self.spellings if spelling != TEXT]
+        return self.reason + (f" ({', '.join(undone)}, undone)" if undone else "")
+
+    def detail(self) -> str:
+        """The raw fields and what each read as, for a message about a token that could not be used."""
+        parts = [f"`{self.token_field}` {self.token!r} " + (f"reads {self.from_token!r}" if self.from_token is not None
+                                                          else "is not text")]
+        if self.raw_bytes is not None:
+            parts.append(f"`bytes` {self.raw_bytes!r} " + (f"read {self.from_bytes!r}" if self.from_bytes is not None
+                                                           else "are not byte values 0-255"))
+        return f"{self.where}: {', '.join(parts)}; {self.describe()}"
+
+
+@dataclass(frozen=True)
 class Candidate:
     text: str  # the token's text, markers undone
     logprob: float  # <= 0, or -inf
+    reading: TokenReading | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -70,6 +112,14 @@ class Position:
 
     chosen: str | None
     candidates: tuple[Candidate, ...]
+    reading: TokenReading | None = field(default=None, compare=False, repr=False)  # how ``chosen`` was read
+
+    @property
+    def top(self) -> TokenReading | None:
+        """How the token the judge answered was read: the chosen one, else the likeliest candidate."""
+        if self.chosen is not None:
+            return self.reading
+        return max(self.candidates, key=lambda c: c.logprob).reading if self.candidates else None
 
 
 @dataclass(frozen=True)
@@ -96,27 +146,107 @@ def _byte_level_decoder() -> dict[str, int]:
     return table
 
 
+def printable(text: str) -> bool:
+    """No replacement character (a cut UTF-8 sequence) and no control character but tab, newline, CR."""
+    return "\ufffd" not in text and not any(
+        unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n\r" for ch in text)
+
+
+def undo_markers(text: str) -> tuple[str, str]:
+    """The text a vocabulary spelling stands for, and the spelling (``TEXT`` when nothing was undone).
+
+    - SentencePiece byte fallback (Llama-2, Mistral, Gemma): a token of one or more ``<0xNN>`` is
+      those bytes. A lone byte of a longer character decodes to U+FFFD: it has no text of its own.
+    - GPT-2's byte-level BPE (also Llama-3, Qwen): every byte is one character of a shifted
+      alphabet, printable bytes themselves and the other 68 at U+0100-U+0143 (``Ġ`` space, ``Ċ``
+      newline). Read so only when the string holds such a shifted character, every character is in
+      the alphabet and the bytes decode to valid, printable UTF-8: real text the server sent as it
+      is (``é``, ``８``, ``Ā``, which would be byte 0) is left alone.
+    - SentencePiece: ``▁`` is a space.
+    """
+    if _BYTE_TOKENS.fullmatch(text):
+        raw = bytes(int(text[i + 3:i + 5], 16) for i in range(0, len(text), 6))
+        return raw.decode("utf-8", errors="replace"), BYTE_FALLBACK
+    table = _byte_level_decoder()
+    if any(0x100 <= ord(ch) <= 0x143 for ch in text) and all(ch in table for ch in text):
+        try:
+            decoded = bytes(table[ch] for ch in text).decode("utf-8")
+        except UnicodeDecodeError:
+            decoded = None
+        if decoded is not None and printable(decoded):
+            return decoded, BYTE_LEVEL
+    if "▁" in text:
+        return text.replace("▁", " "), SENTENCEPIECE
+    return text, TEXT
+
+
+def _refuse_token_ids(text: str) -> None:
+    if text.startswith("token_id:"):
+        raise AnswerError("token_ids", f"the server sent token ids ({text!r}) instead of token text; "
+                                       "turn off return_tokens_as_token_ids on the server")
+
+
 def decode_token(token: str) -> str:
     """The text a token string stands for, with byte-level BPE and SentencePiece markers undone."""
-    if token.startswith("token_id:"):
-        raise AnswerError("token_ids", f"the server sent token ids ({token!r}) instead of token text; "
-                                       "turn off return_tokens_as_token_ids on the server")
-    table = _byte_level_decoder()
-    # Byte-level BPE shows raw bytes as shifted characters (U+0100-U+0143: 'Ġ' space, 'Ċ' newline).
-    if any(0x100 <= ord(ch) <= 0x143 for ch in token) and all(ch in table for ch in token):
-        return bytes(table[ch] for ch in token).decode("utf-8", errors="replace")
-    if _BYTE_TOKEN.fullmatch(token):
-        return bytes([int(_BYTE_TOKEN.fullmatch(token).group(1), 16)]).decode("utf-8", errors="replace")
-    return token.replace("▁", " ")
+    _refuse_token_ids(token)
+    return undo_markers(token)[0]
+
+
+def _byte_values(raw_bytes: Any) -> bytes | None:
+    if isinstance(raw_bytes, list) and raw_bytes and all(
+            isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in raw_bytes):
+        return bytes(raw_bytes)
+    return None
+
+
+def read_token(token: Any, raw_bytes: Any = None, where: str = "token", token_field: str = "token") -> TokenReading:
+    """A token's text from its ``bytes`` and its ``token`` string, markers undone in both.
+
+    When both are read and differ, the one that is printable text wins (``bytes`` when both or
+    neither are: it is the field OpenAI defines as the token's UTF-8). Raises ``AnswerError`` when
+    neither can be read, naming both fields, or for a token id sent in place of text.
+    """
+    from_token = from_bytes = None
+    spellings = []
+    values = _byte_values(raw_bytes)
+    if values is not None:
+        from_bytes, spelling = undo_markers(values.decode("utf-8", errors="replace"))
+        spellings.append(("bytes", spelling))
+    if isinstance(token, str):
+        from_token, spelling = undo_markers(token)
+        spellings.append((token_field, spelling))
+    fields = dict(where=where, token_field=token_field, token=token, raw_bytes=raw_bytes, from_token=from_token,
+                  from_bytes=from_bytes, spellings=tuple(spellings))
+    name = f"`{token_field}`"
+    if from_bytes is None and from_token is None:
+        shown = f" or `bytes` {raw_bytes!r}" if raw_bytes is not None else ""
+        raise AnswerError("layout", f"{where}: cannot read the token's text from {name} {token!r}{shown}")
+    if from_bytes is None:
+        why = "no `bytes` sent" if raw_bytes is None or raw_bytes == [] else "`bytes` are not byte values 0-255"
+        reading = TokenReading(from_token, token_field, f"{name} ({why})", **fields)
+    elif from_token is None:
+        reading = TokenReading(from_bytes, "bytes", f"`bytes` ({name} is not text)", **fields)
+    elif from_bytes == from_token:
+        reading = TokenReading(from_bytes, "bytes and token", f"`bytes` and {name} agree", **fields)
+    elif printable(from_token) and not printable(from_bytes):
+        reading = TokenReading(from_token, token_field, f"{name} {from_token!r}, since `bytes` read {from_bytes!r}, "
+                                                        "which is not printable text", **fields)
+    else:
+        why = "neither is printable text" if not printable(from_bytes) else "both are printable text"
+        reading = TokenReading(from_bytes, "bytes", f"`bytes` {from_bytes!r} over {name} {from_token!r}: {why}, and "
+                                                    "`bytes` is the field defined as the token's UTF-8", **fields)
+    _refuse_token_ids(reading.text)  # vLLM's return_tokens_as_token_ids spells "token_id:123" in both fields
+    return reading
 
 
 def token_text(token: Any, raw_bytes: Any = None, where: str = "token") -> str:
-    if isinstance(raw_bytes, list) and raw_bytes and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256
-                                                          for b in raw_bytes):
-        return bytes(raw_bytes).decode("utf-8", errors="replace")
-    if not isinstance(token, str):
-        raise AnswerError("layout", f"{where}: token {token!r} is not text")
-    return decode_token(token)
+    return read_token(token, raw_bytes, where).text
+
+
+def describe_readings(readings: Sequence[TokenReading | None]) -> str:
+    """How a few tokens' text was read, each distinct account once, for a judge's setup metadata."""
+    accounts = dict.fromkeys(r.describe() for r in readings if r is not None)
+    return "; ".join(accounts) if accounts else "no token text"
 
 
 def number_value(text: str) -> int | None:
@@ -185,12 +315,13 @@ def _entry_candidates(entries: Any, where: str, value_key: str = "logprob") -> t
         label = f"{where}[{number}]"
         if not isinstance(entry, dict):
             raise AnswerError("layout", f"{label} is {type(entry).__name__}, expected an object")
-        text = token_text(entry.get("token", entry.get("tok_str")), entry.get("bytes"), label)
-        label = f"{label} ({text!r})"
+        name = "tok_str" if "token" not in entry and "tok_str" in entry else "token"
+        reading = read_token(entry.get(name), entry.get("bytes"), label, name)
+        label = f"{label} ({reading.text!r})"
         if value_key == "prob" or ("logprob" not in entry and "prob" in entry):
-            out.append(Candidate(text, checked_probability(entry.get("prob"), label)))
+            out.append(Candidate(reading.text, checked_probability(entry.get("prob"), label), reading))
         else:
-            out.append(Candidate(text, checked_logprob(entry.get("logprob"), label)))
+            out.append(Candidate(reading.text, checked_logprob(entry.get("logprob"), label), reading))
     return tuple(out)
 
 
@@ -201,8 +332,10 @@ def _token_entries(items: list, where: str) -> tuple[Position, ...]:
         label = f"{where}[{number}]"
         if not isinstance(item, dict):
             raise AnswerError("layout", f"{label} is {type(item).__name__}, expected an object")
-        raw = item.get("token", item.get("content"))
-        chosen = token_text(raw, item.get("bytes"), label) if raw is not None else None
+        name = "content" if "token" not in item and "content" in item else "token"
+        sent = item.get(name) is not None or item.get("bytes") is not None
+        reading = read_token(item.get(name), item.get("bytes"), label, name) if sent else None
+        chosen = reading.text if reading is not None else None
         if "top_logprobs" in item and item["top_logprobs"] is not None:
             candidates = _entry_candidates(item["top_logprobs"], f"{label}.top_logprobs")
         elif "top_probs" in item:
@@ -214,10 +347,10 @@ def _token_entries(items: list, where: str) -> tuple[Position, ...]:
         if not candidates and chosen is not None:
             # Only the sampled token: its own value is the whole distribution we have.
             if "logprob" in item:
-                candidates = (Candidate(chosen, checked_logprob(item["logprob"], f"{label} ({chosen!r})")),)
+                candidates = (Candidate(chosen, checked_logprob(item["logprob"], f"{label} ({chosen!r})"), reading),)
             elif "prob" in item:
-                candidates = (Candidate(chosen, checked_probability(item["prob"], f"{label} ({chosen!r})")),)
-        positions.append(Position(chosen, candidates))
+                candidates = (Candidate(chosen, checked_probability(item["prob"], f"{label} ({chosen!r})"), reading),)
+        positions.append(Position(chosen, candidates, reading))
     return tuple(positions)
 
 
@@ -228,20 +361,23 @@ def _completions_layout(logprobs: dict) -> tuple[Position, ...]:
     positions = []
     for number in range(max(len(tokens), len(tops))):
         label = f"logprobs.top_logprobs[{number}]"
-        chosen = token_text(tokens[number], None, f"logprobs.tokens[{number}]") if number < len(tokens) else None
+        reading = read_token(tokens[number], None, f"logprobs.tokens[{number}]") if number < len(tokens) else None
+        chosen = reading.text if reading is not None else None
         top = tops[number] if number < len(tops) else None
         if top is None:
             candidates: tuple[Candidate, ...] = ()
             if chosen is not None and number < len(values):
-                candidates = (Candidate(chosen, checked_logprob(values[number], f"logprobs.token_logprobs[{number}]")),)
+                candidates = (Candidate(chosen, checked_logprob(values[number], f"logprobs.token_logprobs[{number}]"),
+                                        reading),)
         elif isinstance(top, dict):
-            candidates = tuple(Candidate(text := token_text(token, None, label), checked_logprob(value, f"{label} ({text!r})"))
+            candidates = tuple(Candidate((read := read_token(token, None, label)).text,
+                                         checked_logprob(value, f"{label} ({read.text!r})"), read)
                                for token, value in top.items())
         elif isinstance(top, list):  # some servers send the chat-style list here
             candidates = _entry_candidates(top, label)
         else:
             raise AnswerError("layout", f"{label} is {type(top).__name__}, expected an object of token: logprob")
-        positions.append(Position(chosen, candidates))
+        positions.append(Position(chosen, candidates, reading))
     return tuple(positions)
 
 
