@@ -1,4 +1,4 @@
-"""The LLM judge: an OpenAI-compatible endpoint, or a local causal LM of its own."""
+"""The judge: an OpenAI-compatible endpoint, a local causal LM's next-token logprobs, or a chat model's likelihood ratios."""
 
 import functools
 from pathlib import Path
@@ -8,6 +8,9 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 
+BACKENDS = ("openai", "local", "likelihood")
+
+
 @functools.lru_cache(maxsize=2)
 def _load_local_judge(name_or_path: str, device: str, dtype: str) -> tuple[Any, Any]:
     # One load per process: every partition of a run (and every run of `make demo`) shares it.
@@ -15,13 +18,19 @@ def _load_local_judge(name_or_path: str, device: str, dtype: str) -> tuple[Any, 
 
     from steering_assets.models import load_causal_lm
 
-    return load_causal_lm(name_or_path, device=device, dtype=dtype), AutoTokenizer.from_pretrained(name_or_path)
+    from steering_assets.pretrained import resolve_model
+
+    # A .gguf file or package:NAME is converted once into the model cache (steering_assets/pretrained.py).
+    path = resolve_model(name_or_path)
+    return load_causal_lm(path, device=device, dtype=dtype), AutoTokenizer.from_pretrained(path)
 
 
 class JudgeResource(dg.ConfigurableResource):
-    """``backend="openai"`` (any OpenAI-compatible URL) or ``backend="local"`` (a local model's next-token logprobs)."""
+    """``backend="openai"`` (any OpenAI-compatible URL), ``backend="local"`` (a local model's next-token logprobs
+    on the rubric prompt) or ``backend="likelihood"`` (a local chat model's likelihood ratios on the item's parts,
+    ``vetting/likelihood.py``: the offline judge of the demo, trained on nothing)."""
 
-    backend: str = Field(default="openai", description='"openai" or "local".')
+    backend: str = Field(default="openai", description='"openai", "local" or "likelihood".')
     model: str = Field(default="gpt-4.1-mini", description="Judge model name (openai backend).")
     api_key: Optional[str] = Field(default=None, description="API key; set it with EnvVar('OPENAI_API_KEY').")
     base_url: Optional[str] = Field(default=None, description="OpenAI-compatible base URL (vLLM, llama.cpp, Ollama...).")
@@ -46,8 +55,8 @@ class JudgeResource(dg.ConfigurableResource):
         # Fail before any work when the judge cannot run (the key itself is never shown).
         from steering_assets.vetting.judge import NUMBER_SCALES, JudgeConfigurationError
 
-        if self.backend not in ("openai", "local"):
-            raise JudgeConfigurationError(f'judge backend {self.backend!r} is not "openai" or "local"')
+        if self.backend not in BACKENDS:
+            raise JudgeConfigurationError(f"judge backend {self.backend!r} is not one of {list(BACKENDS)}")
         if self.number_scale not in NUMBER_SCALES:
             raise JudgeConfigurationError(f"judge number_scale {self.number_scale!r} is not one of {list(NUMBER_SCALES)}")
         if self.backend == "openai" and not self.api_key:
@@ -55,10 +64,10 @@ class JudgeResource(dg.ConfigurableResource):
                 "the judge backend is 'openai' but no API key is set: export OPENAI_API_KEY (any non-empty value "
                 "for a local server), or set PERSONA_JUDGE_BACKEND=local with PERSONA_JUDGE_LOCAL_MODEL"
             )
-        if self.backend == "local" and not self.local_model:
+        if self.backend in ("local", "likelihood") and not self.local_model:
             raise JudgeConfigurationError(
-                "the judge backend is 'local' but no judge model is set: export PERSONA_JUDGE_LOCAL_MODEL "
-                "(a local model folder or hub id)"
+                f"the judge backend is {self.backend!r} but no judge model is set: export PERSONA_JUDGE_LOCAL_MODEL "
+                "(a local model folder, a .gguf file or package:NAME)"
             )
 
     @property
@@ -66,8 +75,14 @@ class JudgeResource(dg.ConfigurableResource):
         if self.backend == "openai":
             return self.model
         from steering_assets.models import local_model_identity
+        from steering_assets.pretrained import gguf_sha256, is_gguf_source, locate_gguf
 
-        return f"local:{local_model_identity(self.local_model)}"
+        if is_gguf_source(self.local_model):
+            identity = f"{self.local_model}@{gguf_sha256(locate_gguf(self.local_model))[:12]}"
+        else:
+            identity = local_model_identity(self.local_model)
+        prefix = "likelihood" if self.backend == "likelihood" else "local"
+        return f"{prefix}:{identity}"
 
     def judge(self, cache_dir: Path) -> Any:
         """The scorer for this run, with its judgment cache under ``cache_dir``."""
@@ -77,7 +92,12 @@ class JudgeResource(dg.ConfigurableResource):
 
         if self._judge is None:
             cache = JudgmentCache(Path(cache_dir) / f"judgments-{fingerprint(self.judge_name)[:16]}.jsonl")
-            if self.backend == "local":
+            if self.backend == "likelihood":
+                from steering_assets.vetting.likelihood import LikelihoodJudge
+
+                model, tokenizer = _load_local_judge(self.local_model, self.device, self.dtype)
+                self._judge = LikelihoodJudge(model, tokenizer, self.judge_name, cache=cache)
+            elif self.backend == "local":
                 model, tokenizer = _load_local_judge(self.local_model, self.device, self.dtype)
                 self._judge = LocalJudge(model, tokenizer, self.judge_name, cache=cache, number_scale=self.number_scale)
             else:

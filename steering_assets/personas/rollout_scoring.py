@@ -23,8 +23,24 @@ from steering_assets.artifacts import write_json_atomic
 from steering_assets.personas.instructions import InstructionSet, fill
 from steering_assets.personas.layout import ROLES, PersonaKind
 from steering_assets.personas.loading import read_responses
+from steering_assets.vetting.judge import JudgeItem
 
 ROLE_SCALE_TOP = 3
+
+
+def judge_item(spec: InstructionSet, row: Any, model_name: str) -> JudgeItem:
+    """One reply as the judge reads it: the eval prompt's rubric (LLM judges) and its parts (the likelihood judge).
+
+    The concept is the persona as its file states it: for a role the instruction the reply was asked under
+    (against the default assistant), for a trait the instruction pair's ``pos`` (against its ``neg``)."""
+    answer = row.conversation[-1]["content"]
+    if spec.kind is ROLES:
+        concept, contrast = row.system_prompt, ""
+    else:
+        pair = spec.prompts[min(row.prompt_index, len(spec.prompts) - 1)]
+        concept, contrast = fill(pair["pos"], model_name=model_name), fill(pair["neg"], model_name=model_name)
+    return JudgeItem(prompt=judge_prompt(spec, row.question, answer, model_name), criterion="concept", answer=answer,
+                     concept=concept, contrast=contrast, question=row.question)
 
 
 def judge_prompt(spec: InstructionSet, question: str, answer: str, model_name: str) -> str:
@@ -52,7 +68,7 @@ def score_rollouts(responses: Path, spec: InstructionSet, judge: Any, out: Path,
     say = log or (lambda message: None)
     kind: PersonaKind = spec.kind
     rows = [r for r in read_responses(responses, kind) if not (kind is ROLES and r.label in kind.baseline_labels)]
-    prompts = [judge_prompt(spec, r.question, r.conversation[-1]["content"], model_name) for r in rows]
+    prompts = [judge_item(spec, r, model_name) for r in rows]
     say(f"{responses.name}: the judge rates {len(prompts)} replies ({'0-3 role adherence' if kind is ROLES else '0-100 trait expression'})")
     judgments: Sequence[Any] = judge.score(prompts, scale_top=ROLE_SCALE_TOP) if kind is ROLES else judge.score(prompts)
     scores: dict[str, int | str] = {}

@@ -46,7 +46,7 @@ from steering_assets.vetting.steering_ratings import (
     STEERING_RATING_VERSION,
     Ratings,
     mean_or_nan,
-    rating_prompts,
+    rating_items,
     ratings_from_judgments,
 )
 
@@ -263,7 +263,7 @@ def rate_generations(judge: Any, persona: str, items: Sequence[tuple[str, str]])
 
     Also returns how many of the judgments have no score (the cache keeps only scored ones,
     so exactly these are asked again next time)."""
-    prompts = [rating_prompts(persona, instruction, reply) for instruction, reply in items]
+    prompts = [rating_items(persona, instruction, reply) for instruction, reply in items]
     flat = [p[criterion] for p in prompts for criterion in CRITERIA]
     judgments = judge.score(flat, scale_top=RATING_TOP) if flat else []
     if len(judgments) != len(flat):

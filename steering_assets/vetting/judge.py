@@ -99,6 +99,41 @@ class Judgment:
         return self.error is None and self.score is not None
 
 
+CRITERIA = ("concept", "instruction", "fluency")
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One thing to judge, structured, with the rubric an LLM judge reads (``prompt``).
+
+    LLM judges (``OpenAIJudge``, ``LocalJudge``) read ``prompt`` only, so their cache keys are
+    unchanged. Judges that score the parts themselves (``vetting/likelihood.py``) read the rest:
+
+    - ``criterion``: ``"concept"`` (does ``answer`` express ``concept`` rather than ``contrast``?),
+      ``"instruction"`` (does ``answer`` answer ``question``?) or ``"fluency"`` (is ``answer`` fluent text?);
+    - ``concept``: the persona or trait, as an instruction ("You are a pirate ...") or a definition;
+    - ``contrast``: what the concept is told apart from: the trait's opposite instruction, or ``""`` for
+      the model's default assistant (no system turn);
+    - ``question``: what ``answer`` replies to (``""`` when it replies to nothing, e.g. a scenario).
+    """
+
+    prompt: str
+    criterion: str
+    answer: str
+    concept: str = ""
+    contrast: str = ""
+    question: str = ""
+
+    def __post_init__(self) -> None:
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"judge item criterion {self.criterion!r} is not one of {list(CRITERIA)}")
+
+
+def prompt_text(item: "str | JudgeItem") -> str:
+    """What an LLM judge reads: the item's rubric prompt, or a plain prompt string as it is."""
+    return item.prompt if isinstance(item, JudgeItem) else item
+
+
 def failed(message: str) -> Judgment:
     return Judgment(score=None, weight=0.0, error=message)
 
@@ -473,12 +508,13 @@ class OpenAIJudge:
     def scale_top(self) -> int:
         return asyncio.run(self.ascale_top())
 
-    async def ascore(self, prompts: Sequence[str], scale_top: int | None = None) -> list[Judgment]:
+    async def ascore(self, prompts: Sequence[str | JudgeItem], scale_top: int | None = None) -> list[Judgment]:
         """One Judgment per prompt; raises ``JudgeStoppedError`` (after cancelling the rest) on a quota or auth error.
 
         ``scale_top``: the prompts ask for a rating 0..scale_top themselves (e.g. 0-2, single digits in every
         tokenizer), so the number-scale probe is not needed; None uses the judge's own 0-100 or 0-9 scale.
         """
+        prompts = [prompt_text(p) for p in prompts]
         if scale_top is None:
             await self.ascale_top()
             settings = self.settings
@@ -517,5 +553,5 @@ class OpenAIJudge:
                     await asyncio.gather(*tasks, return_exceptions=True)
         return [r for r in results if r is not None]
 
-    def score(self, prompts: Sequence[str], scale_top: int | None = None) -> list[Judgment]:
+    def score(self, prompts: Sequence[str | JudgeItem], scale_top: int | None = None) -> list[Judgment]:
         return asyncio.run(self.ascore(prompts, scale_top))

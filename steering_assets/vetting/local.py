@@ -15,8 +15,10 @@ from steering_assets.vetting.judge import (
     JudgeConfigurationError,
     Judgment,
     JudgmentCache,
+    JudgeItem,
     ScoringSettings,
     cache_key,
+    prompt_text,
     weighted_score,
 )
 
@@ -102,9 +104,10 @@ class LocalJudge:
         self.calls += len(prompts)
         return judgments
 
-    def score(self, prompts: Sequence[str], scale_top: int | None = None) -> list[Judgment]:
-        """One Judgment per prompt. ``scale_top``: the prompts ask for a rating 0..scale_top (e.g. 2) themselves,
-        instead of the judge's own 0-100 or 0-9 number scale."""
+    def score(self, prompts: Sequence[str | JudgeItem], scale_top: int | None = None) -> list[Judgment]:
+        """One Judgment per prompt (a ``JudgeItem`` is read as its rubric prompt). ``scale_top``: the prompts ask
+        for a rating 0..scale_top (e.g. 2) themselves, instead of the judge's own 0-100 or 0-9 number scale."""
+        prompts = [prompt_text(p) for p in prompts]
         settings = self.settings if scale_top is None else ScoringSettings(**{**asdict(self.base_settings), "scale_top": scale_top})
         keys = [cache_key(self.model_name, p, settings) for p in prompts]
         results: list[Judgment | None] = [self.cache.get(k) if self.cache else None for k in keys]

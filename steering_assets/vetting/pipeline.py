@@ -30,6 +30,7 @@ from steering_assets.vetting.calibration import (
     verdicts_digest,
 )
 from steering_assets.vetting.local import complete_scenarios, response_prompt, scenario_prompt
+from steering_assets.vetting.judge import JudgeItem, prompt_text
 from steering_assets.vetting.scenarios import (
     POLARITIES,
     Thresholds,
@@ -85,19 +86,20 @@ def _previous_calibration(store: ArtifactStore, folder: Path) -> dict | None:
 
 
 def _vet(store: ArtifactStore, asset: str, scenarios: TraitScenarios, key: str, judge: Any, judge_name: str,
-         thresholds: Thresholds, build_prompts: Callable[[int], dict[tuple[str, int], str]], verdicts: Sequence[Verdict],
+         thresholds: Thresholds, build_prompts: Callable[[int], dict[tuple[str, int], JudgeItem]], verdicts: Sequence[Verdict],
          extra: dict[str, Any] | None = None) -> ArtifactResult:
     folder = _artifact_folder(store, asset, scenarios)
     existing = store.current_manifest(folder, key)
     if existing is not None and existing["details"].get("complete"):
         return ArtifactResult(folder, existing, skipped=True)
     scale_top = judge.scale_top()  # the setup probe (once per judge, cached), or the local tokenizer's check
-    prompts = build_prompts(scale_top)
-    order = list(prompts)
-    judgments = judge.score([prompts[item] for item in order])
+    items = build_prompts(scale_top)
+    order = list(items)
+    judgments = judge.score([items[item] for item in order])
+    prompts = {key: prompt_text(item) for key, item in items.items()}
     report = response_scores_report(asset, scenarios, [(idx, polarity, j) for (polarity, idx), j in zip(order, judgments)],
                                     thresholds, with_text=asset == "scenario_vetting")
-    report = {**report, "judge_model": judge_name, "judge_method": "logprob", "judge_scale": scale_name(scale_top),
+    report = {**report, "judge_model": judge_name, "judge_method": getattr(judge, "method", "logprob"), "judge_scale": scale_name(scale_top),
               **(extra or {})}
     vetted_at = datetime.now(timezone.utc).isoformat()
     stage_verdicts = [v for v in verdicts if v.stage == STAGES[asset]]
@@ -135,8 +137,10 @@ def vet_scenarios(folder: Path, store: ArtifactStore, judge: Any, judge_name: st
     scenarios = read_trait_scenarios(folder)
     key = _key("scenario_vetting", scenario_files_digest(folder), judge, judge_name, thresholds)
 
-    def prompts(scale_top: int) -> dict[tuple[str, int], str]:
-        return {(polarity, i): scenario_prompt(scenarios.definition, item.prompt, item.system_prompt, scale_top)
+    def prompts(scale_top: int) -> dict[tuple[str, int], JudgeItem]:
+        # The likelihood judge reads the scenario as an answer given the trait (against the default assistant).
+        return {(polarity, i): JudgeItem(prompt=scenario_prompt(scenarios.definition, item.prompt, item.system_prompt, scale_top),
+                                         criterion="concept", answer=item.generation_text(), concept=scenarios.definition)
                 for polarity in POLARITIES for i, item in enumerate(scenarios.side(polarity))}
 
     return _vet(store, "scenario_vetting", scenarios, key, judge, judge_name, thresholds, prompts, verdicts,
@@ -172,9 +176,11 @@ def vet_responses(folder: Path, store: ArtifactStore, judge: Any, judge_name: st
     responses = json.loads((responses_folder / RESPONSES_FILE).read_text(encoding="utf-8"))
     key = _key("response_vetting", responses_manifest["fingerprint"], judge, judge_name, thresholds)
 
-    def prompts(scale_top: int) -> dict[tuple[str, int], str]:
-        return {(polarity, i): response_prompt(scenarios.definition, item.prompt, responses[polarity][i], item.system_prompt,
-                                               scale_top)
+    def prompts(scale_top: int) -> dict[tuple[str, int], JudgeItem]:
+        return {(polarity, i): JudgeItem(prompt=response_prompt(scenarios.definition, item.prompt, responses[polarity][i],
+                                                                item.system_prompt, scale_top),
+                                         criterion="concept", answer=responses[polarity][i], concept=scenarios.definition,
+                                         question=item.generation_text())
                 for polarity in POLARITIES for i, item in enumerate(scenarios.side(polarity))}
 
     return _vet(store, "response_vetting", scenarios, key, judge, judge_name, thresholds, prompts, verdicts)

@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from steering_assets.vetting.judge import JudgeItem
+
 STEERING_RATING_VERSION = "1"
 RATING_TOP = 2  # ratings are 0, 1 or 2
 CRITERIA = ("concept", "instruction", "fluency")
@@ -58,6 +60,15 @@ def rating_prompts(persona: str, instruction: str, reply: str) -> dict[str, str]
     """The three judge prompts of one generation, keyed by criterion."""
     return {"concept": concept_prompt(persona, reply), "instruction": instruction_prompt(instruction, reply),
             "fluency": fluency_prompt(reply)}
+
+
+def rating_items(persona: str, instruction: str, reply: str, contrast: str = "") -> dict[str, JudgeItem]:
+    """The three judge items of one generation, keyed by criterion: each criterion's rubric prompt (LLM
+    judges read only that) with the parts a likelihood judge reads. ``contrast``: what the persona is told
+    apart from, ``""`` for the model's default assistant."""
+    prompts = rating_prompts(persona, instruction, reply)
+    return {criterion: JudgeItem(prompt=prompts[criterion], criterion=criterion, answer=reply, concept=persona,
+                                 contrast=contrast, question=instruction) for criterion in CRITERIA}
 
 
 def harmonic_mean(values: Sequence[float]) -> float:

@@ -28,7 +28,7 @@ from steering_assets.steering.judged_eval import (
     typical_residual_norm,
     winner,
 )
-from steering_assets.vetting.judge import Judgment, failed
+from steering_assets.vetting.judge import Judgment, failed, prompt_text
 from steering_assets.vetting.steering_ratings import (
     CONCEPT_INSTRUCTION,
     FLUENCY_INSTRUCTION,
@@ -161,7 +161,7 @@ class ScriptedJudge:
         self.scale_tops.add(scale_top)
         self.calls += len(prompts)
         out = []
-        for prompt in prompts:
+        for prompt in map(prompt_text, prompts):
             if prompt.startswith(CONCEPT_INSTRUCTION):
                 out.append(Judgment(score=100.0, weight=1.0))
             elif prompt.startswith(INSTRUCTION_INSTRUCTION):
@@ -196,7 +196,7 @@ def test_factor_chosen_on_one_half_and_scores_reported_on_the_other(tiny_model_f
     class RowJudge(ScriptedJudge):
         def score(self, prompts, scale_top=None):  # the selection half: only each method's best row answers
             out = super().score(prompts, scale_top)
-            for i, prompt in enumerate(prompts):
+            for i, prompt in enumerate(map(prompt_text, prompts)):
                 if prompt.startswith(INSTRUCTION_INSTRUCTION) and "Selection" in prompt:
                     row = int(prompt.rsplit("reply ", 1)[1])
                     out[i] = Judgment(score=100.0 if row in best_row.values() else 25.0, weight=1.0)
