@@ -449,9 +449,15 @@ def print_method_comparison(store: ArtifactStore, data_root: Path) -> None:
         factor = row.get(factor_key) if factor_key else None
         return f"{row[method]}" + (f" (x{factor:g})" if factor is not None else "")
 
-    _print_table(["persona", "trained (factor)", "activation (factor)", "prompted", "unsteered", "best", "|trained| / residual norm"],
+    def above(row, method):
+        value = row.get("concept above random", {}).get(method)
+        return "n/a" if value is None else f"{value:+.2f}"
+
+    _print_table(["persona", "trained (factor)", "activation (factor)", "random (factor)", "prompted", "unsteered", "best",
+                  "concept above random: trained / activation", "|trained| / residual norm"],
                  [[row["persona"], cell(row, "trained", "trained factor"), cell(row, "activation", "activation factor"),
-                   cell(row, "prompted"), cell(row, "unsteered"), row["best"], str(row["|trained| / residual"])] for row in rows])
+                   cell(row, "random", "random factor"), cell(row, "prompted"), cell(row, "unsteered"), row["best"],
+                   f"{above(row, 'trained')} / {above(row, 'activation')}", str(row["|trained| / residual"])] for row in rows])
     print("personas won: " + ", ".join(f"{method} {wins[method]}" for method in METHODS))
 
 

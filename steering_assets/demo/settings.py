@@ -18,9 +18,9 @@ DEMO_STEERING_TRAINING = {
 
 # Fewer replies per side than the defaults: the demo voices are distinct after a few dozen.
 DEMO_ACTIVATION = {"rows": 96}
-# No coefficient 1: the demo vectors never peak there, and each coefficient is a full generation
-# and scoring pass. Every coefficient samples from the same seed, so the others' numbers do not move.
-DEMO_EVALUATION = {"held_out_rows": 60, "n_prompts": 12, "coefficients": [0.0, 2.0, 4.0, 8.0]}
+# Coefficients in typical residual norms; each is a full generation and scoring pass, for the vector and for
+# the random direction. Every coefficient samples from the same seed, so the others' numbers do not move.
+DEMO_EVALUATION = {"held_out_rows": 60, "n_prompts": 12, "coefficients": [0.0, 0.25, 0.5, 1.0]}
 
 
 def steering_run_config(kind_name: str) -> dict:

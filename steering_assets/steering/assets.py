@@ -66,7 +66,10 @@ class ActivationVectorConfig(dg.Config):
 class SteeringEvalConfig(dg.Config):
     """How steering vectors are evaluated."""
 
-    coefficients: list[float] = Field(default=[0.0, 1.0, 2.0, 4.0, 8.0], description="Steering strengths to generate at (0 = unsteered).")
+    coefficients: list[float] = Field(
+        default=[0.0, 0.125, 0.25, 0.5, 1.0],
+        description="Steering strengths to generate at, in units of the layer's typical residual-stream norm (0 = unsteered); "
+        "a random direction is generated at the same strengths as the baseline.")
     n_prompts: int = Field(default=16, gt=0, description="Neutral prompts (baseline questions) to generate from.")
     max_new_tokens: int = Field(default=48, gt=0)
     temperature: float = Field(default=0.7, gt=0)
@@ -87,7 +90,7 @@ class JudgedEvalConfig(dg.Config):
     """The judge-scored evaluation (AxBench protocol; README, "Judge-scored steering evaluation")."""
 
     factors: list[float] = Field(
-        default=[0.25, 0.5, 1.0, 2.0],
+        default=[0.125, 0.25, 0.5, 1.0],
         description="Steering strengths to sweep, in units of the layer's typical residual-stream norm (the vector's "
         "direction is scaled to factor x that norm).",
     )
@@ -145,7 +148,9 @@ def judged_eval_metadata(result: ArtifactResult) -> dict[str, Any]:
 def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
     d = result.details
     steering, probe, perplexity = d["steering"], d["probe"], d["perplexity"]
-    sweep = [(c, round(p, 3)) for c, p in zip(steering["coefficients"], steering["target_probability"])]
+    randoms = steering.get("random_probability") or [None] * len(steering["coefficients"])
+    sweep = [(c, round(p, 3), "n/a" if r is None else round(r, 3))
+             for c, p, r in zip(steering["coefficients"], steering["target_probability"], randoms)]
     examples = [(c, text[:160]) for c, texts in steering["examples"].items() for text in texts[:1]]
     return {
         **{f"probe_{k}": dg.MetadataValue.float(float(v)) if k != "skipped" else v for k, v in probe.items() if k != "n_test"},
@@ -155,7 +160,10 @@ def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
         "target_probability_steered": dg.MetadataValue.float(steering["best_probability"]),
         "best_coefficient": dg.MetadataValue.float(steering["best_coefficient"]),
         "shows_steering_effect": steering["shows_effect"],
-        "coefficient_sweep": dg.MetadataValue.md(md_table(["coefficient", "p(target persona)"], sweep)),
+        "coefficient_sweep": dg.MetadataValue.md(md_table(
+            ["coefficient (x typical residual norm)", "p(target persona)", "p(target), random direction"], sweep)),
+        **({"target_probability_random_direction": dg.MetadataValue.float(float(steering["random_at_best"]))}
+           if steering.get("random_probability") else {}),
         "example_generations": dg.MetadataValue.md(md_table(["coefficient", "generation"], examples)),
         "cosine_with_activation_vector": dg.MetadataValue.float(d["cosine_with_activation_vector"]),
         **(baselines_metadata(d["baselines"]) if "baselines" in d else {}),

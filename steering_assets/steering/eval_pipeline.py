@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,7 +35,7 @@ from steering_assets.steering.persona_classifier import BASELINE_CLASS, PersonaC
 from steering_assets.steering.pipeline import vector_folder
 
 # 2: block-output layers (the last layer no longer reads the final norm), reply masks shared with training.
-EVAL_CODE_VERSION = "2"
+EVAL_CODE_VERSION = "3"
 CLASSIFIER_FILE = "classifier.npz"
 ACTIVATION_FILE = "activation_vector.npy"
 EVAL_FILE = "evaluation.json"
@@ -323,7 +323,10 @@ def evaluate_persona(
     ``negatives`` (default ``persona_negatives``) give the probe's negative replies and the
     neutral prompts the steered generations start from.
     """
+    import torch
+
     from steering_assets.steering.hook import attach_steering
+    from steering_assets.steering.judged_eval import random_direction, typical_residual_norm
     from steering_assets.steering.vectors import check_fits, read_vector
 
     vector, vector_config = read_vector(vector_folder(store, ref))
@@ -375,9 +378,22 @@ def evaluate_persona(
     questions = list(dict.fromkeys(c[-2]["content"] for c in baseline if len(c) >= 2 and c[-2]["role"] == "user"))
     prompts = questions[: config.n_prompts]
     result["baselines"]["prompt_questions"] = len(prompts)
-    generations = steered_generations(model, tokenizer, prompts, layer, vector, config, model_name=model_name)
-    effect = steering_effect(generations, ref.partition_key, classifier, encoder)
+    # Coefficients are in units of the layer's typical residual norm: the vector is rescaled to that norm.
+    residual_norm = typical_residual_norm(model, tokenizer, _sample(baseline, 32, seed), layer, model_name=model_name)
+    unit = vector.float() / (vector.float().norm() or 1.0)
+    random_unit = torch.from_numpy(random_direction(unit.shape[0], seed, ref.partition_key))
+    generations = steered_generations(model, tokenizer, prompts, layer, unit * residual_norm, config, model_name=model_name)
+    random_config = replace(config, coefficients=tuple(c for c in config.coefficients if c != 0.0))
+    random_generations = steered_generations(model, tokenizer, prompts, layer, random_unit * residual_norm, random_config,
+                                             model_name=model_name)
+    effect = steering_effect(generations, ref.partition_key, classifier, encoder, random_generations)
     result["steering"] = {
+        "units": "typical residual-stream norm at the vector's layer",
+        "residual_norm": residual_norm,
+        "vector_norm_in_residual_norms": float(vector.float().norm()) / residual_norm,
+        "random_probability": effect.random_probability,
+        "random_at_best": effect.random_at_best,
+        "random_examples": {str(c): texts[:3] for c, texts in random_generations.items()},
         "coefficients": effect.coefficients,
         "target_probability": effect.target_probability,
         "best_coefficient": effect.best_coefficient,

@@ -21,7 +21,11 @@ from steering_assets.steering.residual import block_outputs
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    coefficients: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
+    """``coefficients``: steering strengths in units of the layer's typical residual-stream norm (0 = unsteered):
+    the vector is applied as ``c x r x v / |v|`` with ``r`` the median norm of reply tokens at its layer, as in
+    the judged evaluation, so the numbers mean the same for every model, layer and vector."""
+
+    coefficients: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5, 1.0)
     n_prompts: int = 16
     max_new_tokens: int = 48
     temperature: float = 0.7
@@ -173,6 +177,14 @@ class SteeringEffect:
     target_probability: list[float]  # mean classifier probability of the target persona, per coefficient
     best_coefficient: float
     examples: dict[float, list[str]] = field(default_factory=dict)
+    # The same for a random direction of the same norm at the same layer, per coefficient (None: not measured).
+    random_probability: list[float] | None = None
+
+    @property
+    def random_at_best(self) -> float:
+        if self.random_probability is None:
+            return float("nan")
+        return self.random_probability[self.coefficients.index(self.best_coefficient)]
 
     @property
     def unsteered(self) -> float:
@@ -184,17 +196,28 @@ class SteeringEffect:
 
     @property
     def shows_effect(self) -> bool:
-        """At least 0.5 and at least twice the unsteered probability (the demo's bar)."""
-        return self.best >= 0.5 and self.best >= 2 * self.unsteered
+        """At least 0.5, at least twice the unsteered probability, and (when measured) at least twice what a
+        random direction of the same strength reaches: an effect counts only above the random baseline."""
+        above_random = self.random_probability is None or self.best >= 2 * self.random_at_best
+        return self.best >= 0.5 and self.best >= 2 * self.unsteered and above_random
 
 
-def steering_effect(generations: dict[float, list[str]], target_class: str, classifier, encoder) -> SteeringEffect:
+def steering_effect(generations: dict[float, list[str]], target_class: str, classifier, encoder,
+                    random_generations: dict[float, list[str]] | None = None) -> SteeringEffect:
     coefficients = sorted(generations)
     column = classifier.classes.index(target_class)
-    probabilities = [float(classifier.probabilities(generations[c], encoder)[:, column].mean()) for c in coefficients]
+
+    def mean_probability(texts: list[str]) -> float:
+        return float(classifier.probabilities(texts, encoder)[:, column].mean())
+
+    probabilities = [mean_probability(generations[c]) for c in coefficients]
     steered = [(p, c) for p, c in zip(probabilities, coefficients) if c != 0.0]
     best = max(steered)[1] if steered else coefficients[0]
-    return SteeringEffect(coefficients, probabilities, best, {c: generations[c][:3] for c in coefficients})
+    random = None
+    if random_generations is not None:
+        # Coefficient 0 is the same unsteered text for both directions.
+        random = [probabilities[i] if c == 0.0 else mean_probability(random_generations[c]) for i, c in enumerate(coefficients)]
+    return SteeringEffect(coefficients, probabilities, best, {c: generations[c][:3] for c in coefficients}, random)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

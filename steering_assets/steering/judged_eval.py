@@ -10,8 +10,15 @@ other half (the report half), so the reported number never saw the choice.
 Methods:
 - ``trained``: the steering vector learned by ``steering_vector``;
 - ``activation``: the difference-of-means vector of ``persona_activation_vector``;
+- ``random``: a random direction (seeded by the persona) at the same layer and the same strengths: the
+  baseline any steering effect must beat, since on a small model a random push of half the residual norm
+  already changes what it writes;
 - ``prompted``: no steering, the persona's own system prompt (its most frequent instruction);
 - ``unsteered``: no steering, no system prompt.
+
+A vector method's reported concept gain counts only above ``random``'s (``above_random`` in the table).
+Degenerate text counts against fluency whatever the judge says: a reply that loops (under half of its word
+trigrams distinct), is empty, or prints the chat template's injected system prompt gets fluency 0.
 
 Strength. A vector method adds ``factor x r x v / |v|`` to the residual stream at the vector's
 layer, where ``r`` is the typical (median) residual-stream norm of the model's reply tokens at
@@ -30,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -50,13 +57,15 @@ from steering_assets.vetting.steering_ratings import (
     ratings_from_judgments,
 )
 
-JUDGED_EVAL_CODE_VERSION = "1"
+JUDGED_EVAL_CODE_VERSION = "2"
 JUDGED_EVAL_FILE = "judged_evaluation.json"
 JUDGED_PLOT_FILE = "scores_by_factor.png"
 GENERATIONS_FILE = "generations.jsonl"  # every generation with its half, setting and ratings
-TRAINED, ACTIVATION, PROMPTED, UNSTEERED = "trained", "activation", "prompted", "unsteered"
-VECTOR_METHODS = (TRAINED, ACTIVATION)
-METHODS = (TRAINED, ACTIVATION, PROMPTED, UNSTEERED)
+TRAINED, ACTIVATION, RANDOM, PROMPTED, UNSTEERED = "trained", "activation", "random", "prompted", "unsteered"
+VECTOR_METHODS = (TRAINED, ACTIVATION, RANDOM)
+METHODS = (TRAINED, ACTIVATION, RANDOM, PROMPTED, UNSTEERED)
+# Under this share of distinct word trigrams a reply is a loop ("Aye, aye, aye, ...").
+MIN_DISTINCT_TRIGRAMS = 0.5
 
 
 class NotEnoughInstructionsError(InputError, ValueError):
@@ -67,12 +76,14 @@ class NotEnoughInstructionsError(InputError, ValueError):
 class JudgedEvalConfig:
     """Settings of the judge-scored evaluation (see the module docstring for the protocol).
 
-    ``factors``: steering strengths in units of the layer's typical residual norm.
+    ``factors``: steering strengths in units of the layer's typical residual norm. The defaults span where
+    a concept rises and where fluency collapses: on SmolLM2-135M (block 15) a difference-of-means vector reads
+    as the persona from about 0.25 and breaks text at 0.5-1 (``notes/REAL_MODELS_NOTES.md``).
     ``instructions``: held-out instructions used (split in two halves); fewer are used when
     fewer exist, but at least ``2 * min_per_half``.
     """
 
-    factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    factors: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
     instructions: int = 16
     min_per_half: int = 2
     max_new_tokens: int = 48
@@ -251,6 +262,32 @@ def scaled_direction(vector: np.ndarray, factor: float, residual_norm: float) ->
     return (vector / norm * factor * residual_norm).astype(np.float32)
 
 
+def random_direction(hidden: int, seed: int, persona: str) -> np.ndarray:
+    """A unit-norm Gaussian direction in the residual stream, the same for a persona and seed on every run."""
+    rng = np.random.default_rng([seed, int(fingerprint(persona)[:8], 16)])
+    vector = rng.standard_normal(hidden)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def degenerate(reply: str, leaks: Sequence[str] = ()) -> str | None:
+    """Why ``reply`` is degenerate text (empty, a loop, a leaked system prompt), or None.
+
+    ``leaks``: texts a reply must not print, e.g. the chat template's injected default system prompt;
+    a leak is its first 40 characters appearing anywhere in the reply, case ignored."""
+    from steering_assets.vetting.likelihood import distinct_trigram_share
+
+    if not reply.strip():
+        return "empty reply"
+    share = distinct_trigram_share(reply)
+    if share < MIN_DISTINCT_TRIGRAMS:
+        return f"repetition: {share:.0%} of its word trigrams distinct"
+    lowered = reply.lower()
+    for leak in leaks:
+        if leak and leak.strip() and leak.strip()[:40].lower() in lowered:
+            return f"prints the template's system prompt ({leak.strip()[:40]!r})"
+    return None
+
+
 def sweep_settings(config: JudgedEvalConfig, prompted: bool) -> list[Setting]:
     settings = [Setting(method, float(f)) for method in VECTOR_METHODS for f in config.factors]
     return settings + [Setting(UNSTEERED)] + ([Setting(PROMPTED)] if prompted else [])
@@ -314,18 +351,21 @@ def evaluate_judged(
     *, model: Any, tokenizer: Any, judge: Any, layer: int, vectors: dict[str, np.ndarray], residual_norm: float,
     persona: str, system_prompt: str | None, prompted_why: str, selection: Sequence[str], report: Sequence[str],
     config: JudgedEvalConfig, model_name: str = "the target model", log: Callable[[str], None] = print,
+    leaks: Sequence[str] = (),
 ) -> JudgedEvaluation:
     """Generate under every setting for both halves, rate, choose each vector's factor on ``selection``, report on ``report``.
 
-    ``vectors``: ``{"trained": [d], "activation": [d]}``. ``persona``: what the concept judge
-    is told the persona is. ``system_prompt`` None: the prompted method is n/a (``prompted_why``).
+    ``vectors``: ``{"trained": [d], "activation": [d]}``; the random direction is added here. ``persona``: what
+    the concept judge is told the persona is. ``system_prompt`` None: the prompted method is n/a (``prompted_why``).
+    ``leaks``: texts whose appearance in a reply makes it degenerate (``degenerate``).
     """
     import torch
 
+    hidden = next(iter(vectors.values())).shape[0]
+    vectors = {**vectors, RANDOM: random_direction(hidden, config.seed, persona)}
     settings = sweep_settings(config, system_prompt is not None)
     rows: list[np.ndarray] = []
     row_of: dict[Setting, int] = {}
-    hidden = next(iter(vectors.values())).shape[0]
     for setting in settings:
         if setting.factor is None:
             vector = np.zeros(hidden, dtype=np.float32)
@@ -345,16 +385,18 @@ def evaluate_judged(
     calls_before = getattr(judge, "calls", 0)
     ratings, unscored = rate_generations(judge, persona, [(instructions[i], reply) for (_, i), reply in zip(jobs, replies)])
     judge_calls = getattr(judge, "calls", 0) - calls_before
+    flaws = [degenerate(reply, leaks) for reply in replies]
+    ratings = [replace(r, fluency=0.0) if why and r.ok else r for r, why in zip(ratings, flaws)]
     by_setting: dict[Setting, dict[str, list]] = {s: {"selection": [], "report": []} for s in settings}
     errors: list[dict[str, str]] = []
     examples: list[dict[str, str]] = []
     records: list[dict[str, Any]] = []
-    for (setting, index), reply, rating in zip(jobs, replies, ratings):
+    for (setting, index), reply, rating, flaw in zip(jobs, replies, ratings, flaws):
         half = "selection" if index < len(selection) else "report"
         by_setting[setting][half].append(rating)
         records.append({"method": setting.method, "factor": setting.factor, "half": half, "instruction": instructions[index],
                         "reply": reply, "ratings": {c: getattr(rating, c) for c in CRITERIA} if rating.ok else None,
-                        "error": rating.error})
+                        "error": rating.error, "degenerate": flaw})
         if not rating.ok:
             errors.append({"setting": setting.label, "instruction": instructions[index], "error": rating.error})
         if index == len(selection):  # the first report-half instruction: one example per setting
@@ -376,6 +418,15 @@ def evaluate_judged(
     else:
         table.append({"method": PROMPTED, "factor": None, **summarise(by_setting[Setting(PROMPTED)]["report"])})
     table.append({"method": UNSTEERED, "factor": None, **summarise(by_setting[Setting(UNSTEERED)]["report"])})
+    for row in table:
+        if "n/a" not in row:  # report-half replies of the row's setting that were degenerate text
+            row["degenerate"] = sum(1 for (s, i), flaw in zip(jobs, flaws) if flaw and s.method == row["method"]
+                                    and s.factor == row.get("factor") and i >= len(selection))
+    random_row = next(row for row in table if row["method"] == RANDOM)
+    for row in table:
+        if row["method"] in (TRAINED, ACTIVATION) and all(
+                isinstance(r.get(c), float) and not math.isnan(r[c]) for r in (row, random_row) for c in ("concept", "harmonic_mean")):
+            row["above_random"] = {c: row[c] - random_row[c] for c in ("concept", "harmonic_mean")}
     return JudgedEvaluation(
         layer=layer, residual_norm=residual_norm,
         vector_norms={m: float(np.linalg.norm(v)) for m, v in vectors.items()},
@@ -414,7 +465,7 @@ def scores_plot_png(curves: dict[str, dict[str, dict[str, Any]]], chosen: dict[s
     """Concept, instruction, fluency and harmonic mean against the factor, one line style per vector method."""
     from steering_assets.plots import line_plot_png
 
-    styles = {TRAINED: "-", ACTIVATION: "--"}
+    styles = {TRAINED: "-", ACTIVATION: "--", RANDOM: ":"}
     colours = {"concept": "tab:purple", "instruction": "tab:blue", "fluency": "tab:green", "harmonic_mean": "black"}
 
     def draw(axis):
@@ -454,7 +505,11 @@ def materialize_judged_evals(
     from steering_assets.steering.pipeline import vector_folder
     from steering_assets.steering.vectors import check_fits, read_vector
 
+    from steering_assets.pretrained import injected_system_prompt
+
     padding_token_id(tokenizer, model_name)  # before any work: batches need a pad (or EOS) token
+    # A steered reply that prints the template's default system prompt has broken down (seen on SmolLM2).
+    leaks = [text for text in (injected_system_prompt(tokenizer),) if text]
     results: dict[str, ArtifactResult] = {}
     files = {m: baseline_file_negatives(store, m) for m in {ref.source_model for ref in refs}}
     for ref in refs:
@@ -490,6 +545,7 @@ def materialize_judged_evals(
             vectors={TRAINED: trained.numpy().astype(np.float32), ACTIVATION: load_activation_vector(store, ref)},
             residual_norm=residual_norm, persona=persona, system_prompt=system_prompt, prompted_why=prompted_why,
             selection=selection, report=report, config=config, model_name=model_name, log=lambda m: log(f"{where}: {m}"),
+            leaks=leaks,
         )
         records = evaluation.records
         summary = {k: v for k, v in asdict(evaluation).items() if k != "records"}
@@ -552,6 +608,11 @@ def comparison_table(store: ArtifactStore, refs: Sequence[PersonaRef]) -> tuple[
             "trained factor": by_method.get(TRAINED, {}).get("factor"),
             ACTIVATION: score(ACTIVATION),
             "activation factor": by_method.get(ACTIVATION, {}).get("factor"),
+            RANDOM: score(RANDOM),
+            "random factor": by_method.get(RANDOM, {}).get("factor"),
+            # The concept gain over a random direction of the same strength: the effect that counts.
+            "concept above random": {m: round(by_method[m]["above_random"]["concept"], 2)
+                                     for m in (TRAINED, ACTIVATION) if "above_random" in by_method.get(m, {})},
             PROMPTED: score(PROMPTED),
             UNSTEERED: score(UNSTEERED),
             "best": best or "n/a",

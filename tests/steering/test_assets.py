@@ -123,7 +123,7 @@ def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments
                                                  run_config=config).success
             return latest(instance, "steering_judged_eval", key)
 
-        settings = 2 * 2 + 2  # two vectors x two factors, unsteered, prompted (the demo roles have system prompts)
+        settings = 3 * 2 + 2  # two vectors and a random direction x two factors, unsteered, prompted (the demo roles have system prompts)
         for key in KEYS:
             before = server.calls
             metadata = materialize(key)
@@ -132,16 +132,22 @@ def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments
             # same instruction is the same instruction and fluency prompt), which the judgment cache answers.
             assert metadata["judge_calls"].value == 3 * settings * 4 if key == KEYS[0] else metadata["judge_calls"].value <= 3 * settings * 4
             table = metadata["methods"].value
-            assert all(f"| {method} |" in table for method in ("trained", "activation", "prompted", "unsteered"))
+            assert all(f"| {method} |" in table for method in ("trained", "activation", "random", "prompted", "unsteered"))
             assert metadata["prompted_system_prompt"].value.startswith("You are")
             assert metadata["judge"].value == "fake-judge"  # the steering judge defaults to the judge passed in
             assert metadata["residual_norm"].value > 0 and metadata["trained_norm_over_residual"].value > 0
             assert metadata["scores_by_factor"].value.startswith("![scores by factor](data:image/png;base64,")
             rows = json.loads((artifacts / "roles" / "steering_judged_eval" / key / "judged_evaluation.json").read_text())["table"]
-            assert [row["method"] for row in rows] == ["trained", "activation", "prompted", "unsteered"]
+            assert [row["method"] for row in rows] == ["trained", "activation", "random", "prompted", "unsteered"]
+            by_method = {row["method"]: row for row in rows}
+            for method in ("trained", "activation"):  # the effect that counts: the concept above the random direction's
+                if "above_random" in by_method[method]:
+                    assert by_method[method]["above_random"]["concept"] == pytest.approx(
+                        by_method[method]["concept"] - by_method["random"]["concept"])
             for row in rows:  # the report half: 2 instructions, each reply rated or an item error
                 assert row.get("n/a") or row["rated"] + row["item_errors"] == 2, row
-                assert row.get("harmonic_mean") is None or 0 < row["harmonic_mean"] <= 2
+                # 0 is possible: the untrained model loops, and degenerate text gets fluency 0.
+                assert row.get("harmonic_mean") is None or 0 <= row["harmonic_mean"] <= 2
             assert any(f"{row['method']}_harmonic_mean" in metadata for row in rows)
         assert server.probes == 0  # 0-2 ratings need no number-scale probe
         comparison = dg.AssetKey(["roles", "steering_method_comparison"])

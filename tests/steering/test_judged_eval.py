@@ -11,6 +11,7 @@ import torch
 from steering_assets.steering.judged_eval import (
     ACTIVATION,
     PROMPTED,
+    RANDOM,
     TRAINED,
     UNSTEERED,
     JudgedEvalConfig,
@@ -215,7 +216,9 @@ def test_factor_chosen_on_one_half_and_scores_reported_on_the_other(tiny_model_f
     # The curve the factor was chosen on is the selection half's.
     assert result.curves[TRAINED]["2"]["instruction"] == pytest.approx(2.0)
     assert result.curves[TRAINED]["1"]["instruction"] == pytest.approx(0.5)
-    assert judge.scale_tops == {2} and result.judge_calls == 3 * result.generations == 3 * 8 * 4
+    # 11 settings: three vector methods (trained, activation, random) at three factors, unsteered, prompted.
+    assert judge.scale_tops == {2} and result.judge_calls == 3 * result.generations == 3 * 11 * 4
+    assert table[TRAINED]["above_random"]["harmonic_mean"] == pytest.approx(2.0 - table[RANDOM]["harmonic_mean"])
     assert winner(result.table) in (TRAINED, ACTIVATION, PROMPTED, UNSTEERED)
 
 
@@ -236,5 +239,29 @@ def test_item_errors_are_counted_and_the_prompted_row_says_why_when_na(tiny_mode
     assert table[PROMPTED] == {"method": PROMPTED, "factor": None, "n/a": "no row labelled ['pos'] carries a system prompt"}
     assert table[UNSTEERED]["rated"] == 1 and table[UNSTEERED]["item_errors"] == 1
     assert table[UNSTEERED]["harmonic_mean"] == pytest.approx(2.0)  # the unrated reply is left out, not scored 0
-    assert {e["setting"] for e in result.item_errors} == {"trained@1", "activation@1", "unsteered"}
+    assert {e["setting"] for e in result.item_errors} == {"trained@1", "activation@1", "random@1", "unsteered"}
     assert all("fluency: refused" in e["error"] for e in result.item_errors)
+
+
+def test_degenerate_replies_get_fluency_zero_whatever_the_judge_says(tiny_model_factory, tokenizer, monkeypatch):
+    import steering_assets.steering.judged_eval as judged
+
+    leak = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    assert judged.degenerate("Arr, the sea be calm today, matey.") is None
+    assert judged.degenerate("aye " * 20).startswith("repetition")
+    assert judged.degenerate("Sure. " + leak + ".", [leak]).startswith("prints the template's system prompt")
+    assert judged.degenerate("  ") == "empty reply"
+    model = tiny_model_factory()
+    hidden = model.config.hidden_size
+    vectors = {TRAINED: np.ones(hidden, dtype=np.float32), ACTIVATION: -np.ones(hidden, dtype=np.float32)}
+    monkeypatch.setattr(judged, "generate_batched", lambda model, tok, prompts, rows, *a, **k: [
+        "aye " * 20 if row == 0 else "A fine and varied answer to the question." for row in rows])
+    result = evaluate_judged(model=model, tokenizer=tokenizer, judge=ScriptedJudge(lambda q: 2.0), layer=1, vectors=vectors,
+                             residual_norm=1.0, persona="pirate", system_prompt=None, prompted_why="n/a",
+                             selection=["Selection one?", "Selection two?"], report=["Report one?", "Report two?"],
+                             config=JudgedEvalConfig(factors=(1.0,), max_new_tokens=4), log=lambda m: None, leaks=[leak])
+    table = {row["method"]: row for row in result.table}
+    # Row 0 of the sweep is trained@1: the judge rated its loops fluent (2), the evaluation counts them 0.
+    assert table[TRAINED]["fluency"] == 0.0 and table[TRAINED]["harmonic_mean"] == 0.0 and table[TRAINED]["degenerate"] == 2
+    assert table[ACTIVATION]["fluency"] == pytest.approx(2.0) and table[ACTIVATION]["degenerate"] == 0
+    assert all(r["degenerate"].startswith("repetition") for r in result.records if r["method"] == TRAINED)
