@@ -76,8 +76,9 @@ def default_rollout_generator(source: ModelSource) -> RolloutGeneratorResource:
 
 
 def default_judge(prefix: str = "PERSONA_JUDGE") -> JudgeResource:
-    """PERSONA_JUDGE_BACKEND picks "openai" (key from OPENAI_API_KEY, optional OPENAI_BASE_URL) or "local"
-    (the model in PERSONA_JUDGE_LOCAL_MODEL).
+    """PERSONA_JUDGE_BACKEND picks "openai" (key from OPENAI_API_KEY, optional OPENAI_BASE_URL), "local" (the
+    model in PERSONA_JUDGE_LOCAL_MODEL, from its next-token logprobs) or "likelihood" (that model's likelihood
+    ratios, ``vetting/likelihood.py``).
 
     ``prefix="PERSONA_STEERING_JUDGE"``: the judge of the steering evaluation; each of its
     settings that is unset falls back to the PERSONA_JUDGE one, so one judge serves both by default.
@@ -88,8 +89,9 @@ def default_judge(prefix: str = "PERSONA_JUDGE") -> JudgeResource:
         return os.environ.get(f"{prefix}_{name}") or os.environ.get(f"PERSONA_JUDGE_{name}") or default
 
     number_scale = setting("NUMBER_SCALE", "auto")
-    if setting("BACKEND", "openai") == "local":
-        return JudgeResource(backend="local", local_model=setting("LOCAL_MODEL"), number_scale=number_scale)
+    backend = setting("BACKEND", "openai")
+    if backend in ("local", "likelihood"):
+        return JudgeResource(backend=backend, local_model=setting("LOCAL_MODEL"), number_scale=number_scale)
     return JudgeResource(
         backend="openai",
         model=setting("MODEL", "gpt-4.1-mini"),

@@ -61,6 +61,8 @@ def test_the_steering_judge_defaults_to_the_judge_settings_and_each_can_be_set_a
     monkeypatch.setenv("PERSONA_STEERING_JUDGE_LOCAL_MODEL", "/models/steering-judge")
     assert default_judge("PERSONA_STEERING_JUDGE").local_model == "/models/steering-judge"
     assert default_judge().local_model == "/models/vetting-judge"
+    monkeypatch.setenv("PERSONA_STEERING_JUDGE_BACKEND", "likelihood")  # the offline likelihood-ratio judge
+    assert (default_judge("PERSONA_STEERING_JUDGE").backend, default_judge().backend) == ("likelihood", "local")
     monkeypatch.setenv("PERSONA_STEERING_JUDGE_BACKEND", "openai")
     monkeypatch.setenv("PERSONA_STEERING_JUDGE_MODEL", "gpt-4o-mini")
     assert (default_judge("PERSONA_STEERING_JUDGE").backend, default_judge("PERSONA_STEERING_JUDGE").model) == (

@@ -122,6 +122,7 @@ def _report_result(context, stage_asset: str, store, result, scenarios, verdicts
                 ["polarity", "index", item_label, "score", "threshold missed"], rows or [("-", "-", "all passed", "-", "-")])),
             "judge": report["judge_model"],
             "judge_scale": report["judge_scale"],
+            **({"judge_token_text": report["judge_token_text"]} if report.get("judge_token_text") else {}),
             "calibration": dg.MetadataValue.md(md_table(["judge", "agreement with known verdicts", "ambiguous share "
                                                          f"({thresholds.neg_threshold:g} < score < {thresholds.pos_threshold:g})",
                                                          "drift since previous vetting"],

@@ -100,6 +100,8 @@ def _vet(store: ArtifactStore, asset: str, scenarios: TraitScenarios, key: str, 
     report = response_scores_report(asset, scenarios, [(idx, polarity, j) for (polarity, idx), j in zip(order, judgments)],
                                     thresholds, with_text=asset == "scenario_vetting")
     report = {**report, "judge_model": judge_name, "judge_method": getattr(judge, "method", "logprob"), "judge_scale": scale_name(scale_top),
+              # Which logprob field the setup probe read the server's token text from, and why (servers differ).
+              **({"judge_token_text": judge.probe.text_source} if getattr(getattr(judge, "probe", None), "text_source", "") else {}),
               **(extra or {})}
     vetted_at = datetime.now(timezone.utc).isoformat()
     stage_verdicts = [v for v in verdicts if v.stage == STAGES[asset]]

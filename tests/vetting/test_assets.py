@@ -73,6 +73,9 @@ def test_vetting_job_reports_failures_and_reruns_for_free(demo_workspace, tmp_pa
         assert report["results"][1] == {"idx": 1, "polarity": "positive", "scenario": "Weak setup score:50",
                                         "score": pytest.approx((0.6 * 50 + 0.3 * 60) / 0.9)}
         assert report["judge_model"] == "fake-judge" and report["judge_scale"] == "0-100"
+        # The setup probe says where it read the server's token text (shown in the asset metadata too).
+        assert report["judge_token_text"].startswith("`")
+        assert metadata(result)["judge_token_text"] == report["judge_token_text"]
         assert not report_path(tmp_path, "social/humorous", name="response_scores.json").exists()
         stage2 = json.loads(report_path(tmp_path, "social/humorous", "response_vetting", "response_scores.json").read_text())
         assert set(stage2["results"][0]) == {"idx", "polarity", "score"}
