@@ -73,7 +73,7 @@ ui: install dagster-home
 	$(VENV)/bin/dagster instance concurrency set gpu 1 >/dev/null
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
 
-bench: install
+bench: install-deploy
 	$(PY) benchmarks/persona_budget.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/batched_training.py
 	$(PY) benchmarks/prefix_features.py --workspace "$(DEMO_DIR)"
@@ -82,6 +82,7 @@ bench: install
 	$(PY) benchmarks/backfill.py --baseline-sample 20
 	$(PY) benchmarks/bytecode_cache.py
 	$(PY) benchmarks/rollout_generation.py
+	$(PY) benchmarks/activation_vectors.py
 
 sync-partitions: install dagster-home
 	$(VENV)/bin/steering-assets sync-partitions

@@ -6,8 +6,12 @@ helpful assistant.", over the demo's 16 extraction questions, read at block 15's
 
 - ours: ``difference_of_means(pooling="last_prompt_token")``, left-to-right batches of 16 with block hooks;
 - steering-vectors 0.12: ``train_steering_vector(layers=[15], read_token_index=-1)`` (one prompt a forward, its default);
-- repeng 0.4: ``ControlVector.train(hidden_layers=[15])`` (batches of 32 with ``output_hidden_states``, then PCA of
-  the pair differences, its ``pca_diff`` default; a unit direction, so only its cosine is comparable).
+- repeng 0.4: ``ControlVector.train(hidden_layers=[15])`` (batches of 32 with ``output_hidden_states``, then a
+  one-component PCA; a unit direction, so only its cosine is comparable). Its default ``pca_diff`` fits the PCA to
+  the pair differences, which sklearn centres: the mean difference is removed and the component is the direction
+  the differences vary most along, not the difference of means, so its cosine with ours is low by construction.
+  ``pca_center`` (each pair centred on its midpoint, ±d/2) keeps the mean difference's direction: that is the
+  comparable one.
 
 Prints the seconds per persona of each and the cosine of theirs with ours. Run: ``python benchmarks/activation_vectors.py``
 (needs the peers: ``make install-deploy``).
@@ -50,22 +54,25 @@ def main() -> None:
         sv = steering_vectors.train_steering_vector(model, tokenizer, pairs, layers=[layer], read_token_index=-1,
                                                     show_progress=False)
         t_sv = time.perf_counter() - started
+        entries = [repeng.DatasetEntry(positive=p, negative=n) for p, n in pairs]
         started = time.perf_counter()
-        rp = repeng.ControlVector.train(model, tokenizer, [repeng.DatasetEntry(positive=p, negative=n) for p, n in pairs],
-                                        hidden_layers=[layer])
+        rp = repeng.ControlVector.train(model, tokenizer, entries, hidden_layers=[layer])
         t_rp = time.perf_counter() - started
+        rp_center = repeng.ControlVector.train(model, tokenizer, entries, hidden_layers=[layer], method="pca_center")
         sv_vector = sv.layer_activations[layer].float().numpy()
         rp_vector = rp.directions[layer]
         cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))  # noqa: E731
         totals["ours"] += t_ours
         totals["steering-vectors"] += t_sv
         totals["repeng"] += t_rp
-        rows.append((role, t_ours, t_sv, t_rp, cos(ours, sv_vector), cos(ours, rp_vector)))
+        rows.append((role, t_ours, t_sv, t_rp, cos(ours, sv_vector), cos(ours, rp_vector),
+                     cos(ours, rp_center.directions[layer])))
     print(f"\n{len(QUESTIONS)} pairs per persona, block {layer}, SmolLM2-135M-Instruct, "
           f"{__import__('torch').get_num_threads()} torch threads")
-    print(f"{'persona':10} {'ours s':>8} {'steering-vectors s':>19} {'repeng s':>9} {'cos sv':>7} {'cos repeng':>11}")
-    for role, a, b, c, d, e in rows:
-        print(f"{role:10} {a:8.2f} {b:19.2f} {c:9.2f} {d:7.4f} {e:11.4f}")
+    print(f"{'persona':10} {'ours s':>8} {'steering-vectors s':>19} {'repeng s':>9} {'cos sv':>7} "
+          f"{'cos repeng pca_diff':>20} {'cos repeng pca_center':>22}")
+    for role, a, b, c, d, e, f in rows:
+        print(f"{role:10} {a:8.2f} {b:19.2f} {c:9.2f} {d:7.4f} {e:20.4f} {f:22.4f}")
     n = len(rows)
     print(f"per persona: ours {totals['ours'] / n:.2f} s, steering-vectors {totals['steering-vectors'] / n:.2f} s "
           f"({totals['steering-vectors'] / totals['ours']:.1f}x ours), repeng {totals['repeng'] / n:.2f} s "
