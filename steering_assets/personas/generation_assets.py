@@ -121,7 +121,7 @@ def build_generation_assets(kind: PersonaKind) -> list:
                        rollout_generator: RolloutGeneratorResource, rollouts: PersonaRollouts, storage: ArtifactStorage):
         from steering_assets.personas.generation import rollout_path, scores_path
         from steering_assets.personas.instructions import instruction_path, read_instruction_file
-        from steering_assets.personas.rollout_scoring import score_rollouts
+        from steering_assets.personas.rollout_scoring import ScoringOutcome, score_rollouts
 
         root = instructions.folder()
         model_name = rollout_model_name(rollout_generator.source.display_name)
@@ -133,14 +133,20 @@ def build_generation_assets(kind: PersonaKind) -> list:
             for ref in refs:
                 spec = read_instruction_file(instruction_path(root, kind, ref.name), kind)
                 if spec.is_baseline:
-                    raise InputError(f"{ref.partition_key}: {ref.name} is a baseline role (no eval_prompt, never training data); "
-                                     "it is not scored")
+                    # A backfill of every role includes default.json's: it is the contrast, nothing to score.
+                    why = f"{ref.name} is a baseline role (no eval_prompt, never training data): its replies are not scored"
+                    context.log.info(f"{ref.partition_key}: {why}")
+                    results[ref.partition_key] = ScoringOutcome(
+                        scores_path(rollouts.root, kind, ref.source_model, ref.name), 0, 0, not_scored=why)
+                    continue
                 results[ref.partition_key] = score_rollouts(
                     rollout_path(rollouts.root, kind, ref.source_model, ref.name), spec, scorer,
                     scores_path(rollouts.root, kind, ref.source_model, ref.name), model_name, log=context.log.info)
             return results
 
         def metadata(outcome) -> dict:
+            if outcome.not_scored:
+                return {"scored": 0, "not_scored": outcome.not_scored, "judge": judge.judge_name}
             return {"scored": outcome.scored, "refusals": outcome.refusals, "unscored": len(outcome.unscored),
                     "unscored_examples": dg.MetadataValue.json(dict(list(outcome.unscored.items())[:5])),
                     "score_distribution": dg.MetadataValue.md(md_table(["score", "replies"], sorted(outcome.distribution.items(), key=lambda kv: float(kv[0]) if kv[0] != "REFUSAL" else -1))),

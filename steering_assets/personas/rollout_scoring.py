@@ -60,6 +60,7 @@ class ScoringOutcome:
     refusals: int
     unscored: dict[str, str] = field(default_factory=dict)  # score key -> why
     distribution: dict[str, int] = field(default_factory=dict)  # score -> replies
+    not_scored: str | None = None  # why nothing was scored (a baseline role), else None
 
 
 def score_rollouts(responses: Path, spec: InstructionSet, judge: Any, out: Path, model_name: str,

@@ -72,6 +72,15 @@ def test_generate_score_and_build_the_dataset(smollm2, instructions, tmp_path, m
 
         frame, _ = build_persona_dataset(PersonaRef(ROLES, "SmolLM2-135M-Instruct.Q4_1", "pirate"), data)
         assert frame.height == 10 and frame.filter(pl.col("extract_score").is_not_null()).height == len(scores)
+        # The default assistant's partition (in any backfill of every role): generated, and not scored, not failed.
+        default = dg.materialize(assets(defs, "generated_rollouts", "rollout_scores"), instance=instance,
+                                 partition_key="SmolLM2-135M-Instruct.Q4_1/default", run_config=config,
+                                 resources=dict(defs.resources))
+        assert default.success
+        meta = default.asset_materializations_for_node("roles__rollout_scores")[0].metadata
+        assert meta["scored"].value == 0 and "baseline role" in meta["not_scored"].value
+        assert (data / "SmolLM2-135M-Instruct.Q4_1" / "responses" / "default.jsonl").is_file()
+        assert not (data / "SmolLM2-135M-Instruct.Q4_1" / "scores" / "default.json").exists()
 
 
 def test_a_partition_of_another_model_is_refused(smollm2, instructions, tmp_path):
