@@ -47,9 +47,12 @@ class TrainingSplitConfig(dg.Config):
     batch_size: int = Field(default=256, gt=0, description="Conversations tokenised per batch.")
     min_score: Optional[int] = Field(default=None, description="Keep scores >= this (default: roles 3, traits 75).")
     keep_labels: Optional[list[str]] = Field(default=None, description='Labels to keep (default ["pos"]).')
+    held_out_questions: int = Field(
+        default=0, ge=0, description="Questions (seeded draw) whose rows enter neither split: the judged evaluation's "
+        "instructions when the budgets would otherwise take every question (small rollout sets).")
 
     def budget(self) -> BudgetConfig:
-        return BudgetConfig(self.train_tokens, self.validation_tokens, self.seed, self.batch_size)
+        return BudgetConfig(self.train_tokens, self.validation_tokens, self.seed, self.batch_size, self.held_out_questions)
 
     def selection(self, kind: PersonaKind) -> SelectionConfig:
         default = SelectionConfig.defaults_for(kind)

@@ -18,6 +18,7 @@ DROP_MISSING_SCORE = "missing_score"
 DROP_REFUSAL = "refusal"
 DROP_BELOW_THRESHOLD = "below_threshold"
 DROP_OVER_BUDGET = "over_budget"
+DROP_HELD_OUT_QUESTION = "held_out_question"
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class BudgetConfig:
     validation_tokens: int = 10_000
     seed: int = 42
     batch_size: int = 256
+    # Questions whose rows never enter either split, so the evaluations have instructions nothing was trained on.
+    held_out_questions: int = 0
 
     def __post_init__(self) -> None:
         if self.train_tokens <= 0 or self.validation_tokens < 0:
@@ -90,6 +93,21 @@ class BudgetConfig:
             )
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.held_out_questions < 0:
+            raise ValueError(f"held_out_questions must be >= 0, got {self.held_out_questions}")
+
+
+def reserved_questions(questions: Sequence[str], count: int, seed: int) -> list[str]:
+    """``count`` distinct questions drawn with ``seed`` from ``questions`` (first-seen order kept), for evaluation only.
+
+    Raises SelectionError when that leaves no question to train on."""
+    distinct = list(dict.fromkeys(q for q in questions if q))
+    if count and count >= len(distinct):
+        raise SelectionError(
+            f"held_out_questions={count}, but the kept rows ask only {len(distinct)} distinct question(s): nothing would "
+            "be left to train on; lower held_out_questions or generate rollouts for more questions")
+    picked = set(np.random.default_rng(seed).permutation(len(distinct))[:count].tolist())
+    return [q for i, q in enumerate(distinct) if i in picked]
 
 
 def select_training_rows(frame: pl.DataFrame, selection: SelectionConfig) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -253,6 +271,11 @@ def build_training_split(
     budget) most rows are never tokenised.
     """
     kept, dropped = select_training_rows(frame, selection)
+    if config.held_out_questions:
+        reserved = reserved_questions(kept["question"].to_list(), config.held_out_questions, config.seed)
+        before = kept.height
+        kept = kept.filter(~pl.col("question").is_in(reserved))
+        dropped[DROP_HELD_OUT_QUESTION] = before - kept.height
     conversations = kept["messages"].to_list()
     order = shuffled_order(kept.height, config.seed)
     filler = BudgetFiller(config)

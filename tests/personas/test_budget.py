@@ -114,3 +114,26 @@ def test_training_split_counts_tokens_and_reports_unreachable_budget(tokenizer, 
     assert split.dropped["over_budget"] == split.candidates - split.train.height - split.validation.height
     assert (split.train["extract_score"] == 3).all()
     assert isinstance(split.train, pl.DataFrame)
+
+
+def test_held_out_questions_enter_neither_split_and_are_what_the_judged_evaluation_asks(tokenizer, demo_workspace):
+    from steering_assets.personas.budget import SelectionError, reserved_questions
+    from steering_assets.steering.judged_eval import held_out_instructions
+
+    frame, _ = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "proofreader"), demo_workspace.data_root)
+    selection = SelectionConfig.defaults_for(ROLES)
+    kept, _ = select_training_rows(frame, selection)
+    everything = build_training_split(frame, tokenizer, selection, BudgetConfig())
+    # A budget larger than the data takes every kept row's question: none of them is left to evaluate on.
+    assert set(everything.train["question"]) | set(everything.validation["question"]) == set(kept["question"])
+    split = build_training_split(frame, tokenizer, selection, BudgetConfig(held_out_questions=4))
+    reserved = reserved_questions(kept["question"].to_list(), 4, BudgetConfig().seed)
+    assert len(reserved) == 4 == len(set(reserved))
+    used = set(split.train["question"]) | set(split.validation["question"])
+    assert not used & set(reserved)
+    assert split.dropped["held_out_question"] == kept.filter(pl.col("question").is_in(reserved)).height > 0
+    assert set(reserved) <= set(held_out_instructions(frame, split.train, split.validation))
+    # Seeded: the same questions every time.
+    assert reserved == reserved_questions(kept["question"].to_list(), 4, BudgetConfig().seed)
+    with pytest.raises(SelectionError, match="nothing would be left to train on"):
+        build_training_split(frame, tokenizer, selection, BudgetConfig(held_out_questions=kept["question"].n_unique()))
