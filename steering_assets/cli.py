@@ -431,7 +431,8 @@ def print_evaluations(store: ArtifactStore, data_root: Path) -> None:
         return
     _print_table(list(rows[0]), [[str(v) for v in row.values()] for row in rows])
     roles = [r for r in rows if r["persona"] in {ref.partition_key for ref in refs if ref.kind.name == "roles"}]
-    print(f"steering effect (p >= 0.5 and >= 2x unsteered) for {sum(r['effect'] == 'yes' for r in roles)} of {len(roles)} roles")
+    print(f"steering effect (p >= 0.5, >= 2x unsteered and >= 2x a random direction of the same norm) for "
+          f"{sum(r['effect'] == 'yes' for r in roles)} of {len(roles)} roles")
 
 
 def print_method_comparison(store: ArtifactStore, data_root: Path) -> None:

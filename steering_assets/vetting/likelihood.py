@@ -80,6 +80,7 @@ class LikelihoodJudge:
     def __init__(self, model: Any, tokenizer: Any, model_name: str, *, cache: JudgmentCache | None = None,
                  batch_size: int = 16, max_answer_tokens: int = 64):
         from steering_assets.models import padding_token_id
+        from steering_assets.personas.generation import supports_system_role
 
         if not getattr(tokenizer, "chat_template", None):
             raise JudgeConfigurationError(
@@ -89,7 +90,7 @@ class LikelihoodJudge:
         self.model, self.tokenizer, self.model_name = model, tokenizer, model_name
         self.cache, self.batch_size, self.max_answer_tokens = cache, batch_size, max_answer_tokens
         self.calls = 0  # answers scored by the model (cache hits not counted)
-        self._system_role = _supports_system_role(tokenizer)
+        self._system_role = supports_system_role(tokenizer)
 
     method = "likelihood ratio"
 
@@ -99,11 +100,6 @@ class LikelihoodJudge:
     @property
     def settings(self) -> ScoringSettings:
         return ScoringSettings()
-
-    def describe(self) -> dict[str, Any]:
-        """The judge's settings, for asset metadata."""
-        return {"judge": f"likelihood ratios of {self.model_name}", "max_answer_tokens": self.max_answer_tokens,
-                "calibration": {k: {"centre": v.centre, "width": v.width} for k, v in CALIBRATIONS.items()}}
 
     def _key(self, item: JudgeItem) -> str:
         return fingerprint({"judge": "likelihood", "version": LIKELIHOOD_JUDGE_VERSION, "model": self.model_name,
@@ -137,7 +133,6 @@ class LikelihoodJudge:
             prefix_ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
             answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"][: self.max_answer_tokens]
             rows.append((prefix_ids, answer_ids))
-        out: list[float] = []
         device = input_device(self.model)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
@@ -163,9 +158,8 @@ class LikelihoodJudge:
                 # Position t predicts token t + 1: the answer's tokens are predicted from len(prefix) - 1 on.
                 span = token_logprobs[row, len(prefix_ids) - 1: len(prefix_ids) - 1 + len(answer_ids)]
                 values[i] = float(span.mean())
-        out = [values[i] for i in range(len(rows))]
         self.calls += len(rows)
-        return out
+        return [values[i] for i in range(len(rows))]
 
     def _judgment(self, item: JudgeItem, logprobs: list[float]) -> Judgment:
         if any(math.isnan(v) for v in logprobs):
@@ -212,9 +206,3 @@ class LikelihoodJudge:
                 if self.cache is not None and judgment.ok:
                     self.cache.put(keys[index], judgment)
         return [r for r in results if r is not None]
-
-
-def _supports_system_role(tokenizer: Any) -> bool:
-    from steering_assets.personas.generation import supports_system_role
-
-    return supports_system_role(tokenizer)
