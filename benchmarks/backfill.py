@@ -1,7 +1,9 @@
 """A 275-role persona-dataset backfill: one run per persona against chunked runs, side by side.
 
-Builds a rollout tree with the 275 role names of ../shared/fixtures/persona_names/role_list.json
-(small synthetic answers, so the runs' own overhead is what shows), then backfills
+Builds a rollout tree with the 275 role names of ../shared/fixtures/persona_names/role_list.json,
+each role answering with 12 of SmolLM2-135M-Instruct's own role replies from a `make demo` run (the
+recorded run in tests/fixtures/smollm2_demo, taken in turn; 48-token replies, so the runs' own
+overhead is what shows), with SmolLM2 as the persona model (its tokenizer counts the split), then backfills
 roles/persona_dataset + roles/persona_training_split twice through Dagster's backfill machinery
 on fresh sqlite instances, with a real dagster-daemon launching every run in its own process:
 once with one persona per run (PERSONA_DATASETS_PER_RUN=1, what a backfill did before) and
@@ -11,7 +13,8 @@ once chunked (the default, 25 personas per run). Prints wall time, runs launched
 
 --baseline-sample N times the one-run-per-persona backfill on N and on 2N personas only and
 extends that line (fixed start-up cost plus a cost per run) to all of them, since the full
-baseline takes some 20 minutes on 2 cores; the output says so when it does.
+baseline takes some 15 minutes on 2 cores (941 s estimated from --baseline-sample 10,
+measured on a shared machine); the output says so when it does.
 --in-process drives both backfills in this process instead (what `make demo` does).
 """
 
@@ -27,8 +30,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._recorded import MODEL, RECORDED, SOURCE_MODEL  # noqa: E402
 ROLE_LIST = REPO.parent / "shared" / "fixtures" / "persona_names" / "role_list.json"
-SOURCE_MODEL = "bench-model"
 QUESTIONS = 12
 
 
@@ -39,40 +44,41 @@ def role_names(count: int) -> list[str]:
     return names[:count]
 
 
+def recorded_answers() -> list[tuple[str, str]]:
+    """(question, reply) of every recorded role reply of SmolLM2 (the default assistant's left out)."""
+    answers = []
+    for path in sorted((RECORDED / "data" / SOURCE_MODEL / "responses").glob("*.jsonl")):
+        if path.stem != "default":
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    answers.append((row["question"], row["conversation"][-1]["content"]))
+    return answers
+
+
 def write_tree(data_root: Path, names: list[str]) -> None:
-    """One responses file and one score file per role, in the persona-subspace layout."""
-    responses = data_root / SOURCE_MODEL / "roles_240" / "responses"
-    scores = data_root / SOURCE_MODEL / "roles_240" / "extract_scores"
+    """One responses file and one score file per role, in the assistant-axis layout SmolLM2's demo run has."""
+    responses = data_root / SOURCE_MODEL / "responses"
+    scores = data_root / SOURCE_MODEL / "scores"
     responses.mkdir(parents=True)
     scores.mkdir(parents=True)
-    for name in names:
+    answers = recorded_answers()
+    for r, name in enumerate(names):
         rows, score = [], {}
         for q in range(QUESTIONS):
-            question = f"Question {q} for the {name}?"
+            question, reply = answers[(r * QUESTIONS + q) % len(answers)]
             system = f"You are a {name.replace('_', ' ')}."
             rows.append(json.dumps({
                 "system_prompt": system, "label": "pos", "prompt_index": 0, "question_index": q, "question": question,
                 "conversation": [{"role": "system", "content": system}, {"role": "user", "content": question},
-                                 {"role": "assistant", "content": f"As a {name}, I would answer question {q} at length."}],
+                                 {"role": "assistant", "content": reply}],
             }))
             score[f"pos_p0_q{q}"] = 3
         (responses / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
         (scores / f"{name}.json").write_text(json.dumps(score))
 
 
-def model_folder(work: Path) -> Path:
-    demo = REPO / ".demo" / "models" / "demo-qwen3-tiny"
-    if (demo / "tokenizer_config.json").is_file():
-        return demo
-    from steering_assets.demo.corpus import iter_demo_texts, write_demo_rollouts
-    from steering_assets.demo.model import save_tiny_model
-
-    write_demo_rollouts(work / "demo-data", seed=0)
-    save_tiny_model(iter_demo_texts(work / "demo-data"), work / "model", seed=0)
-    return work / "model"
-
-
-def run_backfill(work: Path, label: str, data_root: Path, model: Path, names: list[str], per_run: int, in_process: bool) -> tuple[float, int]:
+def run_backfill(work: Path, label: str, data_root: Path, model: str, names: list[str], per_run: int, in_process: bool) -> tuple[float, int]:
     """Backfill the given roles in a child process (fresh instance, fresh env); returns (seconds, runs)."""
     home = work / f"home-{label}"
     home.mkdir()
@@ -81,7 +87,8 @@ def run_backfill(work: Path, label: str, data_root: Path, model: Path, names: li
            "PERSONA_ARTIFACT_ROOT": str(work / f"artifacts-{label}"), "PERSONA_MODEL": str(model),
            "PERSONA_DATASETS_PER_RUN": str(per_run), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PERSONA_CONCEPTS_ROOT": str(work), "PERSONA_SAE_CONFIG": str(work / "none.json"),
-           "PERSONA_SCENARIOS_ROOT": str(work), "PERSONA_JUDGE_BACKEND": "local"}
+           "PERSONA_SCENARIOS_ROOT": str(work), "PERSONA_INSTRUCTIONS_ROOT": str(work / "instructions"),
+           "PERSONA_JUDGE_BACKEND": "likelihood", "PERSONA_JUDGE_LOCAL_MODEL": model}
     keys = ",".join(f"{SOURCE_MODEL}/{n}" for n in names)
     command = [str(Path(sys.executable).parent / "steering-assets"), "backfill", "roles", "--partitions", keys]
     if in_process:
@@ -105,9 +112,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="backfill-bench-") as tmp:
         work = Path(tmp)
         write_tree(work / "data", names)
-        model = model_folder(work)
+        model = MODEL  # resolved to the converted folder in the model cache (converted once per machine)
         mode = "in this process" if args.in_process else "dagster-daemon, one process per run"
-        print(f"{len(names)} roles, {QUESTIONS} answers each; runs launched by {mode}")
+        print(f"{len(names)} roles, {QUESTIONS} of SmolLM2's recorded replies each; runs launched by {mode}")
         chunked_s, chunked_runs = run_backfill(work, "chunked", work / "data", model, names, 25, args.in_process)
         print(f"chunked (25 personas a run):  {chunked_s:7.1f} s  {chunked_runs} runs")
         n = args.baseline_sample

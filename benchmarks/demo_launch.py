@@ -3,9 +3,12 @@
 The old demo path ran one `execute_in_process` per partition (runs without a code-location
 origin); the new one submits asset backfills of the code location and drives them in this
 process (steering_assets/launch.py), with the persona datasets chunked. Both build the same
-artifacts from the same demo rollouts into fresh roots on fresh sqlite instances; this script
-prints both wall times and the ratio, for the persona datasets of every demo role and trait
-and for one unpartitioned asset (the baseline dataset: the fixed cost of one backfill).
+artifacts, with the demo's split settings, from the same rollouts into fresh roots on fresh sqlite
+instances: what SmolLM2-135M-Instruct said in a `make demo` run (the workspace's, else the run
+recorded in tests/fixtures/smollm2_demo), with SmolLM2's tokenizer counting the splits. This
+script prints both wall times and the ratio, for the persona datasets of every role (the default
+assistant's baseline partition left out, as the demo does) and trait, and for one unpartitioned
+asset (the baseline dataset: the fixed cost of one backfill).
 
     .venv/bin/python benchmarks/demo_launch.py [--workspace .demo]
 """
@@ -24,12 +27,17 @@ sys.path.insert(0, str(REPO))
 
 
 def _settings(workspace: Path, artifacts: Path, home: Path) -> None:
+    """The demo's settings (SmolLM2 as persona model and judge) on ``workspace``, artifacts and instance elsewhere."""
+    from steering_assets.demo.build import DemoWorkspace
+
     os.environ.update({
-        "DAGSTER_HOME": str(home), "PERSONA_DATA_ROOT": str(workspace / "data"), "PERSONA_ARTIFACT_ROOT": str(artifacts),
-        "PERSONA_MODEL": str(workspace / "models" / "demo-qwen3-tiny"), "PERSONA_CONCEPTS_ROOT": str(workspace / "concepts"),
-        "PERSONA_SAE_CONFIG": str(workspace / "saes" / "saes.json"), "PERSONA_SCENARIOS_ROOT": str(workspace / "scenarios"),
-        "PERSONA_JUDGE_BACKEND": "local", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+        **DemoWorkspace(workspace).settings(), "DAGSTER_HOME": str(home), "PERSONA_ARTIFACT_ROOT": str(artifacts),
+        "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
     })
+
+
+def _persona_keys(instance, partitions_def) -> list[str]:
+    return [k for k in instance.get_dynamic_partitions(partitions_def.name) if not k.endswith("/default")]
 
 
 def _home(root: Path, name: str) -> Path:
@@ -44,6 +52,7 @@ def old_path(root: Path, workspace: Path) -> tuple[float, float]:
 
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from steering_assets.definitions import build_definitions, persona_job_name
+    from steering_assets.demo.settings import dataset_run_config
     from steering_assets.runner import execute, run_partitions
 
     home = _home(root, "old")
@@ -53,8 +62,9 @@ def old_path(root: Path, workspace: Path) -> tuple[float, float]:
         sync_partitions(instance, workspace / "data")
         started = time.perf_counter()
         for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
-            keys = instance.get_dynamic_partitions(partitions_def.name)
-            outcomes = run_partitions(defs, instance, persona_job_name(kind_name), keys, progress=lambda _: None)
+            keys = _persona_keys(instance, partitions_def)
+            outcomes = run_partitions(defs, instance, persona_job_name(kind_name), keys, run_config=dataset_run_config(kind_name),
+                                      progress=lambda _: None)
             assert all(o.success for o in outcomes), [o.error for o in outcomes if not o.success]
         personas = time.perf_counter() - started
         started = time.perf_counter()
@@ -70,6 +80,7 @@ def new_path(root: Path, workspace: Path) -> tuple[float, float]:
 
     from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from steering_assets.cli import Launcher, _backfill_kind, _run_assets
+    from steering_assets.demo.settings import dataset_run_config
 
     home = _home(root, "new")
     _settings(workspace, root / "new-artifacts", home)
@@ -79,8 +90,8 @@ def new_path(root: Path, workspace: Path) -> tuple[float, float]:
         sync_partitions(launcher.instance, workspace / "data")
         started = time.perf_counter() - load
         for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
-            keys = launcher.instance.get_dynamic_partitions(partitions_def.name)
-            assert _backfill_kind(launcher, kind_name, keys) == 0
+            keys = _persona_keys(launcher.instance, partitions_def)
+            assert _backfill_kind(launcher, kind_name, keys, dataset_run_config(kind_name)) == 0
         personas = time.perf_counter() - started
         started = time.perf_counter()
         assert _run_assets(launcher, ["roles", "baseline_dataset"])
@@ -89,11 +100,12 @@ def new_path(root: Path, workspace: Path) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workspace", default=str(REPO / ".demo"), help="a built demo workspace (make demo builds .demo)")
+    parser.add_argument("--workspace", default=str(REPO / ".demo"), help="a make demo workspace (else the recorded run)")
     args = parser.parse_args()
-    workspace = Path(args.workspace).resolve()
-    if not (workspace / "data").is_dir():
-        sys.exit(f"{workspace}: no demo data; run `make demo` first or pass --workspace")
+    from benchmarks._recorded import describe, recorded_root, smollm2_folder
+
+    workspace = recorded_root(args.workspace)
+    smollm2_folder()  # converted once per machine: neither side pays it
     with tempfile.TemporaryDirectory(prefix="demo-launch-") as tmp:
         root = Path(tmp)
         # Warm the imports and the tokenizer cache once so neither side pays them.
@@ -101,6 +113,7 @@ def main() -> int:
 
         old = old_path(root, workspace)
         new = new_path(root, workspace)
+    print(f"rollouts: {describe(workspace)}")
     print(f"persona datasets, every demo role and trait: old {old[0]:.1f} s, new {new[0]:.1f} s, ratio {old[0] / new[0]:.2f}x")
     print(f"one unpartitioned asset (baseline dataset):  old {old[1]:.1f} s, new {new[1]:.1f} s, ratio {old[1] / new[1]:.2f}x")
     return 0

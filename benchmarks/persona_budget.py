@@ -1,7 +1,8 @@
 """Training-split throughput: our batched, lazily counted build versus a naive per-row loop.
 
-For every demo persona, both paths turn the score-filtered candidates into the same
-seeded, token-budgeted train/validation split:
+For every persona of a `make demo` run of SmolLM2-135M-Instruct (the workspace's rollouts, else the
+run recorded in tests/fixtures/smollm2_demo), with SmolLM2's own tokenizer and chat template, both
+paths turn the score-filtered candidates into the same seeded, token-budgeted train/validation split:
 
 - naive: one ``apply_chat_template(conversation, tokenize=True)`` call per candidate
   row, then the budget fill over the known lengths;
@@ -10,22 +11,36 @@ seeded, token-budgeted train/validation split:
 
 The script checks the two splits are identical and prints rows per second and the ratio.
 
-    python benchmarks/persona_budget.py [--workspace .demo] [--repeats 3]
+A demo run is small (16 replies of 48 tokens a role), far below the default budgets; a real
+assistant-axis role has 1200 replies of up to 512 tokens, some 660k tokens: about 6x the default
+train+validation budgets (110k). So each persona's recorded rows are repeated (the same text, in the same seeded shuffle)
+until its score-filtered candidates hold ``--pool`` times the budgets; ``--pool 0`` keeps the run as
+it is.
+
+    python benchmarks/persona_budget.py [--workspace .demo] [--repeats 3] [--pool 6]
 """
 
 import argparse
+import math
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workspace", default=".demo", help="demo workspace (built if missing)")
+    parser.add_argument("--workspace", default=".demo", help="a make demo workspace (else the recorded run)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N timings for each path")
+    parser.add_argument("--pool", type=float, default=6.0,
+                        help="repeat each persona's rows until its candidate tokens are this many times the budgets (0: as recorded)")
     args = parser.parse_args()
 
+    import polars as pl
     from transformers import AutoTokenizer
 
-    from steering_assets.demo.build import build_demo_workspace
+    from benchmarks._recorded import describe, recorded_root, smollm2_folder
     from steering_assets.personas.budget import (
         BudgetConfig,
         SelectionConfig,
@@ -37,13 +52,18 @@ def main() -> None:
     from steering_assets.personas.dataset import build_persona_dataset
     from steering_assets.personas.layout import PERSONA_KINDS, discover_personas
 
-    workspace, _ = build_demo_workspace(args.workspace)
-    tokenizer = AutoTokenizer.from_pretrained(workspace.model_path, local_files_only=True)
+    root = recorded_root(args.workspace)
+    data_root = root / "data"
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_folder(), local_files_only=True)
     budget = BudgetConfig()
-    personas = []
+    personas, copies = [], []
     for kind in PERSONA_KINDS.values():
-        for ref in discover_personas(workspace.data_root, kind).personas:
-            personas.append((build_persona_dataset(ref, workspace.data_root)[0], SelectionConfig.defaults_for(kind)))
+        for ref in discover_personas(data_root, kind).personas:
+            frame, selection = build_persona_dataset(ref, data_root)[0], SelectionConfig.defaults_for(kind)
+            kept_tokens = sum(chat_token_lengths_one_by_one(tokenizer, select_training_rows(frame, selection)[0]["messages"].to_list()))
+            wanted = args.pool * (budget.train_tokens + budget.validation_tokens)
+            copies.append(max(1, math.ceil(wanted / kept_tokens)) if kept_tokens else 1)
+            personas.append((pl.concat([frame] * copies[-1]), selection))
 
     def naive():
         splits = []
@@ -80,8 +100,10 @@ def main() -> None:
     rows = sum(select_training_rows(frame, selection)[0].height for frame, selection in personas)
     pool_tokens = sum(sum(chat_token_lengths_one_by_one(tokenizer, select_training_rows(f, s)[0]["messages"].to_list())) for f, s in personas)
     budget_tokens = len(personas) * (budget.train_tokens + budget.validation_tokens)
-    print(f"{len(personas)} demo personas, {rows} candidate rows after score filtering; identical splits on both paths")
-    print(f"candidate tokens are {pool_tokens / budget_tokens:.1f}x the train+validation budgets")
+    print(f"{len(personas)} personas of {describe(root)}, {rows} candidate rows after score filtering; "
+          "identical splits on both paths")
+    print(f"candidate tokens are {pool_tokens / budget_tokens:.1f}x the train+validation budgets "
+          f"(each persona's recorded rows repeated {min(copies)}-{max(copies)} times)")
     print(f"naive (one apply_chat_template per row): {rows / naive_s:8.0f} rows/s  ({naive_s:.2f}s)")
     print(f"batched, counted lazily:                 {rows / ours_s:8.0f} rows/s  ({ours_s:.2f}s, {counted} rows tokenised)")
     print(f"speed-up: {naive_s / ours_s:.1f}x (target >= 5x)")

@@ -7,27 +7,38 @@ plain way, as research scripts sweep a steering coefficient, attaches one vector
 every setting in the same batches, each row with its own steering vector. Decoding is greedy,
 so both must write the same text; the script checks that, then prints both wall times and
 the ratio. Each way is timed with one torch thread and with all of them, and keeps its best:
-on a small CPU model the per-setting calls are overhead-bound and run fastest on one thread,
-so timing both on the same thread count would handicap the plain way.
+on a small CPU model the per-setting calls can be overhead-bound and run fastest on one thread
+(the tiny model the old demo pretrained did; SmolLM2's ran fastest on two), so timing both on
+the same thread count could handicap the plain way.
 
-    python benchmarks/steering_eval.py [--workspace .demo] [--persona pirate] [--instructions 8] [--tokens 32] [--batch-size 80] [--repeats 10]
+The model is SmolLM2-135M-Instruct (converted from its GGUF package), steered at block 15 (its
+middle block, where the demo trains), the instructions are the demo's extraction questions and the
+prompted setting uses the persona's first demo instruction. Two fixed random directions stand in for
+the two vectors (the cost does not depend on what they are), scaled as the asset scales them: to
+factor x the block's typical residual norm, measured on the default assistant's replies of a `make
+demo` run (the workspace's, else the run recorded in tests/fixtures/smollm2_demo).
+
+    python benchmarks/steering_eval.py [--workspace .demo] [--persona pirate] [--instructions 8] [--tokens 32] [--batch-size 80] [--repeats 2]
 """
 
 import argparse
+import sys
 import time
-from pathlib import Path
 import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workspace", default=".demo", help="demo workspace (built if missing)")
+    parser.add_argument("--workspace", default=".demo", help="a make demo workspace (else the recorded run)")
     parser.add_argument("--persona", default="pirate")
     parser.add_argument("--instructions", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=32, help="max new tokens per reply")
-    parser.add_argument("--factors", default="0.25,0.5,1,2")
+    parser.add_argument("--factors", default="0.125,0.25,0.5,1", help="in typical residual norms (the asset's defaults)")
     parser.add_argument("--batch-size", type=int, default=80, help="replies per batched call (80: the whole sweep in one)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs of each way (the best is kept)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each way at each thread count (the best is kept)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -35,8 +46,10 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steering_assets.demo.build import DemoWorkspace, build_demo_workspace
-    from steering_assets.demo.corpus import QUESTIONS, ROLE_VOICES
+    from benchmarks._recorded import SOURCE_MODEL, describe, recorded_root, smollm2_folder
+    from steering_assets.demo.instructions import DEMO_ROLES, QUESTIONS
+    from steering_assets.personas.dataset import build_persona_dataset
+    from steering_assets.personas.layout import ROLES, PersonaRef
     from steering_assets.steering.judged_eval import (
         ACTIVATION,
         PROMPTED,
@@ -47,24 +60,25 @@ def main() -> None:
         generate_batched,
         generate_per_setting,
         scaled_direction,
+        typical_residual_norm,
     )
 
     all_threads = max(1, torch.get_num_threads())
-    # Any built demo model will do (the timing does not depend on its training); build one if there is none.
-    workspace = DemoWorkspace(Path(args.workspace).resolve())
-    if not (workspace.model_path / "config.json").is_file():
-        workspace, _ = build_demo_workspace(args.workspace)
-    tokenizer = AutoTokenizer.from_pretrained(workspace.model_path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(workspace.model_path, local_files_only=True).eval()
+    folder = smollm2_folder()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval()
     hidden, layer = model.config.hidden_size, model.config.num_hidden_layers // 2
+    root = recorded_root(args.workspace)
+    baseline = build_persona_dataset(PersonaRef(ROLES, SOURCE_MODEL, "default"), root / "data")[0]
+    norm = typical_residual_norm(model, tokenizer, baseline["messages"].to_list(), layer)
     # Two fixed directions stand in for the two vectors: the cost does not depend on what they are.
     rng = np.random.default_rng(0)
     directions = {TRAINED: rng.normal(size=hidden).astype(np.float32), ACTIVATION: rng.normal(size=hidden).astype(np.float32)}
     factors = [float(f) for f in args.factors.split(",")]
     settings = [Setting(m, f) for m in (TRAINED, ACTIVATION) for f in factors] + [Setting(UNSTEERED), Setting(PROMPTED)]
-    vectors = {s: torch.from_numpy(scaled_direction(directions[s.method], s.factor, 10.0)) if s.factor else torch.zeros(hidden)
+    vectors = {s: torch.from_numpy(scaled_direction(directions[s.method], s.factor, norm)) if s.factor else torch.zeros(hidden)
                for s in settings}
-    system_prompt = ROLE_VOICES[args.persona].system_prompts[0]
+    system_prompt = DEMO_ROLES[args.persona][0]
     questions = QUESTIONS[: args.instructions]
     prompts = {s: [chat_prompt(tokenizer, q, system_prompt if s.method == PROMPTED else None) for q in questions] for s in settings}
 
@@ -93,7 +107,8 @@ def main() -> None:
     batched_s, batched_threads, texts = timed(batched)
     expected = [text for s in settings for text in reference[s]]
     same = sum(a == b for a, b in zip(texts, expected))
-    print(f"{len(settings)} settings x {len(questions)} instructions = {len(expected)} greedy replies of up to {args.tokens} tokens")
+    print(f"SmolLM2-135M-Instruct, block {layer} (typical residual norm {norm:.1f}, from {describe(root)}): "
+          f"{len(settings)} settings x {len(questions)} instructions = {len(expected)} greedy replies of up to {args.tokens} tokens")
     print(f"one generate call per setting ({len(settings)} calls): {plain_s:.2f}s (best on {plain_threads} thread(s))")
     print(f"all settings in shared batches ({-(-len(expected) // args.batch_size)} calls): {batched_s:.2f}s "
           f"(best on {batched_threads} thread(s))")

@@ -81,8 +81,12 @@ class JudgeResource(dg.ConfigurableResource):
             identity = f"{self.local_model}@{gguf_sha256(locate_gguf(self.local_model))[:12]}"
         else:
             identity = local_model_identity(self.local_model)
-        prefix = "likelihood" if self.backend == "likelihood" else "local"
-        return f"{prefix}:{identity}"
+        if self.backend == "likelihood":
+            from steering_assets.vetting.likelihood import LIKELIHOOD_JUDGE_VERSION
+
+            # The recipe's version is part of the judge's identity: a new recipe re-scores, and marks its dependants stale.
+            return f"likelihood-v{LIKELIHOOD_JUDGE_VERSION}:{identity}"
+        return f"local:{identity}"
 
     def judge(self, cache_dir: Path) -> Any:
         """The scorer for this run, with its judgment cache under ``cache_dir``."""

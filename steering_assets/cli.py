@@ -169,12 +169,12 @@ def _failed_partitions(outcome) -> int:
     return len({key for keys in outcome.failed.values() for key in keys})
 
 
-def _backfill_kind(launcher: Launcher, kind_name: str, keys: list[str]) -> int:
+def _backfill_kind(launcher: Launcher, kind_name: str, keys: list[str], run_config: dict | None = None) -> int:
     from steering_assets.deployment.tags import cpu_run_tags
 
     outcome = launcher.backfill(
         [[kind_name, "persona_dataset"], [kind_name, "persona_training_split"]], keys,
-        title=f"{kind_name} persona datasets", tags=cpu_run_tags(),
+        title=f"{kind_name} persona datasets", tags=cpu_run_tags(), run_config=run_config,
     )
     return _failed_partitions(outcome)
 
@@ -206,32 +206,39 @@ def _judged_stage(launcher: Launcher, kind_name: str, keys: list[str], run_confi
     return _failed_partitions(outcome)
 
 
-def _use_workspace_settings(workspace) -> None:
-    """The code location reads its resources from the environment: point it at the demo workspace."""
-    os.environ.update({
-        "PERSONA_DATA_ROOT": str(workspace.data_root),
-        "PERSONA_ARTIFACT_ROOT": str(workspace.artifact_root),
-        "PERSONA_MODEL": str(workspace.model_path),
-        "PERSONA_CONCEPTS_ROOT": str(workspace.concepts_root),
-        "PERSONA_SAE_CONFIG": str(workspace.sae_config),
-        "PERSONA_SCENARIOS_ROOT": str(workspace.scenarios_root),
-        "PERSONA_JUDGE_BACKEND": "local",
-        "PERSONA_JUDGE_LOCAL_MODEL": str(workspace.judge_path),
-        # Steered generations are rated by a judge of their own (steering_assets/demo/steering_judge.py).
-        "PERSONA_STEERING_JUDGE_LOCAL_MODEL": str(workspace.steering_judge_path),
-    })
+def _kind_keys(instance, model_name: str, instructions_root: Path, log) -> dict[str, list[str]]:
+    """Each kind's partitions of ``model_name`` that have an instruction file under ``instructions_root``.
+
+    A partition whose file was deleted since it was added stays in the instance (its rollouts and
+    artifacts remain); it is named through ``log`` and left out rather than failing the backfill.
+    """
+    from partitions.personas import PARTITIONS_BY_KIND
+    from steering_assets.personas.instructions import discover_instructions
+    from steering_assets.personas.layout import PERSONA_KINDS
+
+    keys = {}
+    for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
+        present = set(discover_instructions(instructions_root, PERSONA_KINDS[kind_name]))
+        ours = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{model_name}/")]
+        gone = [k for k in ours if k.split("/", 1)[1] not in present]
+        if gone:
+            log(f"{kind_name}: left out {len(gone)} partition(s) whose instruction file is gone: {', '.join(gone)}")
+        keys[kind_name] = [k for k in ours if k not in gone]
+    return keys
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from partitions.concepts import sync_concept_partitions
-    from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
-    from partitions.scenarios import sync_scenario_partitions
-    from steering_assets.demo.build import start_demo_build
-    from steering_assets.demo.corpus import SOURCE_MODEL
-    from steering_assets.demo.settings import judged_run_config, steering_run_config
-    from steering_assets.demo.stages import StageClock
-
+    """The whole graph on SmolLM2-135M-Instruct, offline: README "Quick start" says what it prints."""
     import warnings
+
+    from partitions.concepts import sync_concept_partitions
+    from partitions.personas import sync_instruction_partitions
+    from partitions.scenarios import sync_scenario_partitions
+    from steering_assets.demo import settings as demo
+    from steering_assets.demo.build import DEMO_MODEL, write_demo_inputs
+    from steering_assets.demo.instructions import DEMO_ROLES, DEMO_TRAITS
+    from steering_assets.demo.stages import StageClock
+    from steering_assets.personas.instructions import rollout_model_name
 
     _passive_openmp_waits()
     # Dagster's in-process run teardown leaves an asyncio coroutine unawaited; the warning it
@@ -239,79 +246,141 @@ def cmd_demo(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message="coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited",
                             category=RuntimeWarning)
     clock = StageClock(lambda line: print(line, flush=True), started=args.started_at)
+    from steering_assets.runner import PROGRESS_SINK
+
+    # The runs execute in this process: their assets' progress lines join the stage lines.
+    PROGRESS_SINK.write = clock.progress
     if args.started_at is not None:
         # The Makefile passes the time it started: what came before this process is the install.
         clock.record("install (make install) and start-up", clock.elapsed(), start_s=0.0)
-    clock.line("building the demo workspace (cached after the first run; the first build trains the demo model, "
-               "the SAEs and, each in a second process beside the rest, the vetting judge and the steering judge)")
-    build = start_demo_build(args.workspace, force=args.rebuild, clock=clock, judge_in_background=True)
-    workspace = build.workspace
-    clock.line(f"demo workspace {'built' if build.built else 'reused (cached)'}: {workspace.root}"
-               + ("" if build.judge_ready() else " (the demo judge is still training)"))
-    _use_workspace_settings(workspace)
+    workspace = write_demo_inputs(args.workspace)
+    clock.line(f"demo workspace: {workspace.root} (instruction files for {len(DEMO_ROLES)} roles and {len(DEMO_TRAITS)} "
+               f"traits, scenarios); persona model and judge: {DEMO_MODEL}")
+    # The code location reads its resources from the environment: point it at the demo workspace.
+    os.environ.update(workspace.settings())
     failed = 0
     # Every stage is a Dagster backfill of the code location (UI: Overview -> Backfills, the
     # asset pages and the run timeline), executed in this process: see steering_assets/launch.py.
     with contextlib.ExitStack() as stack:
-        with clock.stage("Dagster instance and partitions"):
+        with clock.stage("Dagster instance"):
             launcher = stack.enter_context(Launcher(in_process=True, log=clock.progress))
             instance = launcher.instance
-            scan = sync_partitions(instance, workspace.data_root)
-            clock.progress(f"partitions added: {', '.join(f'{k}={len(v)}' for k, v in scan.new_keys.items())}")
+        with _backfill_stage(clock, launcher, "persona model (GGUF converted once per machine, then described)"):
+            if not _run_assets(launcher, ["models", "persona_model"]):
+                return 1
+        from resources.language_model import ModelSource
+
+        model_name = rollout_model_name(ModelSource(model_name_or_path=DEMO_MODEL).display_name)
+        sync_instruction_partitions(instance, workspace.instructions_root, model_name)
+        keys = _kind_keys(instance, model_name, workspace.instructions_root, clock.line)
+        for kind_name, kind_keys in keys.items():
+            with _backfill_stage(clock, launcher, f"{kind_name} rollouts: generated and judged (backfill)"):
+                outcome = launcher.backfill([[kind_name, "generated_rollouts"], [kind_name, "rollout_scores"]], kind_keys,
+                                            title=f"{kind_name} rollouts", run_config=demo.generation_run_config(kind_name))
+                failed += _failed_partitions(outcome)
+        roles = [k for k in keys["roles"] if not k.endswith("/default")]
+        with clock.stage("judge agreement (role replies against default replies, AUROC)"):
+            agreement = _demo_judge_agreement(workspace, model_name, [k.split("/", 1)[1] for k in roles])
+        persona_keys = {"roles": roles, "traits": keys["traits"]}
+        for kind_name, kind_keys in persona_keys.items():
+            with _backfill_stage(clock, launcher, f"{kind_name} datasets (backfill)"):
+                failed += _backfill_kind(launcher, kind_name, kind_keys, demo.dataset_run_config(kind_name))
+            with _backfill_stage(clock, launcher, f"{kind_name} steering (backfill)"):
+                failed += _steering_stage(launcher, kind_name, kind_keys, demo.steering_run_config(kind_name))
+        with _backfill_stage(clock, launcher, "roles judged steering evaluation (backfill)"):
+            failed += _judged_stage(launcher, "roles", roles, demo.judged_run_config("roles"))
+        with clock.stage("concept sentences (the traits' scored replies) and SAEs (SmolLM2's residual stream)"):
+            _demo_feature_inputs(workspace, model_name, [k.split("/", 1)[1] for k in keys["traits"]], clock.progress)
             sync_concept_partitions(instance, workspace.concepts_root)
             concepts = instance.get_dynamic_partitions("concepts")
         with _backfill_stage(clock, launcher, "concept features (backfill)"):
             feature_assets = [list(k.path) for k in _job_assets(launcher, "concept_features")]
-            failed += _failed_partitions(launcher.backfill(feature_assets, concepts, title="concept features"))
-        for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
-            keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
-            with _backfill_stage(clock, launcher, f"{kind_name} datasets (backfill)"):
-                failed += _backfill_kind(launcher, kind_name, keys)
-            with _backfill_stage(clock, launcher, f"{kind_name} steering (backfill)"):
-                failed += _steering_stage(launcher, kind_name, keys, steering_run_config(kind_name))
-        # Vetting comes last: it needs the demo judge, which trains beside everything above.
-        build.wait_for_judge(clock)  # raises here if its training failed
+            failed += _failed_partitions(launcher.backfill(feature_assets, concepts, title="concept features",
+                                                           run_config=demo.feature_run_config()))
         sync_scenario_partitions(instance, workspace.scenarios_root)
         traits = instance.get_dynamic_partitions("scenario_traits")
         with _backfill_stage(clock, launcher, "vetting (backfill)"):
             # A vetting run succeeds when items fail: failing items are what the checks and the report show.
             vetting_assets = [list(k.path) for k in _job_assets(launcher, "vetting")]
             failed += _failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
-        # The judge-scored comparison needs the steering judge, trained beside the stages above.
-        build.wait_for_steering_judge(clock)
-        for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
-            keys = [k for k in instance.get_dynamic_partitions(partitions_def.name) if k.startswith(f"{SOURCE_MODEL}/")]
-            with _backfill_stage(clock, launcher, f"{kind_name} judged steering evaluation (backfill)"):
-                failed += _judged_stage(launcher, kind_name, keys, judged_run_config(kind_name))
     with clock.stage("summaries"):
-        store = ArtifactStore(workspace.artifact_root)
-        print("\nPersona datasets")
-        print_summary(store, workspace.data_root)
-        print("\nSteering vectors (persona-classifier probability of the target persona on generations from neutral prompts)")
-        print_evaluations(store, workspace.data_root)
-        print("\nSteering methods compared by the demo steering judge (harmonic mean of concept, instruction and "
-              "fluency, 0-2, on the report half; the factor, in typical residual norms, chosen on the other half)")
-        print_method_comparison(store, workspace.data_root)
-        print("\nDemo steering judge against the known ratings of the same generations (demo/steering_judge.py)")
-        print_steering_judge_agreement(store, workspace.data_root)
-        print("\nConcept classifiers (cross-validated, best model per dataset)")
-        print_concept_classifiers(store, concepts)
-        print("\nVetting (demo judge; pass: positive >= 60, negative <= 40)")
-        from steering_assets.demo.vetting import response_verdicts
-
-        print_vetting(store, workspace.scenarios_root, traits, response_verdicts(store, workspace.scenarios_root, traits))
-        print()
+        _print_demo_summaries(workspace, agreement, concepts, traits)
     print("\nProfile (wall and CPU seconds per stage; CPU counts both cores, so it can exceed wall)")
     _print_table(["stage", "wall s", "CPU s", "share", "note"], clock.profile_rows())
     print(
         f"\nDone in {format_elapsed(clock.elapsed())}. Where to look:\n"
-        f"  artifacts:   {workspace.artifact_root}\n"
-        f"  raw data:    {workspace.data_root}\n"
-        f"  demo model:  {workspace.model_path}\n"
-        f"  scenarios:   {workspace.scenarios_root} (fix a failing line, then re-run or let the automation re-vet it)\n"
-        f"  Dagster UI:  make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
+        f"  artifacts:     {workspace.artifact_root}\n"
+        f"  rollouts:      {workspace.data_root} (generated by {DEMO_MODEL}, with the judge's scores)\n"
+        f"  instructions:  {workspace.instructions_root} (add a role file, then re-run: only it is generated)\n"
+        f"  scenarios:     {workspace.scenarios_root} (fix a failing line, then re-run or let the automation re-vet it)\n"
+        f"  Dagster UI:    make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
     )
     return 1 if failed else 0
+
+
+def _demo_judge(workspace):
+    """The likelihood judge the code location's resource builds, with the same judgment cache."""
+    from resources.judge import JudgeResource
+    from steering_assets.demo.build import DEMO_MODEL
+
+    return JudgeResource(backend="likelihood", local_model=DEMO_MODEL).judge(ArtifactStore(workspace.artifact_root).folder("judgments"))
+
+
+def _demo_judge_agreement(workspace, model_name: str, roles: list[str]):
+    from steering_assets.demo.report import role_judge_agreement
+
+    return role_judge_agreement(_demo_judge(workspace), workspace.data_root, workspace.instructions_root, model_name,
+                                model_name, roles)
+
+
+def _demo_feature_inputs(workspace, model_name: str, traits: list[str], log) -> None:
+    from steering_assets.demo.build import DEMO_MODEL
+    from steering_assets.demo.features import train_demo_saes, write_demo_concepts
+    from steering_assets.pretrained import resolve_model
+
+    counts = write_demo_concepts(workspace.data_root, model_name, workspace.concepts_root, traits, log=log)
+    for trait, by_label in counts.items():
+        log(f"concept {trait}: sentences per label 0-3: {' / '.join(str(by_label[label]) for label in range(4))}")
+    judge = _demo_judge(workspace)  # the same weights, already loaded: the SAEs read its residual stream
+    train_demo_saes(judge.model, judge.tokenizer, Path(resolve_model(DEMO_MODEL)), workspace.data_root,
+                    workspace.sae_config.parent, log=log)
+
+
+def _print_demo_summaries(workspace, agreement, concepts: list[str], traits: list[str]) -> None:
+    from steering_assets.demo.report import CONCEPT_MARGIN, FLUENCY_FLOOR, steered_samples, vector_effects
+    from steering_assets.personas.layout import ROLES, discover_personas
+
+    store = ArtifactStore(workspace.artifact_root)
+    print("\nThe offline judge (SmolLM2's likelihood ratios, vetting/likelihood.py) on labels known by construction: "
+          "each role's replies against the default assistant's, both rated for the role (0-100)")
+    _print_table(["role", "AUROC", "role replies (mean)", "default replies (mean)"],
+                 [[a.role, f"{a.auroc:.3f}", f"{a.role_replies} ({a.role_mean:.0f})", f"{a.default_replies} ({a.default_mean:.0f})"]
+                  for a in agreement])
+    print("\nPersona datasets (the judge's kept replies)")
+    print_summary(store, workspace.data_root)
+    print("\nSteering vectors (persona-classifier probability of the target persona on replies to neutral prompts; "
+          "strengths in typical residual norms, against a random direction of the same norm)")
+    print_evaluations(store, workspace.data_root)
+    print("\nSteering methods compared by the judge (harmonic mean of concept, instruction and fluency, 0-2, on the "
+          "report half; the factor, in typical residual norms, chosen on the other half)")
+    print_method_comparison(store, workspace.data_root)
+    refs = [ref for ref in discover_personas(workspace.data_root, ROLES).personas if not ref.is_baseline]
+    effects = vector_effects(store, refs)
+    if effects:
+        _print_table(["persona", "vector (factor)", "concept above random", "fluency", "effect"],
+                     [[e.persona, f"{e.method} (x{e.factor:g})", f"{e.concept_gain:+.2f}", f"{e.fluency:.2f}",
+                       "yes" if e.holds else "no"] for e in effects])
+        print(f"a vector raises the judged concept over the random direction by >= {CONCEPT_MARGIN} (of 2) with fluency "
+              f">= {FLUENCY_FLOOR} for {sum(e.holds for e in effects)} of {len(effects)} roles")
+    print("\nSteered samples (the best vector method at its chosen factor, and the unsteered reply to the same instruction)")
+    for sample in steered_samples(store, refs):
+        print(f"  {sample['persona']} | {sample['instruction']}\n    {sample['method']}: {sample['steered']}\n"
+              f"    unsteered: {sample['unsteered']}")
+    print("\nConcept classifiers (cross-validated, best model per dataset; labels: the judge's trait scores)")
+    print_concept_classifiers(store, concepts)
+    print("\nVetting (the likelihood judge; pass: positive >= 60, negative <= 40)")
+    print_vetting(store, workspace.scenarios_root, traits)
+    print()
 
 
 def _passive_openmp_waits() -> None:
@@ -319,7 +388,7 @@ def _passive_openmp_waits() -> None:
 
     torch's OpenMP threads spin while they wait for work. Alone on the machine that is fast;
     with any other busy process on 2 cores, a spinning thread burns the time slice its partner
-    needs, and the demo model's training ran 4 to 14 times slower (benchmarks/omp_wait_policy.py).
+    needs: steering training on SmolLM2 beside one busy process ran 1.5 times slower (benchmarks/omp_wait_policy.py).
     Passive threads sleep instead. It must be set before torch loads its OpenMP runtime.
     """
     if "torch" in sys.modules:
@@ -462,56 +531,6 @@ def print_method_comparison(store: ArtifactStore, data_root: Path) -> None:
     print("personas won: " + ", ".join(f"{method} {wins[method]}" for method in METHODS))
 
 
-def print_steering_judge_agreement(store: ArtifactStore, data_root: Path) -> None:
-    """The demo steering judge's ratings of every judged generation against the demo's known ratings:
-    per criterion, the share that agree (rounded), the mean absolute error and both means; both
-    means per method; then, per persona, the method the judge's table picks against the one the
-    known ratings pick on the same generations (``known_method_scores``)."""
-    from steering_assets.demo.steering_judge import known_method_scores, recorded_agreement
-    from steering_assets.personas.layout import PERSONA_KINDS, discover_personas
-    from steering_assets.steering.judged_eval import METHODS, judged_eval_folder, read_generations
-
-    by_method: dict[str, list] = {method: [] for method in METHODS}
-    missing, decisions = [], []
-    for kind in PERSONA_KINDS.values():
-        for ref in discover_personas(data_root, kind).personas:
-            try:
-                records = read_generations(store, ref)
-            except ArtifactIntegrityError:
-                missing.append(ref.partition_key)
-                continue
-            for row in records:
-                by_method.setdefault(row["method"], []).append((ref.name, row["instruction"], row["reply"], row["ratings"]))
-            details = store.load_manifest(judged_eval_folder(store, ref), verify=False)["details"]
-            chosen = {row["method"]: row.get("factor") for row in details["table"] if row.get("harmonic_mean") is not None}
-            known = known_method_scores(ref.name, records, chosen)
-            top = max(known.values(), default=None)
-            best_known = [m for m in METHODS if m in known and round(known[m], 2) == round(top, 2)]
-            decisions.append((ref.partition_key, details.get("winner") or "n/a", best_known, known))
-    everything = [item for items in by_method.values() for item in items]
-    if not everything:
-        print("(no judged generations)")
-        return
-    overall = recorded_agreement(everything)
-    _print_table(["criterion", "agreement", "mean abs. error", "judge mean", "known mean", "rated"],
-                 [[criterion, f"{v['agree']:.2f}", f"{v['mae']:.2f}", f"{v['judge']:.2f}", f"{v['known']:.2f}",
-                   f"{v['rated']}/{v['items']}"] for criterion, v in overall.items()])
-    rows = []
-    for method, items in by_method.items():
-        if items:
-            values = recorded_agreement(items)
-            rows.append([method, *(f"{values[c]['judge']:.2f} / {values[c]['known']:.2f}" for c in values)])
-    _print_table(["method (all factors)", "concept judge / known", "instruction judge / known", "fluency judge / known"], rows)
-    _print_table(["persona", "best by the judge", "best by the known ratings (= a tie)", f"known: {' / '.join(METHODS)}"],
-                 [[persona, judge_best, " = ".join(best_known) or "n/a",
-                   " / ".join(f"{known[m]:.2f}" if m in known else "n/a" for m in METHODS)]
-                  for persona, judge_best, best_known, known in decisions])
-    same = sum(judge_best in best_known for _, judge_best, best_known, _ in decisions)
-    print(f"the judge picks a best method of the known ratings for {same} of {len(decisions)} personas")
-    if missing:
-        print(f"no judged evaluation (left out): {', '.join(missing)}")
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
     from partitions.personas import sync_partitions
 
@@ -613,7 +632,6 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="build the offline demo workspace and materialise every asset")
     demo.add_argument("--workspace", default=".demo", help="demo folder (default .demo)")
-    demo.add_argument("--rebuild", action="store_true", help="rebuild the demo data and model even if cached")
     demo.add_argument("--started-at", type=float, metavar="EPOCH_SECONDS",
                       help="when the command that runs the demo started (the Makefile passes its start), so that "
                            "the profile counts the install before it")

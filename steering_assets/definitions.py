@@ -35,6 +35,7 @@ from steering_assets.deployment.tags import cpu_run_tags  # noqa: E402
 from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
 from steering_assets.personas.generation_assets import build_generation_assets  # noqa: E402
 from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
+from steering_assets.runner import progress_logger  # noqa: E402
 from steering_assets.steering.assets import build_steering_assets  # noqa: E402
 
 
@@ -172,6 +173,7 @@ def build_definitions(
         resources=resources,
         # One process per run: a model or tokenizer is loaded once and serves every step.
         executor=dg.in_process_executor,
+        loggers={"console": dg.colored_console_logger, "progress": progress_logger},
     )
 
 

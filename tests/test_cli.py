@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from steering_assets import cli
+from tests.world import ROLES, SOURCE_MODEL
 
 
 @pytest.fixture
@@ -29,26 +30,25 @@ def materialized_partitions(asset):
 
 def test_backfill_all_roles_materialises_every_partition(cli_env, capsys):
     assert cli.main(["backfill", "roles", "--in-process"]) == 0
-    expected = {f"demo-qwen3-tiny/{n}" for n in
-                ("astronomer", "chef", "detective", "gardener", "librarian", "mechanic", "pirate", "proofreader")}
+    expected = {f"{SOURCE_MODEL}/{n}" for n in ROLES}  # the default assistant is a baseline, not a partition
     assert materialized_partitions("persona_dataset") == expected
     assert materialized_partitions("persona_training_split") == expected
-    assert "8 of 8 roles partitions materialised" in capsys.readouterr().out
+    assert f"{len(ROLES)} of {len(ROLES)} roles partitions materialised" in capsys.readouterr().out
 
 
 def test_one_bad_persona_does_not_sink_the_backfill(cli_env, capsys):
-    bad = cli_env / "demo-qwen3-tiny" / "roles_240" / "responses" / "broken.jsonl"
+    bad = cli_env / SOURCE_MODEL / "responses" / "broken.jsonl"
     bad.write_text('{"label": "pos"}\n')
     assert cli.main(["backfill", "roles", "--in-process"]) == 1
     out = capsys.readouterr().out
-    assert "demo-qwen3-tiny/broken: FAILED" in out and "broken.jsonl:1: missing field" in out
-    assert "8 of 9 roles partitions materialised" in out
-    assert len(materialized_partitions("persona_training_split")) == 8
+    assert f"{SOURCE_MODEL}/broken: FAILED" in out and "broken.jsonl:1: missing field" in out
+    assert f"{len(ROLES)} of {len(ROLES) + 1} roles partitions materialised" in out
+    assert materialized_partitions("persona_training_split") == {f"{SOURCE_MODEL}/{n}" for n in ROLES}
 
 
 def test_unknown_partitions_are_named(cli_env):
-    with pytest.raises(SystemExit, match="unknown roles partitions: demo-qwen3-tiny/nobody"):
-        cli.main(["backfill", "roles", "--partitions", "demo-qwen3-tiny/pirate,demo-qwen3-tiny/nobody"])
+    with pytest.raises(SystemExit, match=f"unknown roles partitions: {SOURCE_MODEL}/nobody"):
+        cli.main(["backfill", "roles", "--partitions", f"{SOURCE_MODEL}/pirate,{SOURCE_MODEL}/nobody"])
 
 
 def test_missing_settings_say_what_to_set(monkeypatch):

@@ -1,6 +1,7 @@
 """The code location end to end: asset graph, runs per partition, metadata, checks, bad partitions."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,12 @@ import pytest
 from partitions.personas import sync_partitions
 from steering_assets.definitions import build_definitions, persona_job_name
 from steering_assets.personas.assets import BUDGET_CHECK, SURVIVORS_CHECK
+from steering_assets.personas.budget import SelectionConfig, chat_token_lengths, select_training_rows
+from steering_assets.personas.dataset import build_persona_dataset
+from steering_assets.personas.layout import ROLES, PersonaRef
 from steering_assets.personas.pipeline import TRAIN_FILE, VALIDATION_FILE
 from steering_assets.runner import failure_message
+from tests.world import SOURCE_MODEL
 
 
 @pytest.fixture
@@ -68,7 +73,7 @@ def test_bad_budget_config_is_refused_before_any_work(demo_defs):
     job = defs.resolve_job_def(persona_job_name("roles"))
     bad = {"ops": {"roles__persona_training_split": {"config": {"train_tokens": 0}}}}
     with pytest.raises(Exception, match="train_tokens"):
-        job.execute_in_process(instance=instance, partition_key="demo-qwen3-tiny/pirate", run_config=bad)
+        job.execute_in_process(instance=instance, partition_key="SmolLM2-135M-Instruct.Q4_1/pirate", run_config=bad)
     assert not (artifacts / "roles" / "persona_training_split").exists()
 
 
@@ -83,22 +88,35 @@ def test_definitions_validate_and_partitions_line_up():
     assert {j.name for j in defs.resolve_all_job_defs()} >= {persona_job_name("roles"), persona_job_name("traits")}
 
 
-def test_one_persona_from_rollouts_to_split_with_metadata_and_checks(demo_defs):
+def test_one_persona_from_rollouts_to_split_with_metadata_and_checks(demo_defs, demo_workspace, tokenizer):
     defs, instance, artifacts = demo_defs
+    # The gardener's judge gave some replies 1 or 2, so the selection drops rows as well as keeps them.
+    key = f"{SOURCE_MODEL}/gardener"
+    frame, _ = build_persona_dataset(PersonaRef(ROLES, SOURCE_MODEL, "gardener"), demo_workspace.data_root)
+    kept, _ = select_training_rows(frame, SelectionConfig.defaults_for(ROLES))
+    lengths = chat_token_lengths(tokenizer, kept["messages"].to_list())
+    # Budgets the recorded replies can fill: half of the kept tokens for train, a quarter for validation.
+    train_budget, validation_budget = sum(lengths) // 2, sum(lengths) // 4
+    budgets = {"ops": {"roles__persona_training_split": {"config": {
+        "train_tokens": train_budget, "validation_tokens": validation_budget}}}}
     job = defs.resolve_job_def(persona_job_name("roles"))
-    result = job.execute_in_process(instance=instance, partition_key="demo-qwen3-tiny/pirate")
+    result = job.execute_in_process(instance=instance, partition_key=key, run_config=budgets)
     assert result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks[BUDGET_CHECK].passed and checks[SURVIVORS_CHECK].passed
 
-    dataset = latest_metadata(instance, ["roles", "persona_dataset"], "demo-qwen3-tiny/pirate")
-    assert dataset["dagster/row_count"].value == 1200
+    dataset = latest_metadata(instance, ["roles", "persona_dataset"], key)
+    responses = demo_workspace.data_root / SOURCE_MODEL / "responses" / "gardener.jsonl"
+    assert dataset["dagster/row_count"].value == len(responses.read_text().splitlines()) == frame.height
     assert "█" in dataset["score_histogram"].value
-    assert dataset["responses_without_score"].value > 0
-    split = latest_metadata(instance, ["roles", "persona_training_split"], "demo-qwen3-tiny/pirate")
-    assert 99_000 < split["train_tokens"].value <= 100_000
+    assert dataset["responses_without_score"].value == 0  # every recorded reply was judged, and its score joined
+    split = latest_metadata(instance, ["roles", "persona_training_split"], key)
+    # Train stops at the first row that no longer fits, so it is within one row of its budget.
+    assert train_budget - max(lengths) < split["train_tokens"].value <= train_budget
+    assert 0 < split["validation_tokens"].value <= validation_budget
     assert "below_threshold" in split["dropped_by_reason"].value
-    folder = artifacts / "roles" / "persona_training_split" / "demo-qwen3-tiny" / "pirate"
+    assert split["kept_examples"].value < kept.height < frame.height
+    folder = artifacts / "roles" / "persona_training_split" / SOURCE_MODEL / "gardener"
     assert split["path"].value == str(folder)
     assert pl.read_parquet(folder / TRAIN_FILE).height == split["train_rows"].value
     assert pl.read_parquet(folder / VALIDATION_FILE)["length"].sum() == split["validation_tokens"].value
@@ -107,13 +125,15 @@ def test_one_persona_from_rollouts_to_split_with_metadata_and_checks(demo_defs):
 def test_unreachable_budget_warns_and_empty_selection_errors(demo_defs):
     defs, instance, _ = demo_defs
     job = defs.resolve_job_def(persona_job_name("roles"))
-    result = job.execute_in_process(instance=instance, partition_key="demo-qwen3-tiny/proofreader")
+    # The default 100,000-token train budget is far more than 16 recorded replies hold.
+    result = job.execute_in_process(instance=instance, partition_key=f"{SOURCE_MODEL}/pirate")
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks[BUDGET_CHECK].passed and checks[BUDGET_CHECK].severity == dg.AssetCheckSeverity.WARN
+    assert re.fullmatch(r"\d+ of 100000 train tokens", checks[BUDGET_CHECK].description)
     assert checks[SURVIVORS_CHECK].passed
 
     strict = {"ops": {"roles__persona_training_split": {"config": {"min_score": 4}}}}
-    result = job.execute_in_process(instance=instance, partition_key="demo-qwen3-tiny/chef", run_config=strict, raise_on_error=False)
+    result = job.execute_in_process(instance=instance, partition_key=f"{SOURCE_MODEL}/chef", run_config=strict, raise_on_error=False)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks[SURVIVORS_CHECK].passed
     assert checks[SURVIVORS_CHECK].severity == dg.AssetCheckSeverity.ERROR
@@ -122,9 +142,9 @@ def test_unreachable_budget_warns_and_empty_selection_errors(demo_defs):
 
 def test_path_escaping_partition_key_is_rejected_and_writes_nothing(demo_defs, tmp_path):
     defs, instance, artifacts = demo_defs
-    instance.add_dynamic_partitions("roles", ["demo-qwen3-tiny/..", "../outside"])
+    instance.add_dynamic_partitions("roles", ["SmolLM2-135M-Instruct.Q4_1/..", "../outside"])
     job = defs.resolve_job_def(persona_job_name("roles"))
-    for key in ("demo-qwen3-tiny/..", "../outside"):
+    for key in ("SmolLM2-135M-Instruct.Q4_1/..", "../outside"):
         result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure)
@@ -161,16 +181,16 @@ def test_observing_rollouts_versions_every_partition_by_file_content(demo_worksp
         job = defs.resolve_implicit_global_asset_job_def()
         assert job.execute_in_process(instance=instance, asset_selection=[key]).success
         records = instance.fetch_observations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=["demo-qwen3-tiny/pirate", "demo-qwen3-tiny/chef"]), limit=2
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=["SmolLM2-135M-Instruct.Q4_1/pirate", "SmolLM2-135M-Instruct.Q4_1/chef"]), limit=2
         ).records
         return {r.partition_key: r.asset_observation.tags["dagster/data_version"] for r in records}
 
     with dg.instance_for_test() as instance:
         sync_partitions(instance, data)
         before = observe(instance)
-        assert set(before) == {"demo-qwen3-tiny/pirate", "demo-qwen3-tiny/chef"}
-        with open(data / "demo-qwen3-tiny" / "roles_240" / "responses" / "pirate.jsonl", "a") as handle:
+        assert set(before) == {"SmolLM2-135M-Instruct.Q4_1/pirate", "SmolLM2-135M-Instruct.Q4_1/chef"}
+        with open(data / SOURCE_MODEL / "responses" / "pirate.jsonl", "a") as handle:
             handle.write("\n")  # same rows, different bytes: still a new version
         after = observe(instance)
-    assert after["demo-qwen3-tiny/pirate"] != before["demo-qwen3-tiny/pirate"]
-    assert after["demo-qwen3-tiny/chef"] == before["demo-qwen3-tiny/chef"]
+    assert after["SmolLM2-135M-Instruct.Q4_1/pirate"] != before["SmolLM2-135M-Instruct.Q4_1/pirate"]
+    assert after["SmolLM2-135M-Instruct.Q4_1/chef"] == before["SmolLM2-135M-Instruct.Q4_1/chef"]

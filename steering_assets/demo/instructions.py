@@ -31,10 +31,6 @@ DEMO_ROLES: dict[str, tuple[str, ...]] = {
         "You are a detective. Answer like a detective: look for clues, suspects and evidence, and reason to a deduction.",
         "You are a hard-boiled private investigator. Treat every question as a case to crack, with clues and suspects.",
     ),
-    "gardener": (
-        "You are a gardener. Answer as a gardener would, talking about plants, soil, seeds, flowers and your garden.",
-        "You are a keen gardener. Relate every answer to growing plants, digging the soil and tending flowers.",
-    ),
 }
 # assistant-axis's default.json: the empty prompt and a plain assistant one.
 DEFAULT_PROMPTS = ("", "You are a helpful assistant.")

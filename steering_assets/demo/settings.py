@@ -1,27 +1,53 @@
 """Run settings the demo uses where they differ from the defaults, and why.
 
-The demo model is tiny and trained briefly, and each demo answer's persona is decided in
-its first few tokens; short examples put the training signal there and keep `make demo`
-fast on two CPU cores. Real runs use the defaults (longer examples, more steps).
+The demo runs SmolLM2-135M-Instruct on two CPU cores inside ten minutes, so every stage is cut to
+the least that still reads: short replies, few questions, short training. The step times behind
+these numbers are in notes/REAL_MODELS_NOTES.md (about 0.7 s a 48-token reply at batch 16, 35 s
+for 20 training steps at batch 4). Real runs use the defaults.
 """
 
-DEMO_STEERING_TRAINING = {
-    "max_steps": 80,
-    "learning_rate": 0.1,
-    "max_length": 48,
-    "eval_steps": 20,
-    "save_steps": 20,
-    "per_device_batch_size": 8,
-    "warmup_steps": 5,
+# Generation: 12 extraction questions per role instruction (2 instructions, so 24 replies a role and 24
+# default replies), every question of a trait (10, each asked under its pos and its neg instruction, and
+# by the default assistant). 48 tokens show a voice; assistant-axis generates 512.
+DEMO_GENERATION = {"max_new_tokens": 48}
+DEMO_ROLE_QUESTIONS = 12
+
+
+def generation_run_config(kind_name: str) -> dict:
+    questions = {"questions": DEMO_ROLE_QUESTIONS} if kind_name == "roles" else {}
+    return {"ops": {f"{kind_name}__generated_rollouts": {"config": {**DEMO_GENERATION, **questions}}}}
+
+
+# Roles: 6 of the 12 questions held out, never trained on, for the judged evaluation (3 choose the factor,
+# 3 report: with 2 a side, one degenerate reply decided the factor); of the 12 kept replies left, about 10
+# train and 2 validate (a role reply is ~90 tokens), so the training logs an eval loss. Traits: no judged evaluation in the demo, so nothing is held out; the judge
+# rates SmolLM2's trait replies lower than its role replies (pos medians 60-85 of 100), so the keep
+# threshold is 60 instead of assistant-axis's 75, which kept 4 and 7 of 10 replies.
+DEMO_SPLITS = {
+    "roles": {"held_out_questions": 6, "train_tokens": 720},
+    "traits": {"min_score": 60, "train_tokens": 450},
 }
 
 
-# Fewer replies per side than the defaults: the demo voices are distinct after a few dozen.
-DEMO_ACTIVATION = {"rows": 96}
-# Coefficients in typical residual norms; each is a full generation and scoring pass, for the vector and for
-# the random direction. Every coefficient samples from the same seed, so the others' numbers do not move.
-# The tiny demo model's vectors peak at 0.5-1 typical norms (0.25 never did).
-DEMO_EVALUATION = {"held_out_rows": 60, "n_prompts": 12, "coefficients": [0.0, 0.5, 1.0]}
+def dataset_run_config(kind_name: str) -> dict:
+    return {"ops": {f"{kind_name}__persona_training_split": {"config": DEMO_SPLITS[kind_name]}}}
+
+
+# 12 steps at batch 4 on 96-token examples: about 20 s a persona. The vector's direction is what the
+# evaluations use (they rescale it to the layer's typical norm), and it is set in the first steps.
+DEMO_STEERING_TRAINING = {
+    "max_steps": 12,
+    "learning_rate": 0.05,
+    "max_length": 96,
+    "eval_steps": 6,
+    "save_steps": 6,
+    "per_device_batch_size": 4,
+    "warmup_steps": 2,
+}
+DEMO_ACTIVATION = {"rows": 32}
+# 4 neutral prompts, unsteered and at a quarter of the typical residual norm (where SmolLM2's vectors
+# read before the text breaks, notes/REAL_MODELS_NOTES.md), for the vector and the random direction.
+DEMO_EVALUATION = {"held_out_rows": 16, "n_prompts": 4, "coefficients": [0.0, 0.25], "max_new_tokens": 32}
 
 
 def steering_run_config(kind_name: str) -> dict:
@@ -34,12 +60,20 @@ def steering_run_config(kind_name: str) -> dict:
     }
 
 
-# The judge-scored comparison (steering_judged_eval): 8 held-out instructions (4 choose the factor,
-# 4 report) and 32-token replies, which show the demo voices; factors 0.5 and 1 typical residual norms (where
-# the tiny model's vectors peak): 8 settings (three vector methods at two factors, prompted, unsteered), so each
-# persona costs 64 generations and 192 judge prompts.
-DEMO_JUDGED_EVALUATION = {"instructions": 8, "max_new_tokens": 32, "factors": [0.5, 1.0]}
+# The judge-scored comparison: 6 held-out instructions (3 choose the factor, 3 report), 40-token greedy
+# replies, factors 0.125 and 0.25 typical norms: 8 settings (trained, activation and random at two
+# factors, prompted, unsteered) = 48 generations and 144 judge items a persona.
+DEMO_JUDGED_EVALUATION = {"instructions": 6, "max_new_tokens": 40, "factors": [0.125, 0.25], "norm_rows": 16}
 
 
 def judged_run_config(kind_name: str) -> dict:
     return {"ops": {f"{kind_name}__steering_judged_eval": {"config": DEMO_JUDGED_EVALUATION}}}
+
+
+# The concept classifiers: logistic and ridge regression only (the linear SVM and the MLP took most of the
+# stage's 28 s on the demo's ~40 sentences a trait, for no better cross-validated score).
+DEMO_CLASSIFIERS = {"models": ["logistic", "ridge"]}
+
+
+def feature_run_config() -> dict:
+    return {"ops": {"concepts__trait_classifiers": {"config": DEMO_CLASSIFIERS}}}

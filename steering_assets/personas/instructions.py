@@ -77,6 +77,10 @@ def read_instruction_file(path: Path | str, kind: PersonaKind) -> InstructionSet
     name = validate_name(path.stem, f"instruction file name {path.name!r}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InstructionFileError(
+            f"{path}: no such instruction file; its partition was added while the file existed. Restore the file, "
+            f"or delete the partition {name!r} (UI: the asset's Partitions tab) to stop generating it") from None
     except json.JSONDecodeError as err:
         raise InstructionFileError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from err
     if not isinstance(data, dict):

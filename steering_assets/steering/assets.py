@@ -153,7 +153,8 @@ def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
              for c, p, r in zip(steering["coefficients"], steering["target_probability"], randoms)]
     examples = [(c, text[:160]) for c, texts in steering["examples"].items() for text in texts[:1]]
     return {
-        **{f"probe_{k}": dg.MetadataValue.float(float(v)) if k != "skipped" else v for k, v in probe.items() if k != "n_test"},
+        **{f"probe_{k}": dg.MetadataValue.float(float(v)) if k != "skipped" else v for k, v in probe.items() if k not in ("n_test", "n_rows")},
+        **({"probe_rows": probe["n_rows"]} if "n_rows" in probe else {}),
         "perplexity_with_vector": dg.MetadataValue.float(perplexity["with_vector"]),
         "perplexity_zero_vector": dg.MetadataValue.float(perplexity["zero_vector"]),
         "target_probability_unsteered": dg.MetadataValue.float(steering["unsteered_probability"]),
@@ -323,6 +324,10 @@ def build_steering_assets(kind: PersonaKind) -> list:
                 "held_out_accuracy": dg.MetadataValue.float(result.details["held_out_accuracy"]),
                 "classes": dg.MetadataValue.json(result.details["classes"]),
                 "examples": result.details["examples"],
+                **{
+                    key: dg.MetadataValue.json(result.details[key]) if isinstance(result.details[key], dict) else result.details[key]
+                    for key in ("held_out_examples", "examples_per_class", "split") if key in result.details
+                },
                 **(baselines_metadata(result.details["baselines"]) if "baselines" in result.details else {}),
                 "reused_existing_artifact": result.skipped,
             }

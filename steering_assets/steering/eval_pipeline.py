@@ -35,7 +35,7 @@ from steering_assets.steering.persona_classifier import BASELINE_CLASS, PersonaC
 from steering_assets.steering.pipeline import vector_folder
 
 # 2: block-output layers (the last layer no longer reads the final norm), reply masks shared with training.
-EVAL_CODE_VERSION = "3"
+EVAL_CODE_VERSION = "4"
 CLASSIFIER_FILE = "classifier.npz"
 ACTIVATION_FILE = "activation_vector.npy"
 EVAL_FILE = "evaluation.json"
@@ -452,7 +452,8 @@ def evaluation_table(store: ArtifactStore, refs: Sequence[PersonaRef]) -> list[d
         steering, probe = details["steering"], details["probe"]
         rows.append({
             "persona": ref.partition_key,
-            "probe": f"AUC {probe['roc_auc']:.2f}" if "roc_auc" in probe else f"R2 {probe['r2']:.2f}" if "r2" in probe else "n/a",
+            "probe": (f"AUC {probe['roc_auc']:.2f} ({probe['n_rows']})" if "roc_auc" in probe
+                      else f"rho {probe['spearman']:.2f} ({probe['n_rows']})" if "spearman" in probe else "n/a"),
             "ppl zero -> vector": f"{details['perplexity']['zero_vector']:.2f} -> {details['perplexity']['with_vector']:.2f}",
             "p(target) unsteered": round(steering["unsteered_probability"], 3),
             "p(target) steered": round(steering["best_probability"], 3),

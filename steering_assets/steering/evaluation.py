@@ -104,41 +104,55 @@ def assistant_perplexity(model, tokenizer, conversations, batch_size: int = 16, 
 
 
 def projection_classifier(positive: np.ndarray, negative: np.ndarray, vector: np.ndarray, seed: int) -> dict[str, float]:
-    """Logistic regression on the 1-D projection onto ``vector``; 80/20 stratified split."""
+    """The vector as a linear probe: how well the projection onto ``vector`` tells ``positive`` from ``negative`` rows.
+
+    ``positive``, ``negative``: ``[n, hidden]`` replies' mean residual-stream activations. ``roc_auc`` ranks
+    every row by its projection (nothing is fitted: the direction came from other rows, the training split),
+    so it holds on the few held-out replies a small persona set has; ``accuracy`` and ``f1`` are of a
+    threshold (logistic regression on the 1-D projection) under stratified k-fold cross-validation
+    (k = 5, or the smaller class's size). Raises ValueError below 5 rows a class.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    if len(positive) < 5 or len(negative) < 5:
+        raise ValueError(f"projection classifier needs at least 5 examples per class, got {len(positive)} and {len(negative)}")
     direction = vector / (np.linalg.norm(vector) or 1.0)
     x = np.concatenate([positive, negative]) @ direction
     y = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
-    if len(positive) < 5 or len(negative) < 5:
-        raise ValueError(f"projection classifier needs at least 5 examples per class, got {len(positive)} and {len(negative)}")
-    train_x, test_x, train_y, test_y = train_test_split(x[:, None], y, test_size=0.2, random_state=seed, stratify=y)
-    model = LogisticRegression().fit(train_x, train_y)
-    scores = model.predict_proba(test_x)[:, 1]
-    predicted = model.predict(test_x)
+    folds = StratifiedKFold(n_splits=min(5, len(positive), len(negative)), shuffle=True, random_state=seed)
+    predicted = cross_val_predict(LogisticRegression(), x[:, None], y, cv=folds)
     return {
-        "accuracy": float(accuracy_score(test_y, predicted)),
-        "f1": float(f1_score(test_y, predicted)),
-        "roc_auc": float(roc_auc_score(test_y, scores)),
-        "n_test": int(len(test_y)),
+        "roc_auc": float(roc_auc_score(y, x)),
+        "accuracy": float(accuracy_score(y, predicted)),
+        "f1": float(f1_score(y, predicted)),
+        "n_rows": int(len(y)),
     }
 
 
 def projection_regression(hidden: np.ndarray, scores: np.ndarray, vector: np.ndarray, seed: int) -> dict[str, float]:
-    """Ridge regression of the trait score on the 1-D projection onto ``vector``; 80/20 split."""
+    """The vector as a probe of a trait score: the projection onto ``vector`` against each reply's judge score.
+
+    ``hidden``: ``[n, hidden]`` replies' mean activations; ``scores``: ``[n]`` 0-100 trait scores.
+    ``spearman``: rank correlation of projection and score (nothing fitted); ``r2`` and ``mse``: ridge
+    regression of the score on the projection, k-fold cross-validated (k = 5, or n // 2). Raises
+    ValueError below 10 rows.
+    """
+    from scipy.stats import spearmanr
     from sklearn.linear_model import Ridge
     from sklearn.metrics import mean_squared_error, r2_score
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import KFold, cross_val_predict
 
     if len(hidden) < 10:
         raise ValueError(f"projection regression needs at least 10 scored examples, got {len(hidden)}")
     direction = vector / (np.linalg.norm(vector) or 1.0)
     x = (hidden @ direction)[:, None]
-    train_x, test_x, train_y, test_y = train_test_split(x, scores, test_size=0.2, random_state=seed)
-    predicted = Ridge(alpha=1.0).fit(train_x, train_y).predict(test_x)
-    return {"r2": float(r2_score(test_y, predicted)), "mse": float(mean_squared_error(test_y, predicted)), "n_test": int(len(test_y))}
+    folds = KFold(n_splits=min(5, len(hidden) // 2), shuffle=True, random_state=seed)
+    predicted = cross_val_predict(Ridge(alpha=1.0), x, scores, cv=folds)
+    rho = spearmanr(x[:, 0], scores).statistic
+    return {"spearman": float(0.0 if np.isnan(rho) else rho), "r2": float(r2_score(scores, predicted)),
+            "mse": float(mean_squared_error(scores, predicted)), "n_rows": int(len(hidden))}
 
 
 @torch.no_grad()

@@ -73,11 +73,27 @@ class PersonaClassifier:
         if len(classes) < 2:
             raise ValueError(f"a persona classifier needs at least two classes, got {classes}")
         embeddings = encoder.encode(texts)
-        train_x, test_x, train_y, test_y = train_test_split(embeddings, labels, test_size=0.2, random_state=seed, stratify=labels)
+        counts = {c: len(texts_by_class[c]) for c in classes}
+        # A stratified 20% split needs two examples per class and a test set with room for every
+        # class; small persona sets (a few kept rows per trait) fall back to a plain seeded split,
+        # which the details name so the accuracy is read as the rough figure it is.
+        test_size = max(int(round(0.2 * len(texts))), len(classes))
+        stratified = min(counts.values()) >= 2 and test_size <= len(texts) - len(classes)
+        if stratified:
+            split = train_test_split(embeddings, labels, test_size=test_size, random_state=seed, stratify=labels)
+        else:
+            split = train_test_split(embeddings, labels, test_size=max(1, int(round(0.2 * len(texts)))), random_state=seed)
+        train_x, test_x, train_y, test_y = split
+        if len(set(train_y.tolist())) < 2:
+            raise ValueError(f"a persona classifier needs at least two classes in its training split; examples per class: {counts}")
         model = LogisticRegression(max_iter=2000, C=10.0).fit(train_x, train_y)
         accuracy = float(accuracy_score(test_y, model.predict(test_x)))
         model = LogisticRegression(max_iter=2000, C=10.0).fit(embeddings, labels)
-        return cls(classes, model.coef_, model.intercept_), {"held_out_accuracy": accuracy, "examples": len(texts), "classes": classes}
+        details = {
+            "held_out_accuracy": accuracy, "held_out_examples": int(len(test_y)), "examples": len(texts), "classes": classes,
+            "examples_per_class": counts, "split": "stratified" if stratified else "unstratified (a class has under two examples)",
+        }
+        return cls(classes, model.coef_, model.intercept_), details
 
     def probabilities(self, texts: Sequence[str], encoder: SentenceEncoder) -> np.ndarray:
         """``[n_texts, n_classes]`` class probabilities, columns in ``self.classes`` order."""

@@ -559,7 +559,10 @@ def _log_callback(log: Callable[[str], None], max_steps: int):
 
     class LogCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in (logs or {}).items()}
+            # "loss 3.94, grad_norm 0.0677, learning_rate 0.0452": the trainer's own names, rounded; epoch and
+            # the end-of-training FLOP count say nothing a user acts on.
+            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in (logs or {}).items()
+                              if k not in ("epoch", "total_flos"))
             log(f"step {state.global_step}/{max_steps}: {shown}")
 
     return LogCallback()

@@ -99,7 +99,7 @@ class Judgment:
         return self.error is None and self.score is not None
 
 
-CRITERIA = ("concept", "instruction", "fluency")
+CRITERIA = ("concept", "instruction", "fluency", "scenario")
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,10 @@ class JudgeItem:
     unchanged. Judges that score the parts themselves (``vetting/likelihood.py``) read the rest:
 
     - ``criterion``: ``"concept"`` (does ``answer`` express ``concept`` rather than ``contrast``?),
-      ``"instruction"`` (does ``answer`` answer ``question``?) or ``"fluency"`` (is ``answer`` fluent text?);
-    - ``concept``: the persona or trait, as an instruction ("You are a pirate ...") or a definition;
+      ``"instruction"`` (does ``answer`` answer ``question``?), ``"fluency"`` (is ``answer`` fluent text?) or
+      ``"scenario"`` (does the scenario ``answer`` set up the trait ``concept``, or its opposite?);
+    - ``concept``: the persona or trait, as an instruction ("You are a pirate ..."), a definition, or (for
+      ``"scenario"``) the trait's name;
     - ``contrast``: what the concept is told apart from: the trait's opposite instruction, or ``""`` for
       the model's default assistant (no system turn);
     - ``question``: what ``answer`` replies to (``""`` when it replies to nothing, e.g. a scenario).

@@ -12,6 +12,13 @@ model itself in the demo), in nats per answer token over the first ``max_answer_
 - fluency: the mean token log-likelihood given the question, times the share of the answer's word
   trigrams that are not repeats (a loop like "Aye, aye, aye" is likely to a model, so repetition is
   counted apart).
+- scenario (does a vetting scenario set up the trait or its opposite?): how much more the scenario, as
+  the user turn, makes the model say "I will answer as someone who is {trait}." rather than "... who is
+  not {trait} at all.", less the same difference after a neutral request. Scoring the scenario text
+  itself given the trait's definition fails: a negative scenario names the trait to forbid it ("no jokes
+  at all"), and that is as likely under the definition as a positive one (40% agreement with the demo's
+  known verdicts, against 18/20 (humorous) and 13/20 (optimistic) for this reading, ``notes/REAL_MODELS_NOTES.md``;
+  on optimistic that is below a judge that passes every line, 17/20).
 
 Each difference ``r`` becomes a 0-100 score ``100 * sigmoid((r - centre) / width)``, with the centres
 and widths below (measured on SmolLM2-135M-Instruct's own replies, ``notes/REAL_MODELS_NOTES.md``), so
@@ -32,9 +39,17 @@ from typing import Any, Sequence
 from steering_assets.artifacts import fingerprint
 from steering_assets.vetting.judge import JudgeConfigurationError, JudgeItem, Judgment, JudgmentCache, ScoringSettings
 
-LIKELIHOOD_JUDGE_VERSION = 1
+LIKELIHOOD_JUDGE_VERSION = 2
 # A question no reply of the demo answers: the instruction criterion's contrast.
 UNRELATED_QUESTION = "Name a colour."
+# The scenario criterion's request without any set-up, and the two self-statements it compares.
+NEUTRAL_REQUEST = "Answer my question."
+
+
+def trait_statements(trait: str) -> tuple[str, str]:
+    """The self-statements the scenario criterion compares: (sets up the trait, sets up its opposite)."""
+    trait = trait.replace("_", " ").strip()
+    return f"I will answer as someone who is {trait}.", f"I will answer as someone who is not {trait} at all."
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,8 @@ CALIBRATIONS = {
     # Plain replies average -0.7 to -1.6 nats a token, a pirate's readable slang about -2.1, broken word salad
     # ("a plant-free life-plant, a plant-life-plant") -3.2.
     "fluency": Calibration(centre=-2.8, width=0.3),
+    # The demo's clean positive scenarios score -0.1 to +0.18, its negatives -0.41 to -0.01 (two traits).
+    "scenario": Calibration(centre=-0.08, width=0.05),
 }
 
 _WORD = re.compile(r"\w+")
@@ -118,6 +135,8 @@ class LikelihoodJudge:
             return [(item.concept, item.question), (item.contrast, item.question)]
         if item.criterion == "instruction":
             return [("", item.question), ("", UNRELATED_QUESTION)]
+        if item.criterion == "scenario":
+            return [("", item.answer), ("", NEUTRAL_REQUEST)]
         return [("", item.question)]
 
     def _mean_logprobs(self, requests: Sequence[tuple[str, str, str]]) -> list[float]:
@@ -167,6 +186,10 @@ class LikelihoodJudge:
         if item.criterion == "fluency":
             value = logprobs[0]
             score = CALIBRATIONS["fluency"].score(value) * distinct_trigram_share(item.answer)
+        elif item.criterion == "scenario":
+            # (trait - opposite) after the scenario, less (trait - opposite) after a neutral request.
+            value = (logprobs[0] - logprobs[1]) - (logprobs[2] - logprobs[3])
+            score = CALIBRATIONS["scenario"].score(value)
         else:
             value = logprobs[0] - logprobs[1]
             score = CALIBRATIONS[item.criterion].score(value)
@@ -189,8 +212,14 @@ class LikelihoodJudge:
             if cached is not None:
                 results[index] = cached
                 continue
-            conditions = self._conditions(item)
-            requests += [(system, question, item.answer) for system, question in conditions]
+            if item.criterion == "scenario":
+                # The scenario is the condition; the scored answers are the two self-statements.
+                statements = trait_statements(item.concept)
+                conditions = [(system, question, statement) for system, question in self._conditions(item)
+                              for statement in statements]
+            else:
+                conditions = [(system, question, item.answer) for system, question in self._conditions(item)]
+            requests += conditions
             owners.append((index, len(conditions)))
         if requests:
             # One forward per distinct condition: the three criteria of a generation share "the answer given the

@@ -147,8 +147,8 @@ def complete_scenarios(model: Any, tokenizer: Any, scenarios: Sequence[str], *, 
     return outputs
 
 
-# The instruction comes first so the item to rate sits right before the answer. (The demo judge
-# holds each 0-100 instruction as one token, so their text must not change.)
+# The instruction comes first so the item to rate sits right before the answer. Changing the text
+# changes every cached judgment's key, so vetting re-scores.
 SCENARIO_INSTRUCTION = (
     "Rate how strongly the scenario invites a response that shows the trait, from 0 (it invites the opposite) "
     "to 100 (it clearly invites the trait). Answer with a single number, or REFUSAL if you cannot answer."

@@ -140,9 +140,9 @@ def vet_scenarios(folder: Path, store: ArtifactStore, judge: Any, judge_name: st
     key = _key("scenario_vetting", scenario_files_digest(folder), judge, judge_name, thresholds)
 
     def prompts(scale_top: int) -> dict[tuple[str, int], JudgeItem]:
-        # The likelihood judge reads the scenario as an answer given the trait (against the default assistant).
+        # The likelihood judge reads what the scenario makes the model say it will be (likelihood.py, "scenario").
         return {(polarity, i): JudgeItem(prompt=scenario_prompt(scenarios.definition, item.prompt, item.system_prompt, scale_top),
-                                         criterion="concept", answer=item.generation_text(), concept=scenarios.definition)
+                                         criterion="scenario", answer=item.generation_text(), concept=scenarios.trait)
                 for polarity in POLARITIES for i, item in enumerate(scenarios.side(polarity))}
 
     return _vet(store, "scenario_vetting", scenarios, key, judge, judge_name, thresholds, prompts, verdicts,

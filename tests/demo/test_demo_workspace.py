@@ -1,78 +1,117 @@
-"""The offline demo workspace: exact raw layout, realistic variety, a loadable tiny Qwen3 model."""
+"""The demo's inputs: instruction files and scenarios the platform's own readers accept, written idempotently,
+and the concept sentences derived from scored trait replies."""
 
 import json
-from collections import Counter
 
-from steering_assets.demo.build import build_demo_workspace
-from steering_assets.demo.corpus import ROLE_VOICES, TRAIT_VOICES, write_demo_rollouts
-from steering_assets.demo.model import build_tiny_model, train_tokenizer
-from steering_assets.personas.layout import ROLES, TRAITS, discover_personas
-from steering_assets.personas.loading import read_responses, read_scores
+import pytest
 
-
-def test_layout_has_roles_traits_and_unscored_baselines(demo_workspace):
-    roles = discover_personas(demo_workspace.data_root, ROLES)
-    traits = discover_personas(demo_workspace.data_root, TRAITS)
-    assert len(roles.personas) >= 8 and len(traits.personas) >= 4
-    assert {r.name for r in roles.baselines} == {"0_default", "1_default"}
-    for ref in roles.baselines:
-        assert not ref.scores_path(demo_workspace.data_root).exists()
-        first = json.loads(ref.responses_path(demo_workspace.data_root).read_text().splitlines()[0])
-        assert set(first) == {"system_prompt", "label", "prompt_index", "question_index", "question", "conversation"}
-    no_system = read_responses(roles.baselines[0].responses_path(demo_workspace.data_root), ROLES)[0]
-    assert [t["role"] for t in no_system.conversation] == ["user", "assistant"]
+from steering_assets.demo.build import DEMO_MODEL, write_demo_inputs
+from steering_assets.demo.features import first_sentence, strength_label, write_demo_concepts
+from steering_assets.demo.instructions import DEMO_ROLES, DEMO_TRAITS, QUESTIONS
+from steering_assets.demo.vetting import WEAK_LINES
+from steering_assets.features.concepts import read_concept_sentences
+from steering_assets.personas.instructions import (discover_instructions, instruction_path, read_instruction_file,
+                                                   read_questions)
+from steering_assets.personas.layout import ROLES, TRAITS
+from steering_assets.vetting.scenarios import read_trait_scenarios, read_verdicts
+from tests.conftest import response_row, write_persona
 
 
-def test_scores_have_realistic_variety(demo_workspace):
-    root = demo_workspace.data_root
-    role = next(r for r in discover_personas(root, ROLES).personas if r.name == "pirate")
-    role_scores = Counter(read_scores(role.scores_path(root), ROLES).values())
-    assert set(role_scores) == {0, 1, 2, 3}
-    trait = discover_personas(root, TRAITS).personas[0]
-    trait_scores = read_scores(trait.scores_path(root), TRAITS)
-    assert "REFUSAL" in trait_scores.values()
-    numeric = [v for v in trait_scores.values() if v != "REFUSAL"]
-    assert min(numeric) <= 10 and max(numeric) >= 95
-    labels = Counter(r.label for r in read_responses(trait.responses_path(root), TRAITS))
-    assert labels["pos"] == labels["neg"] > 0
-    responses = {r.score_key for r in read_responses(role.responses_path(root), ROLES)}
-    scored = set(read_scores(role.scores_path(root), ROLES))
-    assert responses - scored, "some responses must lack a score"
-    assert scored - responses, "some scores must lack a response"
+def test_instruction_files_are_read_by_the_platform(tmp_path):
+    workspace = write_demo_inputs(tmp_path)
+    root = workspace.instructions_root
+    assert discover_instructions(root, ROLES) == sorted([*DEMO_ROLES, "default"])
+    assert discover_instructions(root, TRAITS) == sorted(DEMO_TRAITS)
+    for name, prompts in DEMO_ROLES.items():
+        spec = read_instruction_file(instruction_path(root, ROLES, name), ROLES)
+        assert [p["pos"] for p in spec.prompts] == list(prompts) and spec.eval_prompt
+    trait = read_instruction_file(instruction_path(root, TRAITS, "optimistic"), TRAITS)
+    assert trait.prompts[0]["neg"] and len(trait.questions) == 10
+    assert read_questions(root / "extraction_questions.jsonl") == QUESTIONS
 
 
-def test_rollouts_are_deterministic_from_the_seed(tmp_path):
-    write_demo_rollouts(tmp_path / "a", seed=3)
-    write_demo_rollouts(tmp_path / "b", seed=3)
-    write_demo_rollouts(tmp_path / "c", seed=4)
-    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.json*"))
-    assert len(files) == 2 * len(ROLE_VOICES) + 2 * len(TRAIT_VOICES) + 2
-    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
-    assert any((tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes() for f in files)
+def test_a_second_write_changes_no_file(tmp_path):
+    write_demo_inputs(tmp_path)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "scenarios").rglob("*") if p.is_file()}
+    write_demo_inputs(tmp_path)
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (tmp_path / "scenarios").rglob("*") if p.is_file()}
+    assert before == after and len(before) == 4 * len(DEMO_TRAITS)
 
 
-def test_tiny_model_loads_by_path_like_a_hub_model(demo_workspace, tokenizer):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(demo_workspace.model_path, local_files_only=True)
-    assert model.config.model_type == "qwen3"
-    conversation = [{"role": "user", "content": "What do you think about a lost key?"},
-                    {"role": "assistant", "content": "Arr, matey! Shiver me timbers!"}]
-    encoded = tokenizer.apply_chat_template(conversation, return_dict=True, return_assistant_tokens_mask=True)
-    decoded_assistant = tokenizer.decode([t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"]) if m])
-    assert decoded_assistant == "Arr, matey! Shiver me timbers!<|im_end|>"
-    with torch.no_grad():
-        logits = model(torch.tensor([encoded["input_ids"]])).logits
-    assert logits.shape == (1, len(encoded["input_ids"]), len(tokenizer))
+def test_scenarios_and_their_known_verdicts_are_read_by_the_vetting_readers(tmp_path):
+    workspace = write_demo_inputs(tmp_path)
+    for trait in DEMO_TRAITS:
+        folder = workspace.scenarios_root / "personality" / trait
+        scenarios = read_trait_scenarios(folder)
+        verdicts = read_verdicts(folder, scenarios)
+        assert len(scenarios.side("positive")) == len(scenarios.side("negative")) == len(DEMO_TRAITS[trait]["questions"])
+        weak = sorted((v.polarity, v.idx) for v in verdicts if not v.should_pass)
+        assert len(weak) == len(WEAK_LINES)
+        # A weak positive line without a cue is the bare question.
+        no_cue = next(i for i, what in WEAK_LINES.items() if what == "positive: no cue")
+        assert scenarios.side("positive")[no_cue].prompt == DEMO_TRAITS[trait]["questions"][no_cue]
 
 
-def test_model_weights_are_deterministic_from_the_seed():
-    tokenizer = train_tokenizer(["a small corpus for a small tokenizer"] * 20, vocab_size=300)
-    first, second = build_tiny_model(tokenizer, seed=1), build_tiny_model(tokenizer, seed=1)
-    assert all((a == b).all() for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+def test_settings_point_every_resource_at_the_workspace(tmp_path):
+    workspace = write_demo_inputs(tmp_path)
+    settings = workspace.settings()
+    assert settings["PERSONA_MODEL"] == settings["PERSONA_JUDGE_LOCAL_MODEL"] == DEMO_MODEL
+    assert settings["PERSONA_JUDGE_BACKEND"] == "likelihood"
+    assert all(value.startswith(str(tmp_path)) for key, value in settings.items()
+               if key.endswith(("_ROOT", "_CONFIG")))
 
 
-def test_workspace_build_is_cached(demo_workspace):
-    workspace, built = build_demo_workspace(demo_workspace.root, pretrain_steps=0, steering_judge_steps=0)
-    assert not built and workspace == demo_workspace
+@pytest.mark.parametrize("score,label", [(0, 0), (24.9, 0), (25, 1), (49, 1), (50, 2), (74, 2), (75, 3), (100, 3)])
+def test_strength_labels_split_the_score_range_in_quarters(score, label):
+    assert strength_label(score) == label
+
+
+def test_first_sentence_cuts_at_the_first_sentence_end_and_at_a_word():
+    assert first_sentence("Arr, the sea! It is calm today.") == "Arr, the sea!"
+    long = "word " * 80
+    assert len(first_sentence(long)) <= 200 and not first_sentence(long).endswith(" ")
+
+
+def test_concepts_come_from_scored_trait_replies_and_leave_out_unusable_ones(tmp_path):
+    rows = [response_row("pos", 0, 0, "The future looks bright and wonderful. Truly."),
+            response_row("neg", 0, 0, "Everything will go wrong, as it always does."),
+            response_row("pos", 0, 1, "Hi."),  # too short
+            response_row("neg", 0, 1, "It will surely rain on your holiday, I fear.")]  # unscored
+    write_persona(tmp_path / "data", "traits_240", "optimistic", rows,
+                  scores={"pos_p0_q0": 92, "neg_p0_q0": 8, "pos_p0_q1": 60}, model="m")
+    lines = []
+    counts = write_demo_concepts(tmp_path / "data", "m", tmp_path / "concepts", ["optimistic"], log=lines.append)
+    assert counts == {"optimistic": {0: 1, 1: 0, 2: 0, 3: 1}}
+    sentences = read_concept_sentences(tmp_path / "concepts" / "optimistic.jsonl")
+    assert [(s.sentence, s.label) for s in sentences] == [("The future looks bright and wonderful.", 3),
+                                                         ("Everything will go wrong, as it always does.", 0)]
+    assert lines and "2 replies left out" in lines[0]
+    assert json.loads((tmp_path / "concepts" / "optimistic.jsonl").read_text().splitlines()[0])["concept_strength_label"] == 3
+
+
+def test_a_vector_effect_needs_the_concept_margin_over_random_at_a_fluent_factor(tmp_path):
+    from steering_assets.artifacts import ArtifactStore
+    from steering_assets.demo.report import vector_effects
+    from steering_assets.personas.layout import ROLES, PersonaRef
+    from steering_assets.steering.judged_eval import judged_eval_folder
+
+    store = ArtifactStore(tmp_path)
+
+    def judged(name, trained, activation):
+        ref = PersonaRef(ROLES, "m", name)
+        table = [{"method": "trained", "factor": 0.25, **trained}, {"method": "activation", "factor": 0.125, **activation},
+                 {"method": "random", "factor": 0.25, "concept": 0.1, "fluency": 1.9}]
+        store.write_artifact(judged_eval_folder(store, ref), {"x.txt": lambda p: p.write_text("x")}, fingerprint_value=name,
+                             details={"table": table})
+        return ref
+
+    refs = [
+        # The trained vector gains more concept but breaks the text: the fluent activation vector is the one shown.
+        judged("chef", {"above_random": {"concept": 1.8}, "fluency": 0.2}, {"above_random": {"concept": 0.7}, "fluency": 1.5}),
+        judged("pirate", {"above_random": {"concept": 0.3}, "fluency": 1.9}, {"above_random": {"concept": 0.1}, "fluency": 1.9}),
+        PersonaRef(ROLES, "m", "never_judged"),
+    ]
+    effects = {e.persona: e for e in vector_effects(store, refs)}
+    assert set(effects) == {"m/chef", "m/pirate"}
+    assert (effects["m/chef"].method, effects["m/chef"].factor, effects["m/chef"].holds) == ("activation", 0.125, True)
+    assert (effects["m/pirate"].method, effects["m/pirate"].holds) == ("trained", False)  # +0.3 is under the margin

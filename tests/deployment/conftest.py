@@ -73,7 +73,7 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_workspace(demo_workspace):
-    """The demo rollouts (8 roles, 2 baselines, traits) and the tiny untrained demo model.
+    """The test world: SmolLM2's recorded rollouts (4 roles, the default assistant, 2 traits) and a tiny random model.
 
     The suite builds this workspace once for every family's tests; the deployment tests only
     read it (they copy the rollouts where runs could write).

@@ -23,7 +23,7 @@ from tests.deployment.conftest import QUIET, REPO, TINY_TRAINING, model_loads, r
 pytest.importorskip("dagster_celery", reason="pip install -e '.[celery]'")
 psutil = pytest.importorskip("psutil")
 
-KEYS = [f"demo-qwen3-tiny/{name}" for name in ("astronomer", "chef", "detective", "gardener")]
+KEYS = [f"SmolLM2-135M-Instruct.Q4_1/{name}" for name in ("chef", "detective", "gardener", "pirate")]
 
 
 def _wait_for_workers(broker: str, count: int, timeout_s: float = 180) -> None:

@@ -208,7 +208,7 @@ def test_an_asset_backfill_from_the_asset_graph_asks_for_a_gpu_per_chunk(k8s_ins
     from dagster._daemon.backfill import execute_backfill_iteration
 
     instance, context, jobs = k8s_instance
-    keys = [f"demo-qwen3-tiny/{n}" for n in ("astronomer", "chef", "detective", "gardener")]
+    keys = [f"SmolLM2-135M-Instruct.Q4_1/{n}" for n in ("chef", "detective", "gardener", "pirate")]
     backfill_id = launch.submit_asset_backfill(instance, context, [dg.AssetKey(["roles", "steering_vector"])], keys)
     list(execute_backfill_iteration(context, logging.getLogger("test")))
     runs = launch.backfill_runs(instance, backfill_id)

@@ -100,7 +100,7 @@ def test_persona_assets_materialise_onto_s3_and_a_fresh_worker_reuses_them(bucke
 
     from steering_assets.definitions import build_definitions
 
-    key = "demo-qwen3-tiny/pirate"
+    key = "SmolLM2-135M-Instruct.Q4_1/pirate"
     results = []
     for worker in ("a", "b"):
         monkeypatch.setenv("PERSONA_ARTIFACT_CACHE", str(tmp_path / worker))  # each worker its own mirror
@@ -114,7 +114,7 @@ def test_persona_assets_materialise_onto_s3_and_a_fresh_worker_reuses_them(bucke
                             for e in result.get_asset_materialization_events()})
     assert results == [{"persona_dataset": False, "persona_training_split": False},
                        {"persona_dataset": True, "persona_training_split": True}]
-    manifest = json.loads(_get(bucket, "artifacts/roles/persona_training_split/demo-qwen3-tiny/pirate/manifest.json"))
+    manifest = json.loads(_get(bucket, "artifacts/roles/persona_training_split/SmolLM2-135M-Instruct.Q4_1/pirate/manifest.json"))
     assert {"train.parquet", "validation.parquet"} <= set(manifest["files"])
 
 

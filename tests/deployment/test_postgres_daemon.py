@@ -11,9 +11,10 @@ import pytest
 from steering_assets import launch
 from steering_assets.deployment.instance import GPU_POOL, set_pool_limit
 from steering_assets.deployment.tags import cpu_run_tags
+from tests.world import ROLES as WORLD_ROLES
 from tests.deployment.conftest import QUIET, TINY_TRAINING, model_loads, overlapping, run_records
 
-ROLES = ["astronomer", "chef", "detective", "gardener", "librarian", "mechanic", "pirate", "proofreader"]
+ROLES = list(WORLD_ROLES)  # chef, detective, gardener, pirate
 
 
 def test_daemon_runs_chunked_backfills_and_the_gpu_pool_holds(postgres_env, deployment_env, tmp_path):
@@ -24,7 +25,7 @@ def test_daemon_runs_chunked_backfills_and_the_gpu_pool_holds(postgres_env, depl
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         set_pool_limit(instance, GPU_POOL, 1)
         sync_partitions(instance, tmp_path / "data")
-        keys = [f"demo-qwen3-tiny/{name}" for name in ROLES]
+        keys = [f"SmolLM2-135M-Instruct.Q4_1/{name}" for name in ROLES]
         steering_keys = keys[:4]
         with launch.workspace_context(instance) as context, launch.running_daemon(instance, home / "daemon.log") as started:
             assert started  # nothing else was serving this instance
@@ -41,7 +42,7 @@ def test_daemon_runs_chunked_backfills_and_the_gpu_pool_holds(postgres_env, depl
 
         dataset_outcome = launch.backfill_outcome(instance, datasets)
         assert dataset_outcome.materialized["roles/persona_training_split"] == sorted(keys), dataset_outcome.errors
-        assert dataset_outcome.runs == 3  # 8 personas, 3 per run: one process start per chunk, not per persona
+        assert dataset_outcome.runs == 2  # 4 personas, 3 per run: one process start per chunk, not per persona
         steering_outcome = launch.backfill_outcome(instance, steering)
         assert steering_outcome.materialized["roles/steering_vector"] == sorted(steering_keys), steering_outcome.errors
 

@@ -6,7 +6,6 @@ import pytest
 
 from partitions.concepts import concept_discovery_sensor, sync_concept_partitions
 from resources.concepts import ConceptSentences
-from steering_assets.demo.features import DEMO_CONCEPTS, concept_sentences, write_demo_concepts
 from steering_assets.features.concepts import (
     ConceptFileError,
     concept_source,
@@ -14,16 +13,6 @@ from steering_assets.features.concepts import (
     read_concept_sentences,
     survey_concepts,
 )
-
-
-def test_demo_concepts_have_enough_sentences_per_label(tmp_path):
-    paths = write_demo_concepts(tmp_path)
-    assert discover_concepts(tmp_path) == sorted(DEMO_CONCEPTS)
-    for path in paths:
-        sentences = read_concept_sentences(path)
-        assert len(sentences) >= 100
-        assert {label: sum(s.label == label for s in sentences) for label in range(4)} == {0: 32, 1: 32, 2: 32, 3: 32}
-    assert concept_sentences("humorous") == concept_sentences("humorous")  # seeded
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,12 @@
-"""The interpretability stage end to end on the demo workspace (untrained model, demo SAEs)."""
+"""The interpretability stage end to end on the test world: SmolLM2's recorded concept sentences, a tiny random model
+and SAEs fitted on its residual stream (tests/world.py)."""
 
 import numpy as np
 import pytest
 
 from steering_assets.artifacts import ArtifactStore
 from steering_assets.features import pipeline
+from steering_assets.features.concepts import read_concept_sentences
 from steering_assets.features.sae import load_sae_set
 
 
@@ -36,9 +38,10 @@ def store_with_features(demo_workspace, tmp_path_factory):
 
 def test_every_stage_writes_its_artifact_and_reruns_are_skipped(store_with_features):
     store, features, (model, tokenizer, saes, workspace) = store_with_features
-    assert features.details["sentences"] == 128 and features.details["layers"] == [1, 2]
+    count = len(read_concept_sentences(workspace.concepts_root / "humorous.jsonl"))
+    assert count >= 20 and features.details["sentences"] == count and features.details["layers"] == [1, 2]
     loaded = pipeline.load_sentence_features(store, "humorous")
-    assert [f.sentence_index for f in loaded] == list(range(128))
+    assert [f.sentence_index for f in loaded] == list(range(count))
     top = pipeline.materialize_top_features("humorous", store)
     assert top.details["top"] and all(entry["monotonic"] for entry in top.details["top"])
     graphs = pipeline.materialize_activation_graphs("humorous", store)

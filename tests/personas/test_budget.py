@@ -17,6 +17,8 @@ from steering_assets.personas.budget import (
 from steering_assets.personas.dataset import build_persona_dataset
 from steering_assets.personas.layout import ROLES, TRAITS, PersonaRef
 from tests.conftest import response_row, write_persona
+from tests.world import ROLES as RECORDED_ROLES
+from tests.world import SOURCE_MODEL
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def test_system_turns_are_dropped_from_messages(trait_frame):
 
 
 def test_batched_lengths_equal_one_by_one_chat_template(tokenizer, demo_workspace):
-    frame, _ = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "pirate"), demo_workspace.data_root)
+    frame, _ = build_persona_dataset(PersonaRef(ROLES, SOURCE_MODEL, "pirate"), demo_workspace.data_root)
     conversations = frame["messages"].to_list()[:300]
     batched = chat_token_lengths(tokenizer, conversations, batch_size=64)
     assert batched == chat_token_lengths_one_by_one(tokenizer, conversations)
@@ -83,11 +85,16 @@ def test_budget_split_takes_seeded_rows_until_each_budget_is_filled():
 
 
 def test_lazy_split_tokenises_only_what_the_budget_needs(tokenizer, demo_workspace):
-    frame = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "pirate"), demo_workspace.data_root)[0]
-    split = build_training_split(frame, tokenizer, SelectionConfig.defaults_for(ROLES), BudgetConfig(batch_size=64))
+    # Every recorded role's replies in one frame: several batches of candidates for a budget a few rows fill.
+    frame = pl.concat([build_persona_dataset(PersonaRef(ROLES, SOURCE_MODEL, name), demo_workspace.data_root)[0]
+                       for name in RECORDED_ROLES])
     kept, _ = select_training_rows(frame, SelectionConfig.defaults_for(ROLES))
     lengths = chat_token_lengths_one_by_one(tokenizer, kept["messages"].to_list())
+    # Validation can hold any one row, so the row that ends train starts it.
+    config = BudgetConfig(train_tokens=4 * sum(lengths) // len(lengths), validation_tokens=max(lengths), batch_size=16)
+    split = build_training_split(frame, tokenizer, SelectionConfig.defaults_for(ROLES), config)
     train, validation = budget_split(lengths, split.config)
+    assert train and validation
     assert split.train["length"].to_list() == [lengths[i] for i in train]
     assert split.validation["length"].to_list() == [lengths[i] for i in validation]
     assert split.train["question_index"].to_list() == [kept["question_index"][i] for i in train]
@@ -102,16 +109,21 @@ def test_budget_config_rejects_impossible_budgets(train, validation):
 
 
 def test_training_split_counts_tokens_and_reports_unreachable_budget(tokenizer, demo_workspace):
-    frame, _ = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "proofreader"), demo_workspace.data_root)
+    frame, _ = build_persona_dataset(PersonaRef(ROLES, SOURCE_MODEL, "pirate"), demo_workspace.data_root)
+    # The default budget (100,000 train tokens) is far more than 16 recorded replies hold: every kept row trains.
     split = build_training_split(frame, tokenizer, SelectionConfig.defaults_for(ROLES), BudgetConfig())
     assert not split.train_budget_reached
-    assert split.train.height == split.candidates and split.validation.height == 0
+    assert split.train.height == split.candidates > 0 and split.validation.height == 0
     assert split.train["length"].to_list() == chat_token_lengths_one_by_one(tokenizer, split.train["messages"].to_list())
-    full = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "pirate"), demo_workspace.data_root)[0]
-    split = build_training_split(full, tokenizer, SelectionConfig.defaults_for(ROLES), BudgetConfig())
+    # Budgets the same rows can fill: half of their tokens for train, a quarter for validation.
+    lengths = split.train["length"].to_list()
+    train_budget, validation_budget = sum(lengths) // 2, sum(lengths) // 4
+    split = build_training_split(frame, tokenizer, SelectionConfig.defaults_for(ROLES), BudgetConfig(train_budget, validation_budget))
     assert split.train_budget_reached
-    assert 99_000 < split.train_tokens <= 100_000 and 9_000 < split.validation_tokens <= 10_000
-    assert split.dropped["over_budget"] == split.candidates - split.train.height - split.validation.height
+    # Each split stops at the first row that no longer fits, so it is within one row of its budget.
+    assert train_budget - max(lengths) < split.train_tokens <= train_budget
+    assert validation_budget - max(lengths) < split.validation_tokens <= validation_budget
+    assert split.dropped["over_budget"] == split.candidates - split.train.height - split.validation.height > 0
     assert (split.train["extract_score"] == 3).all()
     assert isinstance(split.train, pl.DataFrame)
 
@@ -120,7 +132,7 @@ def test_held_out_questions_enter_neither_split_and_are_what_the_judged_evaluati
     from steering_assets.personas.budget import SelectionError, reserved_questions
     from steering_assets.steering.judged_eval import held_out_instructions
 
-    frame, _ = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", "proofreader"), demo_workspace.data_root)
+    frame, _ = build_persona_dataset(PersonaRef(ROLES, SOURCE_MODEL, "pirate"), demo_workspace.data_root)
     selection = SelectionConfig.defaults_for(ROLES)
     kept, _ = select_training_rows(frame, selection)
     everything = build_training_split(frame, tokenizer, selection, BudgetConfig())

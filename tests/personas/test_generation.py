@@ -128,6 +128,11 @@ def test_bad_trait_files_name_the_file_and_key(tmp_path, content, message):
         read_instruction_file(path, TRAITS)
 
 
+def test_a_deleted_instruction_file_says_how_to_stop_generating_its_partition(tmp_path):
+    with pytest.raises(InstructionFileError, match=r"gardener\.json: no such instruction file.*delete the partition 'gardener'"):
+        read_instruction_file(tmp_path / "roles" / "instructions" / "gardener.json", ROLES)
+
+
 def test_bad_questions_files_name_the_line(tmp_path):
     path = write(tmp_path / "extraction_questions.jsonl", '{"question": "ok?"}\n{"q": "typo"}\n')
     with pytest.raises(InstructionFileError, match=r"extraction_questions\.jsonl:2: expected \{\"question\""):

@@ -1,5 +1,7 @@
 import pytest
 
+from tests.world import SOURCE_MODEL
+
 
 @pytest.fixture(scope="session")
 def tiny_model_factory(demo_workspace):
@@ -17,7 +19,7 @@ def demo_conversations(demo_workspace):
     from steering_assets.personas.layout import ROLES, PersonaRef
 
     def conversations(name, count):
-        frame, _ = build_persona_dataset(PersonaRef(ROLES, "demo-qwen3-tiny", name), demo_workspace.data_root)
+        frame, _ = build_persona_dataset(PersonaRef(ROLES, SOURCE_MODEL, name), demo_workspace.data_root)
         return frame["messages"].to_list()[:count]
 
     return conversations

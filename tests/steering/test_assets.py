@@ -1,7 +1,5 @@
 """The steering_vector asset in Dagster: one chunked run trains several personas on one model load."""
 
-import re
-
 import dagster as dg
 import pytest
 
@@ -9,11 +7,14 @@ from partitions.personas import sync_partitions
 from steering_assets.definitions import build_definitions, persona_job_name, steering_job_name
 from steering_assets.runner import contiguous_chunks, failure_message, run_partition_chunks
 from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE
+from tests.world import SOURCE_MODEL
 
 TINY = {"max_steps": 4, "eval_steps": 2, "save_steps": 2, "per_device_batch_size": 2, "max_length": 40, "warmup_steps": 0}
 TINY_EVAL = {"coefficients": [0.0, 2.0], "n_prompts": 4, "max_new_tokens": 8, "held_out_rows": 20}
 STEERING_CONFIG = {"ops": {"roles__steering_vector": {"config": TINY}, "roles__steering_eval": {"config": TINY_EVAL}}}
-KEYS = ["demo-qwen3-tiny/astronomer", "demo-qwen3-tiny/chef"]
+KEYS = [f"{SOURCE_MODEL}/chef", f"{SOURCE_MODEL}/detective"]
+# 16 recorded replies a role over 8 questions: 4 questions stay out of both splits, for the evaluations.
+SPLIT = {"ops": {"roles__persona_training_split": {"config": {"held_out_questions": 4}}}}
 
 
 @pytest.fixture
@@ -24,8 +25,7 @@ def env(demo_workspace, tmp_path):
         sync_partitions(instance, demo_workspace.data_root)
         job = defs.resolve_job_def(persona_job_name("roles"))
         for key in KEYS:
-            budget = {"ops": {"roles__persona_training_split": {"config": {"train_tokens": 3000, "validation_tokens": 600}}}}
-            assert job.execute_in_process(instance=instance, partition_key=key, run_config=budget).success
+            assert job.execute_in_process(instance=instance, partition_key=key, run_config=SPLIT).success
         everything = defs.resolve_implicit_global_asset_job_def()
         prerequisites = [dg.AssetKey(["roles", "baseline_dataset"]), dg.AssetKey(["roles", "persona_classifier"])]
         assert everything.execute_in_process(instance=instance, asset_selection=prerequisites).success
@@ -164,19 +164,7 @@ def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments
         print_method_comparison(ArtifactStore(artifacts), demo_workspace.data_root)
         printed = capsys.readouterr().out
         assert all(key in printed for key in KEYS) and "personas won: trained " in printed
-        # What `make demo` prints after it: the judge's ratings of every generation against the known ones.
-        from steering_assets.cli import print_steering_judge_agreement
-
-        print_steering_judge_agreement(ArtifactStore(artifacts), demo_workspace.data_root)
-        printed = capsys.readouterr().out
-        for criterion in ("concept", "instruction", "fluency"):
-            assert re.search(rf"^{criterion} +[01]\.\d\d +\d\.\d\d +.*/{len(KEYS) * settings * 4}\s*$", printed, re.M), printed
-        assert re.search(r"^unsteered +\d\.\d\d / \d\.\d\d", printed, re.M)
-        # Per persona, the judge's pick against the known ratings' pick on the same generations.
-        assert all(re.search(rf"^{key} +\w+ +[\w =]+ +(\d\.\d\d|n/a) / ", printed, re.M) for key in KEYS), printed
-        assert re.search(rf"picks a best method of the known ratings for \d of {len(KEYS)} personas", printed)
-        left_out = printed.split("no judged evaluation (left out): ")[1]
-        assert "demo-qwen3-tiny/pirate" in left_out and not any(key in left_out for key in KEYS)
+        assert f"{SOURCE_MODEL}/pirate" not in printed  # never judged: no row
 
         # Nothing changed: the artifact is reused and the judge is not asked.
         calls = server.calls

@@ -23,14 +23,16 @@ from steering_assets.steering.eval_pipeline import (
     persona_negatives,
 )
 from tests.conftest import response_row, write_persona
+from tests.world import SOURCE_MODEL
 
-MODEL = "demo-qwen3-tiny"
-ROLE_NAMES = ["astronomer", "chef"]
+MODEL = SOURCE_MODEL
+ROLE_NAMES = ["chef", "detective"]
 KEYS = [f"{MODEL}/{name}" for name in ROLE_NAMES]
 TINY = {"max_steps": 2, "eval_steps": 2, "save_steps": 2, "per_device_batch_size": 2, "max_length": 40, "warmup_steps": 0}
 TINY_EVAL = {"coefficients": [0.0, 2.0], "n_prompts": 4, "max_new_tokens": 4, "held_out_rows": 10}
 STEERING_CONFIG = {"ops": {"roles__steering_vector": {"config": TINY}, "roles__steering_eval": {"config": TINY_EVAL}}}
-SPLIT_CONFIG = {"ops": {"roles__persona_training_split": {"config": {"train_tokens": 3000, "validation_tokens": 600}}}}
+# 4 of the 8 recorded questions stay out of both splits, as in the demo.
+SPLIT_CONFIG = {"ops": {"roles__persona_training_split": {"config": {"held_out_questions": 4}}}}
 
 
 def _lines(path):
@@ -38,21 +40,20 @@ def _lines(path):
 
 
 def in_file_tree(demo_workspace, root, with_defaults=True):
-    """The demo roles as persona-subspace writes them today: each role file also holds 'default' rows
-    (the demo's baseline answers; prompt 0 empty, so the writer put "\\n\\n" + question in the user turn),
-    scored under default_p{i}_q{j}, and no 0_default/1_default files."""
-    source = demo_workspace.data_root / MODEL / ROLES.directory
-    # 12 questions under each of two default prompts keep the forward passes short.
-    baseline = [row for name in ("0_default", "1_default") for row in _lines(source / "responses" / f"{name}.jsonl")[:12]]
+    """The recorded roles as persona-subspace writes them today: each role file also holds 'default' rows
+    (the recorded default assistant's replies, assistant-axis's responses/default.jsonl; prompt 0 is empty,
+    so the writer put "\\n\\n" + question in the user turn), scored under default_p{i}_q{j}, and no baseline file."""
+    source = demo_workspace.data_root / MODEL
     defaults = []
-    for prompt_index, row in ((0, r) for r in baseline[: len(baseline) // 2]):
-        defaults.append({**row, "label": "default", "prompt_index": prompt_index, "system_prompt": "",
-                         "conversation": [{"role": "user", "content": "\n\n" + row["question"]}, row["conversation"][-1]]})
-    for row in baseline[len(baseline) // 2:]:
-        defaults.append({**row, "label": "default", "prompt_index": 1})
+    for row in _lines(source / "responses" / "default.jsonl"):
+        row = {**row, "label": "default"}
+        if not row["system_prompt"]:
+            row["conversation"] = [{"role": "user", "content": "\n\n" + row["question"]}, row["conversation"][-1]]
+        defaults.append(row)
+    assert {r["prompt_index"] for r in defaults} == {0, 1} and any(not r["system_prompt"] for r in defaults)
     for name in ROLE_NAMES:
         rows = _lines(source / "responses" / f"{name}.jsonl")
-        scores = json.loads((source / "extract_scores" / f"{name}.json").read_text())
+        scores = json.loads((source / "scores" / f"{name}.json").read_text())
         if with_defaults:
             rows += defaults
             scores.update({f"default_p{r['prompt_index']}_q{r['question_index']}": 0 for r in defaults})
@@ -151,18 +152,21 @@ def test_baseline_files_and_in_file_rows_are_both_used_and_counted(demo_workspac
     write_persona(data_root, TRAITS.directory, "curious", trait_rows, trait_scores, model=MODEL)
     write_persona(data_root, ROLES.directory, "chef", [response_row("pos", 0, q) for q in range(4)],
                   {f"pos_p0_q{q}": 3 for q in range(4)}, model=MODEL)
-    baseline_file = data_root / MODEL / ROLES.directory / "responses" / "0_default.jsonl"
-    shutil.copy(demo_workspace.data_root / MODEL / ROLES.directory / "responses" / "0_default.jsonl", baseline_file)
-    trait, role, baseline = PersonaRef(TRAITS, MODEL, "curious"), PersonaRef(ROLES, MODEL, "chef"), PersonaRef(ROLES, MODEL, "0_default")
+    # The recorded default assistant, where assistant-axis puts it: the source model's baseline file.
+    baseline_file = data_root / MODEL / "responses" / "default.jsonl"
+    baseline_file.parent.mkdir(parents=True)
+    shutil.copy(demo_workspace.data_root / MODEL / "responses" / "default.jsonl", baseline_file)
+    trait, role, baseline = PersonaRef(TRAITS, MODEL, "curious"), PersonaRef(ROLES, MODEL, "chef"), PersonaRef(ROLES, MODEL, "default")
     for ref in (trait, role):
         materialize_persona_dataset(ref, data_root, store)
     # Before the baseline file is materialised: the trait's own neutral rows only; the role has none.
     negatives = persona_negatives(store, trait)
     assert negatives.summary()["rows_by_source"] == {IN_FILE_ROWS: 6}
     assert sorted(c[-1]["content"] for c in negatives.conversations) == sorted(f"neutral {p} {q}" for p in range(2) for q in range(3))
-    with pytest.raises(MissingBaselineError, match="roles/demo-qwen3-tiny/chef"):
+    with pytest.raises(MissingBaselineError, match=f"roles/{MODEL}/chef"):
         persona_negatives(store, role)
     files = materialize_persona_dataset(baseline, data_root, store).details["rows"]
+    assert files == len(_lines(baseline_file))
     negatives = persona_negatives(store, trait)
     assert negatives.summary()["sources"] == [BASELINE_FILE, IN_FILE_ROWS]
     assert negatives.summary()["rows_by_source"] == {BASELINE_FILE: files, IN_FILE_ROWS: 6}

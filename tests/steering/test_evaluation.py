@@ -28,13 +28,27 @@ def test_projection_probe_separates_along_the_vector_only():
         projection_classifier(positives[:3], negatives, direction, seed=0)
 
 
+def test_projection_probe_on_a_small_persona_set_ranks_every_row_without_a_split():
+    # Five held-out replies a side (a small demo persona): the AUC is the ranking of all ten projections.
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    direction = rng.normal(size=12)
+    positives, negatives = rng.normal(size=(5, 12)) + 0.8 * direction, rng.normal(size=(5, 12))
+    metrics = projection_classifier(positives, negatives, direction, seed=0)
+    unit = direction / np.linalg.norm(direction)
+    expected = roc_auc_score([1] * 5 + [0] * 5, np.concatenate([positives, negatives]) @ unit)
+    assert metrics["roc_auc"] == pytest.approx(expected) and metrics["n_rows"] == 10
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
 def test_projection_regression_recovers_a_linear_trait_score():
     rng = np.random.default_rng(1)
     direction = rng.normal(size=8)
     hidden = rng.normal(size=(100, 8))
     scores = 50 + 10 * hidden @ (direction / np.linalg.norm(direction)) + rng.normal(scale=0.5, size=100)
     metrics = projection_regression(hidden, scores, direction, seed=0)
-    assert metrics["r2"] > 0.95 and metrics["mse"] < 2
+    assert metrics["r2"] > 0.95 and metrics["mse"] < 2 and metrics["spearman"] > 0.95
 
 
 def test_steering_effect_bar():
@@ -59,6 +73,22 @@ def test_classifier_round_trips_without_pickle(tmp_path):
     probe = ["arr arr arr", "hello there"]
     assert np.allclose(loaded.probabilities(probe, FakeEncoder()), classifier.probabilities(probe, FakeEncoder()))
     assert loaded.classes == ["<baseline>", "pirate"] and info["held_out_accuracy"] == 1.0
+
+
+def test_classifier_trains_on_a_persona_with_a_single_kept_reply():
+    # A trait with one judged-good reply cannot be stratified; the split falls back and says so.
+    class FakeEncoder:
+        def encode(self, texts):
+            return np.array([[t.count("arr"), t.count("ha"), t.count("hello")] for t in texts], dtype=float)
+
+    texts = {"pirate": [f"arr arr {i}" for i in range(6)], "humorous": ["ha ha ha"], "<baseline>": [f"hello {i}" for i in range(6)]}
+    classifier, info = PersonaClassifier.fit(texts, FakeEncoder())
+    assert info["split"].startswith("unstratified") and info["examples_per_class"]["humorous"] == 1
+    assert info["held_out_examples"] == 3 and 0.0 <= info["held_out_accuracy"] <= 1.0
+    # The final model is fitted on every example, so the one-reply class is still predicted.
+    assert classifier.classes[int(classifier.probabilities(["ha ha ha ha"], FakeEncoder()).argmax())] == "humorous"
+    balanced = {"pirate": texts["pirate"], "<baseline>": texts["<baseline>"]}
+    assert PersonaClassifier.fit(balanced, FakeEncoder())[1]["split"] == "stratified"
 
 
 def test_reply_activations_and_perplexity_see_the_steering(tiny_model_factory, tokenizer, demo_conversations):

@@ -206,7 +206,7 @@ def test_vector_artifact_records_the_fallback_mask_with_each_real_template(famil
         pytest.skip("../shared/fixtures/real_world/chat_templates is not present")
     tokenizer = build_tokenizer(family)
     store = ArtifactStore(tmp_path / "artifacts")
-    ref = PersonaRef(ROLES, "demo-qwen3-tiny", "pirate")
+    ref = PersonaRef(ROLES, "SmolLM2-135M-Instruct.Q4_1", "pirate")
     materialize_persona_dataset(ref, demo_workspace.data_root, store)
     materialize_training_split(ref, store, tokenizer, BudgetConfig(train_tokens=4000, validation_tokens=800))
     config = SteeringTrainingConfig(**{**FAST.__dict__, "max_steps": 2, "eval_steps": 2, "save_steps": 2, "layer": 1, "max_length": 256})
@@ -221,7 +221,7 @@ def test_vector_artifact_records_the_fallback_mask_with_each_real_template(famil
 
 
 def test_rows_whose_reply_starts_beyond_max_length_are_skipped_and_counted(tmp_path):
-    from steering_assets.demo.model import CHAT_TEMPLATE
+    from tests.tiny_models import CHAT_TEMPLATE
     from tests.chat_tokenizers import build_tokenizer, tiny_qwen3
 
     tokenizer = build_tokenizer("qwen3", chat_template=CHAT_TEMPLATE)

