@@ -14,6 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from steering_assets.demo.build import DemoWorkspace
+
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "smollm2_demo"
 # The rollouts' source-model folder: what rollout_model_name() makes of the demo's GGUF.
 SOURCE_MODEL = "SmolLM2-135M-Instruct.Q4_1"
@@ -24,37 +26,13 @@ TINY_SAE_LAYERS = (1, 2)
 
 
 @dataclass(frozen=True)
-class TestWorkspace:
-    root: Path
-
-    @property
-    def data_root(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def instructions_root(self) -> Path:
-        return self.root / "instructions"
+class TestWorkspace(DemoWorkspace):
+    """The demo's layout (data, instructions, artifacts, concepts, saes, scenarios) and the tiny model beside it."""
 
     @property
     def model_path(self) -> Path:
         """The tiny random-weight model (mechanics only)."""
         return self.root / "models" / "tiny-qwen3"
-
-    @property
-    def artifact_root(self) -> Path:
-        return self.root / "artifacts"
-
-    @property
-    def concepts_root(self) -> Path:
-        return self.root / "concepts"
-
-    @property
-    def sae_config(self) -> Path:
-        return self.root / "saes" / "saes.json"
-
-    @property
-    def scenarios_root(self) -> Path:
-        return self.root / "scenarios"
 
 
 def replies(data_root: Path) -> list[str]:
