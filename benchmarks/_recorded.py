@@ -38,16 +38,6 @@ def describe(root: Path) -> str:
     return "the recorded make demo run (tests/fixtures/smollm2_demo)" if root == RECORDED else f"the make demo run in {root}"
 
 
-def replies(data_root: Path) -> list[str]:
-    """Every assistant turn of the rollouts under ``data_root``, in file order."""
-    texts = []
-    for path in sorted(Path(data_root).glob("*/**/*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                texts += [t["content"] for t in json.loads(line).get("conversation", []) if t.get("role") == "assistant"]
-    return texts
-
-
 def sentences(root: Path) -> list[str]:
     """SmolLM2's sentences: the concept sentences (first sentence of each trait reply), then the first sentence of
     each role reply."""

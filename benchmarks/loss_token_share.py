@@ -27,7 +27,8 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from benchmarks._recorded import SOURCE_MODEL, describe, recorded_root, replies, smollm2_folder
+    from benchmarks._recorded import SOURCE_MODEL, describe, recorded_root, smollm2_folder
+    from steering_assets.demo.features import assistant_replies
     from steering_assets.personas.dataset import build_persona_dataset
     from steering_assets.personas.layout import ROLES, PersonaRef
     from steering_assets.steering.assistant_mask import mask_method, rendered_reply_mask
@@ -36,7 +37,7 @@ def main() -> None:
     root = recorded_root(args.workspace)
     frame, _ = build_persona_dataset(PersonaRef(ROLES, SOURCE_MODEL, args.persona), root / "data")
     conversations = frame["messages"].to_list()[: args.rows]
-    corpus = replies(root / "data")
+    corpus = assistant_replies(root / "data")
     tokenizers = {"SmolLM2-135M-Instruct (its own tokenizer)": AutoTokenizer.from_pretrained(smollm2_folder())}
     if templates_present():
         for family, spec in FAMILIES.items():

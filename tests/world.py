@@ -35,21 +35,9 @@ class TestWorkspace(DemoWorkspace):
         return self.root / "models" / "tiny-qwen3"
 
 
-def replies(data_root: Path) -> list[str]:
-    """Every assistant turn of the rollouts under ``data_root``, in file order."""
-    import json
-
-    texts = []
-    for path in sorted(Path(data_root).glob("*/**/*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                texts += [t["content"] for t in json.loads(line).get("conversation", []) if t.get("role") == "assistant"]
-    return texts
-
-
 def build_test_workspace(root: Path | str, seed: int = 0) -> TestWorkspace:
     """Copy the recorded demo run under ``root``, write the demo's scenarios, build the tiny model and its SAEs."""
-    from steering_assets.demo.features import train_demo_saes
+    from steering_assets.demo.features import assistant_replies, train_demo_saes
     from steering_assets.demo.vetting import write_demo_scenarios
     from tests.tiny_models import save_tiny_model
 
@@ -57,7 +45,7 @@ def build_test_workspace(root: Path | str, seed: int = 0) -> TestWorkspace:
     for name in ("data", "instructions", "concepts"):
         shutil.copytree(FIXTURE / name, workspace.root / name)
     write_demo_scenarios(workspace.scenarios_root)
-    texts = replies(workspace.data_root)
+    texts = assistant_replies(workspace.data_root)
     save_tiny_model(texts, workspace.model_path, seed=seed)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -6,7 +6,7 @@ the whole reply (0-24 -> 0, 25-49 -> 1, 50-74 -> 2, 75-100 -> 3). The labels are
 classifier's cross-validated score measures how well the residual stream predicts that judge.
 
 SAEs: no public SAE exists for SmolLM2, so the demo fits a small one per layer on the model's own
-block outputs over its rollouts' sentences (``features/sae.py``) and saves it in the Gemma Scope
+block outputs over its trait replies' sentences (``features/sae.py``) and saves it in the Gemma Scope
 ``params.npz`` layout with a ``saes.json`` list, the files the SAE loader reads for real SAEs.
 """
 
@@ -80,14 +80,24 @@ def write_demo_concepts(data_root: Path, source_model: str, concepts_root: Path,
     return counts
 
 
-def rollout_sentences(data_root: Path, max_sentences: int = 1200) -> list[str]:
-    """Sentences of every generated reply under ``data_root`` (roles and traits), in a fixed order."""
+def assistant_replies(data_root: Path, pattern: str = "*/**/*.jsonl") -> list[str]:
+    """Every assistant turn of the rollout files under ``data_root`` matching ``pattern``, in sorted file order."""
     texts = []
-    for path in sorted(Path(data_root).glob("*/*/responses/*.jsonl")):
+    for path in sorted(Path(data_root).glob(pattern)):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 conversation = json.loads(line).get("conversation") or []
                 texts += [turn["content"] for turn in conversation if turn.get("role") == "assistant"]
+    return texts
+
+
+def rollout_sentences(data_root: Path, max_sentences: int = 1200) -> list[str]:
+    """Sentences of the replies in ``{data_root}/{model}/{kind}/responses/`` files, in a fixed order.
+
+    In the demo's assistant-axis layout that is the traits' replies (``traits_240/responses``): the
+    roles' files sit one level up (``{model}/responses``) and are not read.
+    """
+    texts = assistant_replies(data_root, "*/*/responses/*.jsonl")
     sentences = [s.strip() for text in texts for s in _SENTENCE_END.split(text) if len(s.strip()) >= 12]
     step = max(1, len(sentences) // max_sentences)
     return sentences[::step][:max_sentences]
@@ -106,7 +116,7 @@ def train_demo_saes(model: Any, tokenizer: Any, model_folder: Path, data_root: P
                     log: Callable[[str], None] = print, layers: tuple[int, ...] = SAE_LAYERS, width: int = SAE_WIDTH,
                     steps: int = SAE_STEPS) -> Path:
     """Fit one SAE (``width`` features, ``steps`` steps) per block in ``layers`` on the model's block outputs
-    over its rollouts' sentences.
+    over its trait replies' sentences (``rollout_sentences``).
 
     Cached: a stamp of the weights and the sentences skips the fit when both are unchanged. Returns
     the ``saes.json`` path. Each SAE's average L0 (active features per token) is recorded there.

@@ -68,13 +68,15 @@ def role_judge_agreement(judge: Any, data_root: Path, instructions_root: Path, s
 def steered_samples(store: ArtifactStore, refs: Sequence[Any], width: int = 160) -> list[dict[str, str]]:
     """Per persona, one report-half instruction with the unsteered reply and the best vector method's reply
     at its chosen factor (the judged evaluation's own generations)."""
-    from steering_assets.steering.judged_eval import ACTIVATION, TRAINED, UNSTEERED, judged_eval_folder, read_generations
+    from steering_assets.steering.judged_eval import ACTIVATION, TRAINED, UNSTEERED, judged_details, read_generations
 
     samples = []
     for ref in refs:
+        details = judged_details(store, ref)
+        if details is None:
+            continue
         try:
             records = read_generations(store, ref)
-            details = store.load_manifest(judged_eval_folder(store, ref), verify=False)["details"]
         except ArtifactIntegrityError:
             continue
         table = {row["method"]: row for row in details["table"]}
@@ -119,13 +121,12 @@ class VectorEffect:
 def vector_effects(store: ArtifactStore, refs: Sequence[Any]) -> list[VectorEffect]:
     """Per judged persona, the vector (trained or activation) that best raises the judged concept over the random
     direction, with its fluency; personas without a judged evaluation are left out."""
-    from steering_assets.steering.judged_eval import ACTIVATION, TRAINED, judged_eval_folder
+    from steering_assets.steering.judged_eval import ACTIVATION, TRAINED, judged_details
 
     effects = []
     for ref in refs:
-        try:
-            details = store.load_manifest(judged_eval_folder(store, ref), verify=False)["details"]
-        except ArtifactIntegrityError:
+        details = judged_details(store, ref)
+        if details is None:
             continue
         rows = [row for row in details["table"] if row["method"] in (TRAINED, ACTIVATION)
                 and row.get("above_random", {}).get("concept") is not None and row.get("fluency") is not None]

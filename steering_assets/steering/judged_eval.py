@@ -584,13 +584,20 @@ def method_table_rows(table: Sequence[dict[str, Any]]) -> list[list[Any]]:
 METHOD_TABLE_HEADERS = ["method", "factor", "concept", "instruction", "fluency", "harmonic mean", "generations"]
 
 
+def judged_details(store: ArtifactStore, ref: PersonaRef) -> dict[str, Any] | None:
+    """The judged evaluation's manifest details of ``ref`` (its ``table`` rows and the rest), or None when it has none."""
+    try:
+        return store.load_manifest(judged_eval_folder(store, ref), verify=False)["details"]
+    except ArtifactIntegrityError:
+        return None
+
+
 def comparison_table(store: ArtifactStore, refs: Sequence[PersonaRef]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """One row per judged persona (each method's reported harmonic mean, chosen factors, winner) and wins per method."""
     rows, wins = [], Counter()
     for ref in refs:
-        try:
-            details = store.load_manifest(judged_eval_folder(store, ref), verify=False)["details"]
-        except ArtifactIntegrityError:
+        details = judged_details(store, ref)
+        if details is None:
             continue
         by_method = {row["method"]: row for row in details["table"]}
 
