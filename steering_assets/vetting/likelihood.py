@@ -129,15 +129,18 @@ class LikelihoodJudge:
             return [{"role": "user", "content": f"{system}\n\n{question}".strip()}]
         return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
 
-    def _conditions(self, item: JudgeItem) -> list[tuple[str, str]]:
-        """The (system, question) conditions the answer is scored under; the criterion combines them."""
+    def _requests(self, item: JudgeItem) -> list[tuple[str, str, str]]:
+        """The ``(system, question, answer)`` log-likelihoods the item's criterion combines (``_judgment``)."""
         if item.criterion == "concept":
-            return [(item.concept, item.question), (item.contrast, item.question)]
+            return [(item.concept, item.question, item.answer), (item.contrast, item.question, item.answer)]
         if item.criterion == "instruction":
-            return [("", item.question), ("", UNRELATED_QUESTION)]
+            return [("", item.question, item.answer), ("", UNRELATED_QUESTION, item.answer)]
         if item.criterion == "scenario":
-            return [("", item.answer), ("", NEUTRAL_REQUEST)]
-        return [("", item.question)]
+            # The scenario is the condition; the scored answers are the two self-statements.
+            trait, opposite = trait_statements(item.concept)
+            return [("", item.answer, trait), ("", item.answer, opposite),
+                    ("", NEUTRAL_REQUEST, trait), ("", NEUTRAL_REQUEST, opposite)]
+        return [("", item.question, item.answer)]
 
     def _mean_logprobs(self, requests: Sequence[tuple[str, str, str]]) -> list[float]:
         """Mean log-probability per answer token of each ``(system, question, answer)``, batched, right-padded."""
@@ -212,15 +215,9 @@ class LikelihoodJudge:
             if cached is not None:
                 results[index] = cached
                 continue
-            if item.criterion == "scenario":
-                # The scenario is the condition; the scored answers are the two self-statements.
-                statements = trait_statements(item.concept)
-                conditions = [(system, question, statement) for system, question in self._conditions(item)
-                              for statement in statements]
-            else:
-                conditions = [(system, question, item.answer) for system, question in self._conditions(item)]
-            requests += conditions
-            owners.append((index, len(conditions)))
+            item_requests = self._requests(item)
+            requests += item_requests
+            owners.append((index, len(item_requests)))
         if requests:
             # One forward per distinct condition: the three criteria of a generation share "the answer given the
             # question" (fluency, the instruction's numerator and, against the default assistant, the concept's contrast).
