@@ -153,7 +153,9 @@ def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
              for c, p, r in zip(steering["coefficients"], steering["target_probability"], randoms)]
     examples = [(c, text[:160]) for c, texts in steering["examples"].items() for text in texts[:1]]
     return {
-        **{f"probe_{k}": dg.MetadataValue.float(float(v)) if k != "skipped" else v for k, v in probe.items() if k not in ("n_test", "n_rows")},
+        # A skipped probe or an undefined rank correlation is shown as its reason, never as a number.
+        **{f"probe_{k}": dg.MetadataValue.float(float(v)) if isinstance(v, (int, float)) else str(v)
+           for k, v in probe.items() if k not in ("n_test", "n_rows") and v is not None},
         **({"probe_rows": probe["n_rows"]} if "n_rows" in probe else {}),
         "perplexity_with_vector": dg.MetadataValue.float(perplexity["with_vector"]),
         "perplexity_zero_vector": dg.MetadataValue.float(perplexity["zero_vector"]),

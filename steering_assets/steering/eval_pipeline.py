@@ -453,7 +453,8 @@ def evaluation_table(store: ArtifactStore, refs: Sequence[PersonaRef]) -> list[d
         rows.append({
             "persona": ref.partition_key,
             "probe": (f"AUC {probe['roc_auc']:.2f} ({probe['n_rows']})" if "roc_auc" in probe
-                      else f"rho {probe['spearman']:.2f} ({probe['n_rows']})" if "spearman" in probe else "n/a"),
+                      else f"rho {probe['spearman']:.2f} ({probe['n_rows']})" if probe.get("spearman") is not None
+                      else f"rho undefined: {probe['spearman_undefined']}" if "spearman_undefined" in probe else "n/a"),
             "ppl zero -> vector": f"{details['perplexity']['zero_vector']:.2f} -> {details['perplexity']['with_vector']:.2f}",
             "p(target) unsteered": round(steering["unsteered_probability"], 3),
             "p(target) steered": round(steering["best_probability"], 3),

@@ -136,8 +136,9 @@ def projection_regression(hidden: np.ndarray, scores: np.ndarray, vector: np.nda
 
     ``hidden``: ``[n, hidden]`` replies' mean activations; ``scores``: ``[n]`` 0-100 trait scores.
     ``spearman``: rank correlation of projection and score (nothing fitted); ``r2`` and ``mse``: ridge
-    regression of the score on the projection, k-fold cross-validated (k = 5, or n // 2). Raises
-    ValueError below 10 rows.
+    regression of the score on the projection, k-fold cross-validated (k = 5, or n // 2). When the
+    projection or the scores are constant, rank correlation is undefined: ``spearman`` is None and
+    ``spearman_undefined`` says which side was constant. Raises ValueError below 10 rows.
     """
     from scipy.stats import spearmanr
     from sklearn.linear_model import Ridge
@@ -150,9 +151,12 @@ def projection_regression(hidden: np.ndarray, scores: np.ndarray, vector: np.nda
     x = (hidden @ direction)[:, None]
     folds = KFold(n_splits=min(5, len(hidden) // 2), shuffle=True, random_state=seed)
     predicted = cross_val_predict(Ridge(alpha=1.0), x, scores, cv=folds)
-    rho = spearmanr(x[:, 0], scores).statistic
-    return {"spearman": float(0.0 if np.isnan(rho) else rho), "r2": float(r2_score(scores, predicted)),
-            "mse": float(mean_squared_error(scores, predicted)), "n_rows": int(len(hidden))}
+    metrics = {"r2": float(r2_score(scores, predicted)), "mse": float(mean_squared_error(scores, predicted)),
+               "n_rows": int(len(hidden))}
+    constant = [name for name, values in (("projection", x[:, 0]), ("scores", scores)) if np.ptp(values) == 0]
+    if constant:
+        return {"spearman": None, "spearman_undefined": f"constant {' and '.join(constant)}", **metrics}
+    return {"spearman": float(spearmanr(x[:, 0], scores).statistic), **metrics}
 
 
 @torch.no_grad()

@@ -51,6 +51,14 @@ def test_projection_regression_recovers_a_linear_trait_score():
     assert metrics["r2"] > 0.95 and metrics["mse"] < 2 and metrics["spearman"] > 0.95
 
 
+def test_projection_regression_says_when_rank_correlation_is_undefined():
+    hidden = np.ones((12, 4))  # every reply projects to the same value
+    metrics = projection_regression(hidden, np.arange(12, dtype=float), np.ones(4), seed=0)
+    assert metrics["spearman"] is None and metrics["spearman_undefined"] == "constant projection"
+    metrics = projection_regression(np.random.default_rng(0).normal(size=(12, 4)), np.full(12, 50.0), np.ones(4), seed=0)
+    assert metrics["spearman"] is None and metrics["spearman_undefined"] == "constant scores"
+
+
 def test_steering_effect_bar():
     assert SteeringEffect([0.0, 2.0], [0.1, 0.6], 2.0).shows_effect
     assert not SteeringEffect([0.0, 2.0], [0.3, 0.55], 2.0).shows_effect  # not twice the unsteered value
