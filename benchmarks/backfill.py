@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks._recorded import MODEL, RECORDED, SOURCE_MODEL  # noqa: E402
+
 ROLE_LIST = REPO.parent / "shared" / "fixtures" / "persona_names" / "role_list.json"
 QUESTIONS = 12
 

@@ -45,8 +45,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steering_assets.personas.generation import LocalReplyGenerator, SamplingSettings
-    from steering_assets.pretrained import locate_gguf, materialize_gguf
+    from steering_assets.models.generation import LocalReplyGenerator, SamplingSettings
+    from steering_assets.models.pretrained import locate_gguf, materialize_gguf
     from steering_assets.steering.config import SteeringTrainingConfig
     from steering_assets.steering.training import PersonaData, train_steering_vectors
 

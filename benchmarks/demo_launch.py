@@ -2,7 +2,7 @@
 
 The old demo path ran one `execute_in_process` per partition (runs without a code-location
 origin); the new one submits asset backfills of the code location and drives them in this
-process (steering_assets/launch.py), with the persona datasets chunked. Both build the same
+process (steering_assets/cli/launch.py), with the persona datasets chunked. Both build the same
 artifacts, with the demo's split settings, from the same rollouts into fresh roots on fresh sqlite
 instances: what SmolLM2-135M-Instruct said in a `make demo` run (the workspace's, else the run
 recorded in tests/fixtures/smollm2_demo), with SmolLM2's tokenizer counting the splits. This
@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 def _settings(workspace: Path, artifacts: Path, home: Path) -> None:
     """The demo's settings (SmolLM2 as persona model and judge) on ``workspace``, artifacts and instance elsewhere."""
-    from steering_assets.demo.build import DemoWorkspace
+    from demo.build import DemoWorkspace
 
     os.environ.update({
         **DemoWorkspace(workspace).settings(), "DAGSTER_HOME": str(home), "PERSONA_ARTIFACT_ROOT": str(artifacts),
@@ -50,10 +50,10 @@ def _home(root: Path, name: str) -> Path:
 def old_path(root: Path, workspace: Path) -> tuple[float, float]:
     import dagster as dg
 
-    from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+    from demo.settings import dataset_run_config
+    from steering_assets.partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from steering_assets.definitions import build_definitions, persona_job_name
-    from steering_assets.demo.settings import dataset_run_config
-    from steering_assets.runner import execute, run_partitions
+    from tests.runner import execute, run_partitions
 
     home = _home(root, "old")
     _settings(workspace, root / "old-artifacts", home)
@@ -78,9 +78,10 @@ def new_path(root: Path, workspace: Path) -> tuple[float, float]:
     import contextlib
     import io
 
-    from partitions.personas import PARTITIONS_BY_KIND, sync_partitions
-    from steering_assets.cli import Launcher, _backfill_kind, _run_assets
-    from steering_assets.demo.settings import dataset_run_config
+    from demo.settings import dataset_run_config
+    from steering_assets.partitions.personas import PARTITIONS_BY_KIND, sync_partitions
+    from steering_assets.cli import backfill_persona_datasets, run_assets
+    from steering_assets.cli.launcher import Launcher
 
     home = _home(root, "new")
     _settings(workspace, root / "new-artifacts", home)
@@ -91,10 +92,10 @@ def new_path(root: Path, workspace: Path) -> tuple[float, float]:
         started = time.perf_counter() - load
         for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
             keys = _persona_keys(launcher.instance, partitions_def)
-            assert _backfill_kind(launcher, kind_name, keys, dataset_run_config(kind_name)) == 0
+            assert backfill_persona_datasets(launcher, kind_name, keys, dataset_run_config(kind_name)) == 0
         personas = time.perf_counter() - started
         started = time.perf_counter()
-        assert _run_assets(launcher, ["roles", "baseline_dataset"])
+        assert run_assets(launcher, ["roles", "baseline_dataset"])
         return personas, time.perf_counter() - started
 
 

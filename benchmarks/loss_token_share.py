@@ -28,10 +28,10 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from benchmarks._recorded import SOURCE_MODEL, describe, recorded_root, smollm2_folder
-    from steering_assets.demo.features import assistant_replies
+    from demo.features import assistant_replies
+    from steering_assets.formats.rollouts import ROLES, PersonaRef
+    from steering_assets.models.assistant_mask import mask_method, rendered_reply_mask
     from steering_assets.personas.dataset import build_persona_dataset
-    from steering_assets.personas.layout import ROLES, PersonaRef
-    from steering_assets.steering.assistant_mask import mask_method, rendered_reply_mask
     from tests.chat_tokenizers import FAMILIES, build_tokenizer, templates_present
 
     root = recorded_root(args.workspace)

@@ -1,6 +1,6 @@
 """How torch's OpenMP wait policy changes steering training speed on SmolLM2, alone and beside a busy process.
 
-`make demo` sets OMP_WAIT_POLICY=PASSIVE (steering_assets/cli.py). This script measures why:
+`make demo` sets OMP_WAIT_POLICY=PASSIVE (demo/driver.py). This script measures why:
 it trains a steering vector on SmolLM2-135M-Instruct (converted from its GGUF package) the way the
 demo's steering stage does (``train_steering_vectors`` with the demo's settings: block 15, batches of
 4, 96-token examples, learning rate 0.05) on the pirate's rows of a `make demo` run (the workspace's,
@@ -33,9 +33,9 @@ warnings.filterwarnings("ignore")
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from benchmarks._recorded import SOURCE_MODEL
-from steering_assets.demo.settings import DEMO_STEERING_TRAINING
+from demo.settings import DEMO_STEERING_TRAINING
 from steering_assets.personas.dataset import build_persona_dataset
-from steering_assets.personas.layout import ROLES, PersonaRef
+from steering_assets.formats.rollouts import ROLES, PersonaRef
 from steering_assets.steering.config import SteeringTrainingConfig
 from steering_assets.steering.training import PersonaData, train_steering_vectors
 

@@ -41,6 +41,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from benchmarks._recorded import describe, recorded_root, smollm2_folder
+    from steering_assets.formats.rollouts import PERSONA_KINDS, discover_personas
     from steering_assets.personas.budget import (
         BudgetConfig,
         SelectionConfig,
@@ -50,7 +51,6 @@ def main() -> None:
         select_training_rows,
     )
     from steering_assets.personas.dataset import build_persona_dataset
-    from steering_assets.personas.layout import PERSONA_KINDS, discover_personas
 
     root = recorded_root(args.workspace)
     data_root = root / "data"

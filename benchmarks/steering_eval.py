@@ -47,9 +47,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from benchmarks._recorded import SOURCE_MODEL, describe, recorded_root, smollm2_folder
-    from steering_assets.demo.instructions import DEMO_ROLES, QUESTIONS
+    from demo.instructions import DEMO_ROLES, QUESTIONS
+    from steering_assets.formats.rollouts import ROLES, PersonaRef
     from steering_assets.personas.dataset import build_persona_dataset
-    from steering_assets.personas.layout import ROLES, PersonaRef
     from steering_assets.steering.judged_eval import (
         ACTIVATION,
         PROMPTED,

@@ -17,20 +17,22 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import dagster as dg
 
-from resources.instructions import InstructionSource
-from resources.language_model import ModelSource
-from resources.rollouts import PersonaRollouts
-from steering_assets.personas.layout import (
+from steering_assets.resources.instructions import InstructionSource
+from steering_assets.resources.language_model import ModelSource
+from steering_assets.resources.rollouts import PersonaRollouts
+from steering_assets.core.asset_results import partition_results, reported_as_failure
+from steering_assets.formats.rollouts import (
     PERSONA_KINDS,
     PersonaKind,
     PersonaRef,
     data_root_problem,
     discover_personas,
+    rollout_data_version,
 )
-from steering_assets.personas.pipeline import rollout_data_version
 
 ROLE_PARTITIONS = dg.DynamicPartitionsDefinition(name="roles")
 TRAIT_PARTITIONS = dg.DynamicPartitionsDefinition(name="traits")
@@ -151,7 +153,7 @@ def persona_discovery_sensor(context: dg.SensorEvaluationContext, rollouts: Pers
 
 def instruction_partition_keys(instructions_root: Path | str, model_name: str) -> dict[str, list[str]]:
     """Persona partition keys (``<model_name>/<name>``) of every instruction file, per kind."""
-    from steering_assets.personas.instructions import discover_instructions
+    from steering_assets.formats.instructions import discover_instructions
 
     return {kind_name: [PersonaRef(PERSONA_KINDS[kind_name], model_name, name).partition_key
                         for name in discover_instructions(instructions_root, PERSONA_KINDS[kind_name])]
@@ -187,10 +189,23 @@ def sync_instruction_partitions(instance: dg.DagsterInstance, instructions_root:
 )
 def instruction_discovery_sensor(context: dg.SensorEvaluationContext, instructions: InstructionSource,
                                  model_source: ModelSource) -> dg.SensorResult:
-    from steering_assets.personas.instructions import rollout_model_name
+    from steering_assets.formats.instructions import rollout_model_name
 
     if not instructions.root:
         return dg.SensorResult(skip_reason="PERSONA_INSTRUCTIONS_ROOT is not set: no rollouts to generate")
     new = new_instruction_partitions(context.instance, instructions.folder(), rollout_model_name(model_source.display_name))
     requests = [PARTITIONS_BY_KIND[kind_name].build_add_request(keys) for kind_name, keys in new.items() if keys]
     return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason=None if requests else "no new instruction files")
+
+
+def materialize_chunk(
+    context: dg.AssetExecutionContext,
+    kind: PersonaKind,
+    materialize: Callable[[Sequence[PersonaRef]], Mapping[str, Any]],
+    metadata: Callable[[Any], Mapping[str, Any]],
+) -> Iterator:
+    """Run ``materialize`` on every persona of the run's partitions, then record each partition."""
+    keys = list(context.partition_keys)
+    with reported_as_failure(", ".join(keys)):
+        results = materialize([PersonaRef.from_partition_key(kind, key) for key in keys])
+    yield from partition_results(context, {key: metadata(results[key]) for key in keys})

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources.scenarios import ScenarioSource
-from steering_assets.vetting.scenarios import scan_scenario_root
+from steering_assets.resources.scenarios import ScenarioSource
+from steering_assets.formats.scenarios import scan_scenario_root
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def sync_scenario_partitions(instance: dg.DagsterInstance, root: Path | str) -> 
 @dg.sensor(name="scenario_discovery_sensor", minimum_interval_seconds=SCAN_INTERVAL, default_status=dg.DefaultSensorStatus.RUNNING,
            description="New {category}/{trait} folders become partitions; edited files get a new data version.")
 def scenario_discovery_sensor(context: dg.SensorEvaluationContext, scenarios: ScenarioSource) -> dg.SensorResult:
-    from steering_assets.vetting.pipeline import scenario_files_digest
-    from steering_assets.vetting.scenarios import scan_scenario_root
+    from steering_assets.formats.scenarios import scan_scenario_root, scenario_files_digest
 
     seen = json.loads(context.cursor) if context.cursor else {}
     existing = set(context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name))

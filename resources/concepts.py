@@ -13,12 +13,12 @@ class ConceptSentences(dg.ConfigurableResource):
 
     def survey(self):
         """Every concept file of the root, and the entries that are not (``features.concepts.survey_concepts``)."""
-        from steering_assets.features.concepts import survey_concepts
+        from steering_assets.formats.concepts import survey_concepts
 
         return survey_concepts(self.root)
 
     def source(self, concept: str):
         """The ``.jsonl`` or ``.csv`` file of one concept."""
-        from steering_assets.features.concepts import concept_source
+        from steering_assets.formats.concepts import concept_source
 
         return concept_source(self.root, concept)

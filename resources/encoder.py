@@ -9,7 +9,7 @@ from pydantic import Field
 
 @functools.lru_cache(maxsize=2)
 def _load(path: Optional[str], device: str) -> Any:
-    from steering_assets.steering.persona_classifier import SentenceEncoder
+    from steering_assets.models.encoder import SentenceEncoder
 
     return SentenceEncoder(path, device=device)
 

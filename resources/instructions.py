@@ -9,12 +9,12 @@ from pydantic import Field
 
 class InstructionSource(dg.ConfigurableResource):
     """``{root}/roles/instructions/{role}.json``, ``{root}/traits/instructions/{trait}.json`` and
-    ``{root}/extraction_questions.jsonl`` (see ``steering_assets.personas.instructions``)."""
+    ``{root}/extraction_questions.jsonl`` (see ``steering_assets.formats.instructions``)."""
 
     root: Optional[str] = Field(default=None, description="The instructions folder (env PERSONA_INSTRUCTIONS_ROOT); unset: no generation.")
 
     def folder(self) -> Path:
-        from steering_assets.errors import MissingInputError
+        from steering_assets.core.errors import MissingInputError
 
         if not self.root:
             raise MissingInputError("PERSONA_INSTRUCTIONS_ROOT is not set: point it at a folder holding roles/instructions/, "

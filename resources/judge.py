@@ -7,7 +7,6 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-
 BACKENDS = ("openai", "local", "likelihood")
 
 
@@ -16,11 +15,10 @@ def _load_local_judge(name_or_path: str, device: str, dtype: str) -> tuple[Any, 
     # One load per process: every partition of a run (and every run of `make demo`) shares it.
     from transformers import AutoTokenizer
 
-    from steering_assets.models import load_causal_lm
+    from steering_assets.models.loading import load_causal_lm
+    from steering_assets.models.pretrained import resolve_model
 
-    from steering_assets.pretrained import resolve_model
-
-    # A .gguf file or package:NAME is converted once into the model cache (steering_assets/pretrained.py).
+    # A .gguf file or package:NAME is converted once into the model cache (steering_assets/models/pretrained.py).
     path = resolve_model(name_or_path)
     return load_causal_lm(path, device=device, dtype=dtype), AutoTokenizer.from_pretrained(path)
 
@@ -53,7 +51,7 @@ class JudgeResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Fail before any work when the judge cannot run (the key itself is never shown).
-        from steering_assets.vetting.judge import NUMBER_SCALES, JudgeConfigurationError
+        from steering_assets.judge.openai_judge import NUMBER_SCALES, JudgeConfigurationError
 
         if self.backend not in BACKENDS:
             raise JudgeConfigurationError(f"judge backend {self.backend!r} is not one of {list(BACKENDS)}")
@@ -74,15 +72,15 @@ class JudgeResource(dg.ConfigurableResource):
     def judge_name(self) -> str:
         if self.backend == "openai":
             return self.model
-        from steering_assets.models import local_model_identity
-        from steering_assets.pretrained import gguf_sha256, is_gguf_source, locate_gguf
+        from steering_assets.models.loading import local_model_identity
+        from steering_assets.models.pretrained import gguf_sha256, is_gguf_source, locate_gguf
 
         if is_gguf_source(self.local_model):
             identity = f"{self.local_model}@{gguf_sha256(locate_gguf(self.local_model))[:12]}"
         else:
             identity = local_model_identity(self.local_model)
         if self.backend == "likelihood":
-            from steering_assets.vetting.likelihood import LIKELIHOOD_JUDGE_VERSION
+            from steering_assets.judge.likelihood import LIKELIHOOD_JUDGE_VERSION
 
             # The recipe's version is part of the judge's identity: a new recipe re-scores, and marks its dependants stale.
             return f"likelihood-v{LIKELIHOOD_JUDGE_VERSION}:{identity}"
@@ -90,14 +88,14 @@ class JudgeResource(dg.ConfigurableResource):
 
     def judge(self, cache_dir: Path) -> Any:
         """The scorer for this run, with its judgment cache under ``cache_dir``."""
-        from steering_assets.artifacts import fingerprint
-        from steering_assets.vetting.judge import JudgmentCache, OpenAIJudge
-        from steering_assets.vetting.local import LocalJudge
+        from steering_assets.core.artifacts import fingerprint
+        from steering_assets.judge.local import LocalJudge
+        from steering_assets.judge.openai_judge import JudgmentCache, OpenAIJudge
 
         if self._judge is None:
             cache = JudgmentCache(Path(cache_dir) / f"judgments-{fingerprint(self.judge_name)[:16]}.jsonl")
             if self.backend == "likelihood":
-                from steering_assets.vetting.likelihood import LikelihoodJudge
+                from steering_assets.judge.likelihood import LikelihoodJudge
 
                 model, tokenizer = _load_local_judge(self.local_model, self.device, self.dtype)
                 self._judge = LikelihoodJudge(model, tokenizer, self.judge_name, cache=cache)

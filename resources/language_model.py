@@ -2,7 +2,7 @@
 
 ``ModelSource`` is light: persona datasets only need its tokenizer. It names a Hugging Face
 folder, a hub id, or a GGUF (a ``.gguf`` file, a split GGUF's parts, ``package:NAME``), which
-is converted once into the shared model cache (``steering_assets.pretrained``) and loaded
+is converted once into the shared model cache (``steering_assets.models.pretrained``) and loaded
 from there. ``LanguageModelResource`` wraps a ``ModelSource`` and loads the causal LM once per
 run in ``setup_for_execution`` (every partition of a chunked run shares it) and frees it in
 teardown.
@@ -15,8 +15,8 @@ from typing import Any, Callable, Optional
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from steering_assets.models import load_causal_lm
-from steering_assets.pretrained import gguf_sha256, is_gguf_source, locate_gguf, resolve_model
+from steering_assets.models.loading import load_causal_lm
+from steering_assets.models.pretrained import gguf_sha256, is_gguf_source, locate_gguf, resolve_model
 
 
 @functools.lru_cache(maxsize=4)

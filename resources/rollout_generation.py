@@ -11,7 +11,7 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from resources.language_model import ModelSource
+from steering_assets.resources.language_model import ModelSource
 
 GENERATION_BACKENDS = ("local", "openai")
 
@@ -34,7 +34,7 @@ class RolloutGeneratorResource(dg.ConfigurableResource):
     _model: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        from steering_assets.errors import InputError
+        from steering_assets.core.errors import InputError
 
         if self.backend not in GENERATION_BACKENDS:
             raise InputError(f"generation backend {self.backend!r} (PERSONA_GENERATION_BACKEND) is not one of {GENERATION_BACKENDS}")
@@ -43,7 +43,7 @@ class RolloutGeneratorResource(dg.ConfigurableResource):
                 raise InputError("the generation backend is 'openai' but PERSONA_GENERATION_BASE_URL is not set "
                                  "(the server's URL, e.g. http://gpu-box:8000/v1)")
             return
-        from steering_assets.models import load_causal_lm
+        from steering_assets.models.loading import load_causal_lm
 
         log = context.log.info if context.log else None
         self._model = load_causal_lm(self.source.resolved_path(log=log), device=self.device, dtype=self.dtype)
@@ -53,8 +53,8 @@ class RolloutGeneratorResource(dg.ConfigurableResource):
         gc.collect()
 
     def generator(self) -> Any:
-        """A ``steering_assets.personas.generation.ReplyGenerator`` for this run."""
-        from steering_assets.personas.generation import LocalReplyGenerator, OpenAIReplyGenerator
+        """A ``steering_assets.models.generation.ReplyGenerator`` for this run."""
+        from steering_assets.models.generation import LocalReplyGenerator, OpenAIReplyGenerator
 
         if self.backend == "openai":
             return OpenAIReplyGenerator(self.model or self.source.model_name_or_path, self.base_url, self.api_key or "none",
@@ -65,6 +65,6 @@ class RolloutGeneratorResource(dg.ConfigurableResource):
 
     def supports_system_role(self) -> bool:
         """Whether the persona model's chat template takes a system turn (asked of the local tokenizer)."""
-        from steering_assets.personas.generation import supports_system_role
+        from steering_assets.models.generation import supports_system_role
 
         return supports_system_role(self.source.get_tokenizer())

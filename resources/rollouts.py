@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from steering_assets.personas.layout import Discovery, PersonaKind, PersonaRef, discover_personas
+from steering_assets.formats.rollouts import Discovery, PersonaKind, PersonaRef, discover_personas
 
 
 class PersonaRollouts(dg.ConfigurableResource):

@@ -9,7 +9,7 @@ from pydantic import Field
 
 @functools.lru_cache(maxsize=2)
 def _load(config_path: str, d_model: Optional[int], n_layers: Optional[int]):
-    from steering_assets.features.sae import load_sae_set
+    from steering_assets.models.sae import load_sae_set
 
     return load_sae_set(config_path, d_model=d_model, n_layers=n_layers)
 

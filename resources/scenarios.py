@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+
 class ScenarioSource(dg.ConfigurableResource):
     """``{root}/{category}/{trait}/`` folders of scenario files (env PERSONA_SCENARIOS_ROOT)."""
 

@@ -5,7 +5,7 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field
 
-from steering_assets.artifacts import ArtifactStore
+from steering_assets.core.artifacts import ArtifactStore
 
 
 class ArtifactStorage(dg.ConfigurableResource):
@@ -13,7 +13,7 @@ class ArtifactStorage(dg.ConfigurableResource):
 
     ``root`` is a folder (local, or a shared filesystem every worker mounts) or an object-store
     URL (``s3://bucket/prefix``, ``gs://bucket/prefix``) reached through fsspec; see
-    steering_assets/artifacts.py for how a URL root keeps the same guarantees.
+    steering_assets/core/artifacts.py for how a URL root keeps the same guarantees.
     """
 
     root: str = Field(description="Folder or s3:// / gs:// URL that holds every artifact (env PERSONA_ARTIFACT_ROOT).")

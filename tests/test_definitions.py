@@ -10,14 +10,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from partitions.personas import sync_partitions
+from steering_assets.partitions.personas import sync_partitions
+from steering_assets.core.progress import failure_message
 from steering_assets.definitions import build_definitions, persona_job_name
+from steering_assets.formats.rollouts import ROLES, PersonaRef
 from steering_assets.personas.assets import BUDGET_CHECK, SURVIVORS_CHECK
 from steering_assets.personas.budget import SelectionConfig, chat_token_lengths, select_training_rows
 from steering_assets.personas.dataset import build_persona_dataset
-from steering_assets.personas.layout import ROLES, PersonaRef
 from steering_assets.personas.pipeline import TRAIN_FILE, VALIDATION_FILE
-from steering_assets.runner import failure_message
 from tests.world import SOURCE_MODEL
 
 

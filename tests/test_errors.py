@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 
 import steering_assets
-from steering_assets.asset_helpers import reported_as_failure
-from steering_assets.errors import InputError, MissingInputError
+from steering_assets.core.asset_results import reported_as_failure
+from steering_assets.core.errors import InputError, MissingInputError
 
 # Exceptions that are not about the user's input: an item-level judge answer (recorded on
 # the item, never raised to the run), private control-flow signals, and a local test server
@@ -31,12 +31,12 @@ def test_every_project_error_is_an_input_error_or_named_as_not_one():
     found = dict(_project_exceptions())
     assert len(found) >= 20  # the families' errors were all found
     stray = sorted(name for name, cls in found.items() if not issubclass(cls, InputError) and name not in NOT_INPUT_ERRORS)
-    assert stray == [], f"derive these from steering_assets.errors.InputError (or list them as not input errors): {stray}"
+    assert stray == [], f"derive these from steering_assets.core.errors.InputError (or list them as not input errors): {stray}"
 
 
 def test_input_errors_keep_their_builtin_base():
     from steering_assets.features.layers import LayerSpecError
-    from steering_assets.steering.errors import NonFiniteLossError
+    from steering_assets.models.errors import NonFiniteLossError
 
     assert issubclass(LayerSpecError, ValueError) and issubclass(NonFiniteLossError, RuntimeError)
     assert issubclass(MissingInputError, FileNotFoundError)

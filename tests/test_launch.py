@@ -5,7 +5,7 @@ import random
 import dagster as dg
 import pytest
 
-from steering_assets import launch
+from steering_assets.cli import launch
 
 
 def test_backfill_ids_differ_after_equal_global_seeds():

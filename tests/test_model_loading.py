@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 import torch
 
-from resources.language_model import LanguageModelResource, ModelSource
-from steering_assets.models import load_causal_lm, quantization_config, resolve_device_map
-from steering_assets.steering.hook import attach_steering, layer_device
+from steering_assets.resources.language_model import LanguageModelResource, ModelSource
+from steering_assets.models.hooks import attach_steering, layer_device
+from steering_assets.models.loading import load_causal_lm, quantization_config, resolve_device_map
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_resource_passes_placement_and_quantisation_through(saved, monkeypatch):
         seen.update(kwargs, name=name)
         return Loaded()
 
-    monkeypatch.setattr("resources.language_model.load_causal_lm", fake_load)
+    monkeypatch.setattr("steering_assets.resources.language_model.load_causal_lm", fake_load)
     resource = LanguageModelResource(source=ModelSource(model_name_or_path=str(saved)), device_map="auto", dtype="bfloat16",
                                      quantization="4bit")
     resource.setup_for_execution(dg.build_init_resource_context())

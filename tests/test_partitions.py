@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from partitions.personas import persona_discovery_sensor, sync_partitions
-from resources.rollouts import PersonaRollouts
+from steering_assets.partitions.personas import persona_discovery_sensor, sync_partitions
+from steering_assets.resources.rollouts import PersonaRollouts
 from tests.conftest import response_row, write_persona
 
 

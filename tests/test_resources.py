@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from resources.language_model import LanguageModelResource, ModelSource
+from steering_assets.resources.language_model import LanguageModelResource, ModelSource
 
 
 def test_model_is_loaded_frozen_and_released(demo_workspace):
@@ -34,7 +34,7 @@ def test_bad_dtype_is_refused(demo_workspace):
 def test_a_local_judge_retrained_in_place_is_a_new_judge(tmp_path):
     import os
 
-    from resources.judge import JudgeResource
+    from steering_assets.resources.judge import JudgeResource
 
     folder = tmp_path / "judge"
     folder.mkdir()
@@ -49,7 +49,7 @@ def test_a_local_judge_retrained_in_place_is_a_new_judge(tmp_path):
 
 
 def test_the_steering_judge_defaults_to_the_judge_settings_and_each_can_be_set_apart(monkeypatch):
-    from resources.judge import JudgeResource
+    from steering_assets.resources.judge import JudgeResource
     from steering_assets.definitions import build_definitions, default_judge
 
     for name in ("BACKEND", "LOCAL_MODEL", "MODEL", "NUMBER_SCALE"):

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from steering_assets.demo.build import DemoWorkspace
+from demo.build import DemoWorkspace
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "smollm2_demo"
 # The rollouts' source-model folder: what rollout_model_name() makes of the demo's GGUF.
@@ -37,8 +37,8 @@ class TestWorkspace(DemoWorkspace):
 
 def build_test_workspace(root: Path | str, seed: int = 0) -> TestWorkspace:
     """Copy the recorded demo run under ``root``, write the demo's scenarios, build the tiny model and its SAEs."""
-    from steering_assets.demo.features import assistant_replies, train_demo_saes
-    from steering_assets.demo.vetting import write_demo_scenarios
+    from demo.features import assistant_replies, train_demo_saes
+    from demo.vetting import write_demo_scenarios
     from tests.tiny_models import save_tiny_model
 
     workspace = TestWorkspace(Path(root).resolve())

@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
-from steering_assets.errors import InputError
+
+from steering_assets.core.errors import InputError
 
 # The environment variables deploy/postgres/dagster.yaml reads, by connection field.
 PG_ENV = {

@@ -6,15 +6,15 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from resources.encoder import SentenceEncoderResource
-from resources.language_model import LanguageModelResource
-from steering_assets.model_assets import PERSONA_MODEL_KEY
-from partitions.concepts import CONCEPT_PARTITIONS
-from resources.concepts import ConceptSentences
-from resources.sae import SAEResource
-from resources.storage import ArtifactStorage
-from steering_assets.asset_helpers import reported_as_failure
-from steering_assets.metadata import md_table, png_markdown
+from steering_assets.partitions.concepts import CONCEPT_PARTITIONS
+from steering_assets.resources.concepts import ConceptSentences
+from steering_assets.resources.encoder import SentenceEncoderResource
+from steering_assets.resources.language_model import LanguageModelResource
+from steering_assets.resources.sae import SAEResource
+from steering_assets.resources.storage import ArtifactStorage
+from steering_assets.core.asset_results import reported_as_failure
+from steering_assets.core.metadata import md_table, png_markdown
+from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 
 GROUP = "concept_features"
 

@@ -13,8 +13,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from steering_assets.core.errors import InputError
 from steering_assets.features.datasets import raw_inputs
-from steering_assets.errors import InputError
 
 MODELS = ("logistic", "ridge", "linear_svm", "mlp")
 # Part of the trait-classifier fingerprint: bump when an estimator's settings change.

@@ -24,10 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
-from steering_assets.artifacts import write_npz
+from steering_assets.core.artifacts import write_npz
+from steering_assets.core.errors import InputError
 from steering_assets.features.layers import parse_layers
 from steering_assets.features.prefixes import SentenceFeatures
-from steering_assets.errors import InputError
 
 STRATEGIES = ("embedding-to-feature", "hidden-to-feature", "hidden-to-concept", "embedding-to-concept")
 NORMALISATIONS = ("standardize", "minmax", "none")

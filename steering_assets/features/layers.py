@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from steering_assets.errors import InputError
+
+from steering_assets.core.errors import InputError
 
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 

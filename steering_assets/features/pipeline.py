@@ -11,15 +11,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from steering_assets.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint, write_npz
+from steering_assets.core.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint, write_npz
+from steering_assets.core.names import validate_name
+from steering_assets.core.plots import line_plot_png
 from steering_assets.features.classifiers import MODELS, MODELS_VERSION, cross_validate, fit_best, models_for, task_of
-from steering_assets.features.concepts import concept_source, read_concept_sentences
-from steering_assets.features.datasets import DatasetSpec, build_classifier_dataset, hidden_state_layer_ids, save_dataset
+from steering_assets.features.datasets import (
+    DatasetSpec,
+    build_classifier_dataset,
+    hidden_state_layer_ids,
+    save_dataset,
+)
 from steering_assets.features.layers import format_layers
 from steering_assets.features.prefixes import SentenceFeatures, sentence_features
 from steering_assets.features.ranking import FeatureScore, rank_features, score_features
-from steering_assets.personas.layout import validate_name
-from steering_assets.plots import line_plot_png
+from steering_assets.formats.concepts import concept_source, read_concept_sentences
 
 # 2: layer L is block L's output (the last layer no longer reads the final norm); fragments start after BOS.
 # 3: feature NPZs record hidden_state_layers; layers are looked up by id, never by position.

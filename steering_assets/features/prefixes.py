@@ -4,7 +4,7 @@ In a causal LM, position t of a single pass over a sentence sees exactly tokens 
 its hidden state is the last-token state of prefix t. One batched pass therefore yields
 every prefix of every sentence; the naive way runs one forward per prefix. Prefixes start
 after the tokenizer's BOS (the BOS token alone is not a fragment), and layer L is the output
-of decoder block L, read with hooks (``steering_assets.steering.residual``).
+of decoder block L, read with hooks (``steering_assets.models.residual``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from steering_assets.errors import InputError
+
+from steering_assets.core.errors import InputError
 
 
 class EmptySentenceError(InputError, ValueError):
@@ -98,8 +99,8 @@ def prefix_hidden_states(model: Any, sentences: Sequence[SentenceTokens], batch_
     """
     import torch
 
-    from steering_assets.steering.hook import input_device
-    from steering_assets.steering.residual import all_block_outputs
+    from steering_assets.models.hooks import input_device
+    from steering_assets.models.residual import all_block_outputs
 
     items = [_as_tokens(s) for s in sentences]
     device = input_device(model)
@@ -125,8 +126,8 @@ def prefix_hidden_states_one_by_one(model: Any, sentences: Sequence[SentenceToke
     """The reference way: one forward pass per fragment, keeping every block's output at its last position."""
     import torch
 
-    from steering_assets.steering.hook import input_device
-    from steering_assets.steering.residual import all_block_outputs
+    from steering_assets.models.hooks import input_device
+    from steering_assets.models.residual import all_block_outputs
 
     device = input_device(model)
     results = []

@@ -11,23 +11,18 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from partitions.personas import PARTITIONS_BY_KIND, rollout_scores_key, rollouts_asset_key
-from resources.language_model import ModelSource
-from steering_assets.model_assets import PERSONA_MODEL_KEY
-from resources.rollouts import PersonaRollouts
-from resources.storage import ArtifactStorage
-from steering_assets.artifacts import ArtifactResult, fingerprint
-from steering_assets.asset_helpers import reported_as_failure
-from steering_assets.metadata import md_bar_chart, md_counts, md_table
+from steering_assets.partitions.personas import PARTITIONS_BY_KIND, rollout_scores_key, rollouts_asset_key
+from steering_assets.resources.language_model import ModelSource
+from steering_assets.resources.rollouts import PersonaRollouts
+from steering_assets.resources.storage import ArtifactStorage
+from steering_assets.core.artifacts import ArtifactResult, fingerprint
+from steering_assets.core.asset_results import reported_as_failure
+from steering_assets.core.metadata import md_bar_chart, md_counts, md_table
+from steering_assets.formats.rollouts import ROLES, PersonaKind, PersonaRef, RolloutFormatError, rollout_data_version
+from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 from steering_assets.personas.budget import BudgetConfig, SelectionConfig, SelectionError, check_selection
 from steering_assets.personas.dataset import dataset_schema
-from steering_assets.personas.layout import ROLES, PersonaKind, PersonaRef, RolloutFormatError
-from steering_assets.personas.pipeline import (
-    DATASET_FILE,
-    materialize_persona_dataset,
-    materialize_training_split,
-    rollout_data_version,
-)
+from steering_assets.personas.pipeline import DATASET_FILE, materialize_persona_dataset, materialize_training_split
 
 # A persona-dataset backfill chunk: this many personas share one run (one process start, one tokenizer load).
 DATASETS_PER_RUN = 25

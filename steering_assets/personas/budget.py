@@ -9,9 +9,9 @@ from typing import Any, Sequence
 import numpy as np
 import polars as pl
 
+from steering_assets.core.errors import InputError
+from steering_assets.formats.rollouts import PersonaKind
 from steering_assets.personas.dataset import SCORE_MISSING, SCORE_REFUSAL
-from steering_assets.personas.layout import PersonaKind
-from steering_assets.errors import InputError
 
 DROP_WRONG_LABEL = "wrong_label"
 DROP_MISSING_SCORE = "missing_score"

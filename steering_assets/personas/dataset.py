@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from steering_assets.personas.layout import PersonaKind, PersonaRef, RolloutFormatError
+from steering_assets.formats.rollouts import PersonaKind, PersonaRef, RolloutFormatError
 from steering_assets.personas.loading import (
     KEY_QUESTION_PROMPT,
     PROMPT_INDEX_ASSUMED,

@@ -15,18 +15,17 @@ from typing import Optional, Sequence
 import dagster as dg
 from pydantic import Field
 
-from partitions.personas import PARTITIONS_BY_KIND, rollout_scores_key
-from resources.instructions import InstructionSource
-from resources.judge import JudgeResource
-from resources.rollout_generation import RolloutGeneratorResource
-from resources.rollouts import PersonaRollouts
-from resources.storage import ArtifactStorage
-from steering_assets.asset_helpers import materialize_chunk
-from steering_assets.errors import InputError
-from steering_assets.metadata import md_table
-from steering_assets.model_assets import PERSONA_MODEL_KEY
-from steering_assets.personas.instructions import rollout_model_name
-from steering_assets.personas.layout import ROLES, PersonaKind, PersonaRef
+from steering_assets.partitions.personas import PARTITIONS_BY_KIND, materialize_chunk, rollout_scores_key
+from steering_assets.resources.instructions import InstructionSource
+from steering_assets.resources.judge import JudgeResource
+from steering_assets.resources.rollout_generation import RolloutGeneratorResource
+from steering_assets.resources.rollouts import PersonaRollouts
+from steering_assets.resources.storage import ArtifactStorage
+from steering_assets.core.errors import InputError
+from steering_assets.core.metadata import md_table
+from steering_assets.formats.instructions import rollout_model_name
+from steering_assets.formats.rollouts import ROLES, PersonaKind, PersonaRef
+from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 
 GENERATION_CHUNK = 8
 
@@ -75,10 +74,14 @@ def build_generation_assets(kind: PersonaKind) -> list:
     )
     def generated_rollouts(context: dg.AssetExecutionContext, config: RolloutGenerationConfig, instructions: InstructionSource,
                            rollout_generator: RolloutGeneratorResource, rollouts: PersonaRollouts, storage: ArtifactStorage):
-        from steering_assets.personas.generation import (
-            ReplyCache, SamplingSettings, generate_rollouts, plan_rollouts, rollout_path,
+        from steering_assets.formats.instructions import (
+            QUESTIONS_FILE,
+            instruction_path,
+            read_instruction_file,
+            read_questions,
         )
-        from steering_assets.personas.instructions import QUESTIONS_FILE, instruction_path, read_instruction_file, read_questions
+        from steering_assets.models.generation import SamplingSettings
+        from steering_assets.personas.generation import ReplyCache, generate_rollouts, plan_rollouts, rollout_path
 
         root = instructions.folder()
         model_name = rollout_model_name(rollout_generator.source.display_name)
@@ -119,8 +122,8 @@ def build_generation_assets(kind: PersonaKind) -> list:
     )
     def rollout_scores(context: dg.AssetExecutionContext, instructions: InstructionSource, judge: JudgeResource,
                        rollout_generator: RolloutGeneratorResource, rollouts: PersonaRollouts, storage: ArtifactStorage):
+        from steering_assets.formats.instructions import instruction_path, read_instruction_file
         from steering_assets.personas.generation import rollout_path, scores_path
-        from steering_assets.personas.instructions import instruction_path, read_instruction_file
         from steering_assets.personas.rollout_scoring import ScoringOutcome, score_rollouts
 
         root = instructions.folder()

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steering_assets.jsonl import iter_json_objects
-from steering_assets.personas.layout import PersonaKind, RolloutFormatError
+from steering_assets.core.jsonl import iter_json_objects
+from steering_assets.formats.rollouts import PersonaKind, RolloutFormatError
 
 __all__ = [
     "REFUSAL", "RolloutFormatError", "Response", "ScoreReport", "read_responses", "read_scores",

@@ -17,7 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from steering_assets.artifacts import ArtifactResult, ArtifactStore, file_digest, fingerprint
+from steering_assets.core.artifacts import ArtifactResult, ArtifactStore, fingerprint
+from steering_assets.formats.rollouts import PersonaRef, rollout_data_version
 from steering_assets.personas.budget import (
     BudgetConfig,
     SelectionConfig,
@@ -27,7 +28,6 @@ from steering_assets.personas.budget import (
     rows_starting_with_instruction,
 )
 from steering_assets.personas.dataset import baseline_rows, build_persona_dataset
-from steering_assets.personas.layout import PersonaRef
 
 # Bump when the logic that produces an artifact changes, so old artifacts are rebuilt.
 # Dataset 2: every writer label, instructions removed from user turns, older shapes read.
@@ -39,10 +39,6 @@ TRAIN_FILE = "train.parquet"
 VALIDATION_FILE = "validation.parquet"
 
 
-def rollout_data_version(ref: PersonaRef, data_root: Path | str) -> str:
-    """Content hash of a persona's raw files; it changes exactly when their bytes change."""
-    paths = (ref.responses_path(data_root), ref.scores_path(data_root))
-    return fingerprint({path.name: file_digest(path) if path.is_file() else "<absent>" for path in paths})[:32]
 
 
 def dataset_folder(store: ArtifactStore, ref: PersonaRef) -> Path:

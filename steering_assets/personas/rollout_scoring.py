@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from steering_assets.artifacts import write_json_atomic
-from steering_assets.personas.instructions import InstructionSet, fill
-from steering_assets.personas.layout import ROLES, PersonaKind
+from steering_assets.core.artifacts import write_json_atomic
+from steering_assets.formats.instructions import InstructionSet, fill
+from steering_assets.formats.rollouts import ROLES, PersonaKind
+from steering_assets.judge.openai_judge import JudgeItem
 from steering_assets.personas.loading import read_responses
-from steering_assets.vetting.judge import JudgeItem
 
 ROLE_SCALE_TOP = 3
 

@@ -5,16 +5,16 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field
 
-from partitions.personas import PARTITIONS_BY_KIND
-from resources.language_model import LanguageModelResource
-from resources.storage import ArtifactStorage
-from steering_assets.artifacts import ArtifactResult
-from steering_assets.asset_helpers import materialize_chunk, reported_as_failure
-from steering_assets.personas.layout import PersonaKind, PersonaRef
-from resources.encoder import SentenceEncoderResource
-from resources.judge import JudgeResource
-from steering_assets.metadata import md_table, png_markdown
-from steering_assets.model_assets import PERSONA_MODEL_KEY
+from steering_assets.partitions.personas import PARTITIONS_BY_KIND, materialize_chunk
+from steering_assets.resources.encoder import SentenceEncoderResource
+from steering_assets.resources.judge import JudgeResource
+from steering_assets.resources.language_model import LanguageModelResource
+from steering_assets.resources.storage import ArtifactStorage
+from steering_assets.core.artifacts import ArtifactResult
+from steering_assets.core.asset_results import reported_as_failure
+from steering_assets.core.metadata import md_table, png_markdown
+from steering_assets.formats.rollouts import PersonaKind, PersonaRef
+from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE, SteeringTrainingConfig
 
 # A backfill chunk: this many personas share one model load and one batched training run.

@@ -29,9 +29,9 @@ def last_prompt_token_hidden(model: Any, tokenizer: Any, conversations: Sequence
     not the assistant's), rendered with ``add_generation_prompt=True``: the position whose next
     token would start the reply.
     """
-    from steering_assets.models import padded_batches
-    from steering_assets.steering.hook import check_layer, input_device
-    from steering_assets.steering.residual import block_outputs
+    from steering_assets.models.hooks import check_layer, input_device
+    from steering_assets.models.loading import padded_batches
+    from steering_assets.models.residual import block_outputs
 
     check_layer(model, layer)
     prompts = [c[:-1] if c and c[-1]["role"] == "assistant" else c for c in conversations]

@@ -10,8 +10,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import polars as pl
 
-from steering_assets.artifacts import ArtifactIntegrityError, ArtifactResult, ArtifactStore, fingerprint
-from steering_assets.personas.layout import BASELINE_ROLES, ROLES, PersonaKind, PersonaRef
+from steering_assets.core.artifacts import ArtifactIntegrityError, ArtifactResult, ArtifactStore, fingerprint
+from steering_assets.formats.rollouts import BASELINE_ROLES, ROLES, PersonaKind, PersonaRef
+from steering_assets.models.errors import MissingBaselineError
 from steering_assets.personas.pipeline import (
     DATASET_FILE,
     dataset_folder,
@@ -30,7 +31,6 @@ from steering_assets.steering.evaluation import (
     steered_generations,
     steering_effect,
 )
-from steering_assets.steering.errors import MissingBaselineError
 from steering_assets.steering.persona_classifier import BASELINE_CLASS, PersonaClassifier
 from steering_assets.steering.pipeline import vector_folder
 
@@ -243,10 +243,9 @@ def materialize_activation_vectors(
     The negatives are ``persona_negatives``: the source model's baseline files and the
     persona's own baseline rows, ``rows`` of them sampled with ``seed``.
     """
-    from steering_assets.models import padding_token_id
-    from steering_assets.steering.vectors import read_vector
-
+    from steering_assets.models.loading import padding_token_id
     from steering_assets.steering.export import ModelShape, export_writers
+    from steering_assets.steering.vectors import read_vector
 
     padding_token_id(tokenizer, model_name)  # before any work: batches need a pad (or EOS) token
     shape = ModelShape.of(model)
@@ -325,7 +324,7 @@ def evaluate_persona(
     """
     import torch
 
-    from steering_assets.steering.hook import attach_steering
+    from steering_assets.models.hooks import attach_steering
     from steering_assets.steering.judged_eval import random_direction, typical_residual_norm
     from steering_assets.steering.vectors import check_fits, read_vector
 
@@ -411,7 +410,7 @@ def materialize_steering_evals(
     refs: Sequence[PersonaRef], store: ArtifactStore, model: Any, tokenizer: Any, model_name: str, encoder: Any,
     config: EvaluationConfig, log: Callable[[str], None] = print,
 ) -> dict[str, ArtifactResult]:
-    from steering_assets.models import padding_token_id
+    from steering_assets.models.loading import padding_token_id
 
     padding_token_id(tokenizer, model_name)  # before any work: batches need a pad (or EOS) token
     results: dict[str, ArtifactResult] = {}

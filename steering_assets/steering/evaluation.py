@@ -13,10 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from steering_assets.models import padded_batches, padding_token_id
-from steering_assets.steering.assistant_mask import assistant_masks
-from steering_assets.steering.hook import attach_steering, check_layer, hidden_size, input_device
-from steering_assets.steering.residual import block_outputs
+from steering_assets.models.assistant_mask import assistant_masks
+from steering_assets.models.hooks import attach_steering, check_layer, hidden_size, input_device
+from steering_assets.models.loading import padded_batches, padding_token_id
+from steering_assets.models.residual import block_outputs
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from steering_assets.steering.errors import VectorShapeError
-from steering_assets.errors import InputError
+from steering_assets.core.errors import InputError
+from steering_assets.models.errors import VectorShapeError
 
 GGUF_FILE = "control_vector.gguf"
 LM_EVAL_FILE = "lm_eval_steer.pt"
@@ -59,7 +59,7 @@ class ModelShape:
 
     @classmethod
     def of(cls, model: Any) -> "ModelShape":
-        from steering_assets.steering.hook import decoder_layers, hidden_size
+        from steering_assets.models.hooks import decoder_layers, hidden_size
 
         blocks = decoder_layers(model)
         base = getattr(model, "base_model", model)
@@ -79,7 +79,7 @@ class ImportedVector:
 
     def attach(self, model: Any, coefficient: float = 1.0):
         """Steer ``model`` with it; returns the ``SteeringHandle`` (``remove()`` restores the model)."""
-        from steering_assets.steering.hook import attach_steering
+        from steering_assets.models.hooks import attach_steering
 
         handle = attach_steering(model, self.layer, 1, self.vector[None])
         handle.steering.coefficient = coefficient

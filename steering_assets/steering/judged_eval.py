@@ -44,10 +44,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import polars as pl
 
-from steering_assets.artifacts import ArtifactIntegrityError, ArtifactResult, ArtifactStore, fingerprint
-from steering_assets.errors import InputError
-from steering_assets.personas.layout import PersonaRef
-from steering_assets.vetting.steering_ratings import (
+from steering_assets.core.artifacts import ArtifactIntegrityError, ArtifactResult, ArtifactStore, fingerprint
+from steering_assets.core.errors import InputError
+from steering_assets.formats.rollouts import PersonaRef
+from steering_assets.steering.ratings import (
     CRITERIA,
     RATING_TOP,
     STEERING_RATING_VERSION,
@@ -168,10 +168,10 @@ def typical_residual_norm(model: Any, tokenizer: Any, conversations: Sequence[li
     """
     import torch
 
-    from steering_assets.models import padding_token_id
+    from steering_assets.models.hooks import input_device
+    from steering_assets.models.loading import padding_token_id
+    from steering_assets.models.residual import block_outputs
     from steering_assets.steering.evaluation import _assistant_masks, _batches
-    from steering_assets.steering.hook import input_device
-    from steering_assets.steering.residual import block_outputs
 
     pad_id = padding_token_id(tokenizer, model_name)
     ids, masks = _assistant_masks(tokenizer, conversations, max_length)
@@ -209,8 +209,8 @@ def generate_batched(model: Any, tokenizer: Any, prompts: Sequence[str], rows: S
     """
     import torch
 
-    from steering_assets.models import padded_batches
-    from steering_assets.steering.hook import attach_steering, input_device
+    from steering_assets.models.hooks import attach_steering, input_device
+    from steering_assets.models.loading import padded_batches
 
     device = input_device(model)
     replies: list[str] = []
@@ -237,8 +237,8 @@ def generate_per_setting(model: Any, tokenizer: Any, prompts_by_setting: dict[Se
     """
     import torch
 
-    from steering_assets.models import padded_batches
-    from steering_assets.steering.hook import attach_steering, input_device
+    from steering_assets.models.hooks import attach_steering, input_device
+    from steering_assets.models.loading import padded_batches
 
     device = input_device(model)
     outputs: dict[Setting, list[str]] = {}
@@ -274,7 +274,7 @@ def degenerate(reply: str, leaks: Sequence[str] = ()) -> str | None:
 
     ``leaks``: texts a reply must not print, e.g. the chat template's injected default system prompt;
     a leak is its first 40 characters appearing anywhere in the reply, case ignored."""
-    from steering_assets.vetting.likelihood import distinct_trigram_share
+    from steering_assets.judge.likelihood import distinct_trigram_share
 
     if not reply.strip():
         return "empty reply"
@@ -463,7 +463,7 @@ def _jsonable(value: Any) -> Any:
 
 def scores_plot_png(curves: dict[str, dict[str, dict[str, Any]]], chosen: dict[str, float | None], title: str) -> bytes:
     """Concept, instruction, fluency and harmonic mean against the factor, one line style per vector method."""
-    from steering_assets.plots import line_plot_png
+    from steering_assets.core.plots import line_plot_png
 
     styles = {TRAINED: "-", ACTIVATION: "--", RANDOM: ":"}
     colours = {"concept": "tab:purple", "instruction": "tab:blue", "fluency": "tab:green", "harmonic_mean": "black"}
@@ -493,7 +493,8 @@ def materialize_judged_evals(
     Raises NotEnoughInstructionsError for a persona with too few held-out instructions and
     MissingBaselineError when there are no baseline replies to measure the residual norm on.
     """
-    from steering_assets.models import padding_token_id
+    from steering_assets.models.loading import padding_token_id
+    from steering_assets.models.pretrained import injected_system_prompt
     from steering_assets.personas.pipeline import load_persona_dataset, load_training_split, split_folder
     from steering_assets.steering.eval_pipeline import (
         _sample,
@@ -504,8 +505,6 @@ def materialize_judged_evals(
     )
     from steering_assets.steering.pipeline import vector_folder
     from steering_assets.steering.vectors import check_fits, read_vector
-
-    from steering_assets.pretrained import injected_system_prompt
 
     padding_token_id(tokenizer, model_name)  # before any work: batches need a pad (or EOS) token
     # A steered reply that prints the template's default system prompt has broken down (seen on SmolLM2).

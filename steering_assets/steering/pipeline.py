@@ -11,17 +11,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from steering_assets.artifacts import ArtifactResult, ArtifactStore, fingerprint
-from steering_assets.personas.layout import PersonaRef
+from steering_assets.core.artifacts import ArtifactResult, ArtifactStore, fingerprint
+from steering_assets.core.plots import line_plot_png
+from steering_assets.formats.rollouts import PersonaRef
 from steering_assets.personas.pipeline import load_training_split, split_folder
-from steering_assets.plots import line_plot_png
+from steering_assets.steering.config import (
+    CONFIG_FILE,
+    INTEROP_FILE,
+    LOSS_CURVE_FILE,
+    VECTOR_FILE,
+    SteeringTrainingConfig,
+)
 from steering_assets.steering.training import (
     PersonaData,
     TrainedVector,
     TrainingOutcome,
     train_steering_vectors,
 )
-from steering_assets.steering.config import CONFIG_FILE, INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE, SteeringTrainingConfig
 from steering_assets.steering.vectors import write_interop, write_vector
 
 # 2: assistant-only loss with any chat template, loss normalised per accumulation window, exports.

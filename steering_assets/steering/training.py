@@ -20,7 +20,7 @@ kept per persona:
 
 The loss covers the assistant replies (and their end-of-turn token) only, whatever the chat
 template: TRL's ``assistant_only_loss`` when the template carries ``{% generation %}`` tags,
-else a mask located in the rendering (``steering_assets.steering.assistant_mask``); the
+else a mask located in the rendering (``steering_assets.models.assistant_mask``); the
 method is recorded with every vector.
 
 Checkpoints hold only the steering state (never the frozen base model), so resuming
@@ -41,11 +41,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steering_assets.models import padded_batches, padding_token_id
-from steering_assets.steering.assistant_mask import GENERATION_TAGS, AssistantMaskError, mask_method, rendered_reply_mask
+from steering_assets.models.assistant_mask import GENERATION_TAGS, AssistantMaskError, mask_method, rendered_reply_mask
+from steering_assets.models.errors import CheckpointMismatchError, EmptyTrainingSplitError, NonFiniteLossError
+from steering_assets.models.hooks import (
+    SteeringHandle,
+    attach_steering,
+    check_layer,
+    default_layer,
+    freeze,
+    hidden_size,
+)
+from steering_assets.models.loading import padded_batches, padding_token_id
 from steering_assets.steering.config import SteeringTrainingConfig
-from steering_assets.steering.errors import CheckpointMismatchError, EmptyTrainingSplitError, NonFiniteLossError
-from steering_assets.steering.hook import SteeringHandle, attach_steering, check_layer, default_layer, freeze, hidden_size
 
 STATE_FILE = "steering_state.safetensors"
 META_FILE = "steering_checkpoint.json"
@@ -355,7 +362,7 @@ def _build_trainer_class():
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
-    from steering_assets.artifacts import atomic_path
+    from steering_assets.core.artifacts import atomic_path
 
     with atomic_path(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))

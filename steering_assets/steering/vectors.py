@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
+from steering_assets.models.errors import VectorShapeError
+from steering_assets.models.hooks import decoder_layers, hidden_size
 from steering_assets.steering.config import CONFIG_FILE, VECTOR_FILE
-from steering_assets.steering.errors import VectorShapeError
-from steering_assets.steering.hook import decoder_layers, hidden_size
 
 TENSOR_KEY = "steering_vector"
 
@@ -57,7 +57,7 @@ def check_fits(vector: torch.Tensor, layer: int, model: torch.nn.Module, source:
 
 def load_into(folder: Path, model: torch.nn.Module):
     """Read a vector artifact and attach it to ``model`` at its layer; returns the SteeringHandle."""
-    from steering_assets.steering.hook import attach_steering
+    from steering_assets.models.hooks import attach_steering
 
     vector, config = read_vector(folder)
     check_fits(vector, int(config["layer"]), model, str(Path(folder) / VECTOR_FILE))

@@ -7,14 +7,14 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from partitions.scenarios import SCENARIO_FILES_KEY, VETTING_PARTITIONS
-from resources.judge import JudgeResource
-from resources.language_model import LanguageModelResource
-from steering_assets.model_assets import PERSONA_MODEL_KEY
-from resources.scenarios import ScenarioSource
-from resources.storage import ArtifactStorage
-from steering_assets.asset_helpers import reported_as_failure
-from steering_assets.metadata import md_table, png_markdown
+from steering_assets.partitions.scenarios import SCENARIO_FILES_KEY, VETTING_PARTITIONS
+from steering_assets.resources.judge import JudgeResource
+from steering_assets.resources.language_model import LanguageModelResource
+from steering_assets.resources.scenarios import ScenarioSource
+from steering_assets.resources.storage import ArtifactStorage
+from steering_assets.core.asset_results import reported_as_failure
+from steering_assets.core.metadata import md_table, png_markdown
+from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 
 GROUP = "vetting"
 PASS_CHECK = "pass_rate_meets_bar"
@@ -80,7 +80,7 @@ def _report_result(context, stage_asset: str, store, result, scenarios, verdicts
         verdicts_digest,
     )
     from steering_assets.vetting.pipeline import RESPONSES_FILE, STAGES, pass_rate, plot_title
-    from steering_assets.vetting.scenarios import Thresholds, report_is_complete
+    from steering_assets.vetting.reports import Thresholds, report_is_complete
 
     thresholds = Thresholds(config.pos_threshold, config.neg_threshold)
     report = result.details
@@ -156,7 +156,8 @@ def _folder(context, scenarios: ScenarioSource) -> Path:
                             description="Scenario files of each trait (definition.txt and each polarity's .jsonl or .txt); "
                                         "the data version is a hash of the files vetting reads.")
 def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) -> dg.DataVersionsByPartition:
-    from steering_assets.vetting.pipeline import scenario_files_digest, trait_folder
+    from steering_assets.formats.scenarios import scenario_files_digest
+    from steering_assets.vetting.pipeline import trait_folder
 
     keys = context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name)
     return dg.DataVersionsByPartition({k: scenario_files_digest(trait_folder(Path(scenarios.root), k))[:32] for k in keys})
@@ -165,7 +166,8 @@ def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) ->
 def _judge_stage(context, stage_asset: str, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
                  scenarios: ScenarioSource, vet) -> dg.MaterializeResult:
     """Run one judge stage (``vet_scenarios`` or ``vet_responses``) for the run's trait."""
-    from steering_assets.vetting.scenarios import Thresholds, read_trait_scenarios, read_verdicts
+    from steering_assets.formats.scenarios import read_trait_scenarios, read_verdicts
+    from steering_assets.vetting.reports import Thresholds
 
     store = storage.store()
     with reported_as_failure(context.partition_key):

@@ -20,7 +20,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from steering_assets.vetting.scenarios import Thresholds, Verdict
+from steering_assets.formats.scenarios import Verdict
+from steering_assets.vetting.reports import Thresholds
 
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_PLOT = "calibration.png"
@@ -140,7 +141,7 @@ def calibration_plot(report: dict, calibration: dict, verdicts: Sequence[Verdict
                      thresholds: Thresholds, title: str) -> bytes:
     """Every item's score (positives then negatives), the ambiguous band shaded, colored by agreement with known
     verdicts; the previous vetting's score of the same item as a hollow marker."""
-    from steering_assets.plots import line_plot_png
+    from steering_assets.core.plots import line_plot_png
 
     known = {(v.polarity, v.idx): v.should_pass for v in verdicts if v.stage == calibration["stage"]}
     failed = {(p, i) for p in ("positive", "negative") for i in report["failed_indices"][p]}

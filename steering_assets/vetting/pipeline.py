@@ -17,8 +17,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from steering_assets.artifacts import ArtifactIntegrityError, ArtifactResult, ArtifactStore, file_digest, fingerprint
-from steering_assets.personas.layout import validate_name
+from steering_assets.core.artifacts import (
+    ArtifactIntegrityError,
+    ArtifactResult,
+    ArtifactStore,
+    fingerprint,
+)
+from steering_assets.core.names import validate_name
+from steering_assets.formats.scenarios import (
+    POLARITIES,
+    TraitScenarios,
+    Verdict,
+    read_trait_scenarios,
+    scenario_files_digest,
+    scenario_input_hashes,
+)
+from steering_assets.judge.local import complete_scenarios, response_prompt, scenario_prompt
+from steering_assets.judge.openai_judge import JudgeItem, prompt_text
 from steering_assets.vetting.calibration import (
     CALIBRATION_FILE,
     CALIBRATION_PLOT,
@@ -29,18 +44,7 @@ from steering_assets.vetting.calibration import (
     stored_calibration,
     verdicts_digest,
 )
-from steering_assets.vetting.local import complete_scenarios, response_prompt, scenario_prompt
-from steering_assets.vetting.judge import JudgeItem, prompt_text
-from steering_assets.vetting.scenarios import (
-    POLARITIES,
-    Thresholds,
-    TraitScenarios,
-    Verdict,
-    read_trait_scenarios,
-    report_is_complete,
-    response_scores_report,
-    scenario_source_files,
-)
+from steering_assets.vetting.reports import Thresholds, report_is_complete, response_scores_report
 
 VETTING_CODE_VERSION = "2"
 SCENARIO_REPORT_FILE = "scenario_scores.json"
@@ -55,13 +59,8 @@ def trait_folder(scenarios_root: Path, partition_key: str) -> Path:
     return Path(scenarios_root) / validate_name(category, "scenario category") / validate_name(trait, "trait name")
 
 
-def scenario_input_hashes(folder: Path) -> dict[str, str]:
-    return {path.name: file_digest(path) for path in scenario_source_files(folder)}
 
 
-def scenario_files_digest(folder: Path) -> str:
-    """Hash of the files a trait's vetting reads (definition and each polarity's chosen file)."""
-    return fingerprint(scenario_input_hashes(folder))
 
 
 def scale_name(scale_top: int) -> str:

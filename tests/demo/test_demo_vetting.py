@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from steering_assets.demo.instructions import DEMO_TRAITS
-from steering_assets.demo.vetting import DEFINITIONS, WEAK_LINES, demo_trait_scenarios, expected_verdicts, write_demo_scenarios
-from steering_assets.vetting.scenarios import ScenarioFormatError, discover_traits, read_trait_scenarios, read_verdicts
+from demo.instructions import DEMO_TRAITS
+from demo.vetting import DEFINITIONS, WEAK_LINES, demo_trait_scenarios, expected_verdicts, write_demo_scenarios
+from steering_assets.formats.scenarios import ScenarioFormatError, discover_traits, read_trait_scenarios, read_verdicts
 
 KEYS = [f"personality/{trait}" for trait in DEMO_TRAITS]
 
@@ -109,11 +109,11 @@ def test_a_rewrite_leaves_unchanged_files_alone_and_restores_edited_ones(tmp_pat
 def vetted(smollm2_loaded, tmp_path_factory):
     """The demo's scenario stage as `make demo` runs it (SmolLM2's likelihood judge, the default thresholds), one trait
     at a time on first use: key -> (scenario_scores.json, the known verdicts, the agreement the demo prints)."""
-    from steering_assets.artifacts import ArtifactStore
+    from steering_assets.core.artifacts import ArtifactStore
+    from steering_assets.judge.likelihood import LikelihoodJudge
     from steering_assets.vetting.calibration import calibrate
-    from steering_assets.vetting.likelihood import LikelihoodJudge
     from steering_assets.vetting.pipeline import read_report, vet_scenarios
-    from steering_assets.vetting.scenarios import Thresholds
+    from steering_assets.vetting.reports import Thresholds
 
     model, tokenizer = smollm2_loaded
     root = tmp_path_factory.mktemp("demo-vetting")

@@ -5,15 +5,19 @@ import json
 
 import pytest
 
-from steering_assets.demo.build import DEMO_MODEL, write_demo_inputs
-from steering_assets.demo.features import first_sentence, strength_label, write_demo_concepts
-from steering_assets.demo.instructions import DEMO_ROLES, DEMO_TRAITS, QUESTIONS
-from steering_assets.demo.vetting import WEAK_LINES
-from steering_assets.features.concepts import read_concept_sentences
-from steering_assets.personas.instructions import (discover_instructions, instruction_path, read_instruction_file,
-                                                   read_questions)
-from steering_assets.personas.layout import ROLES, TRAITS
-from steering_assets.vetting.scenarios import read_trait_scenarios, read_verdicts
+from demo.build import DEMO_MODEL, write_demo_inputs
+from demo.features import first_sentence, strength_label, write_demo_concepts
+from demo.instructions import DEMO_ROLES, DEMO_TRAITS, QUESTIONS
+from demo.vetting import WEAK_LINES
+from steering_assets.formats.concepts import read_concept_sentences
+from steering_assets.formats.instructions import (
+    discover_instructions,
+    instruction_path,
+    read_instruction_file,
+    read_questions,
+)
+from steering_assets.formats.rollouts import ROLES, TRAITS
+from steering_assets.formats.scenarios import read_trait_scenarios, read_verdicts
 from tests.conftest import response_row, write_persona
 
 
@@ -90,9 +94,9 @@ def test_concepts_come_from_scored_trait_replies_and_leave_out_unusable_ones(tmp
 
 
 def test_a_vector_effect_needs_the_concept_margin_over_random_at_a_fluent_factor(tmp_path):
-    from steering_assets.artifacts import ArtifactStore
-    from steering_assets.demo.report import vector_effects
-    from steering_assets.personas.layout import ROLES, PersonaRef
+    from demo.report import vector_effects
+    from steering_assets.core.artifacts import ArtifactStore
+    from steering_assets.formats.rollouts import ROLES, PersonaRef
     from steering_assets.steering.judged_eval import judged_eval_folder
 
     store = ArtifactStore(tmp_path)

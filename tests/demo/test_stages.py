@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from steering_assets.demo.stages import StageClock, format_elapsed
+from demo.stages import StageClock, format_elapsed
 
 
 class FakeClocks:

@@ -37,9 +37,9 @@ _BUCKETS = __import__("itertools").count()
 
 @pytest.fixture
 def bucket(s3_server, request):
-    import boto3
-
     import re
+
+    import boto3
 
     name = f"persona-{next(_BUCKETS)}-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:30].strip("-")
     boto3.client("s3", endpoint_url=s3_server.endpoint_url).create_bucket(Bucket=name)
@@ -132,7 +132,7 @@ def fresh_code_location(monkeypatch):
 
 
 def run_records(instance, backfill_id):
-    from steering_assets.launch import backfill_runs
+    from steering_assets.cli.launch import backfill_runs
 
     return [r for r in backfill_runs(instance, backfill_id)]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from steering_assets import launch
+from steering_assets.cli import launch
 from steering_assets.deployment.instance import GPU_POOL, set_pool_limit
 from steering_assets.deployment.servers import celery_worker_command, gpu_worker_envs, start_process, stop_process
 from steering_assets.deployment.tags import cpu_run_tags
@@ -49,7 +49,7 @@ def _run_pid(instance, run_id) -> int:
 
 
 def test_two_gpu_workers_each_take_one_steering_chunk(postgres_env, redis_server, deployment_env, tmp_path):
-    from partitions.personas import sync_partitions
+    from steering_assets.partitions.personas import sync_partitions
 
     celery_env = {**postgres_env, "DAGSTER_CELERY_BROKER_URL": redis_server.url,
                   "DAGSTER_CELERY_BACKEND_URL": redis_server.url}

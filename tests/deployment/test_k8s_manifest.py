@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from steering_assets import launch
+from steering_assets.cli import launch
 from steering_assets.deployment.tags import cpu_run_tags
 from tests.deployment.conftest import REPO
 
@@ -127,7 +127,7 @@ def k8s_instance(api_server, tiny_workspace, tmp_path, monkeypatch, fresh_code_l
         "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
     }
     with dg.instance_for_test(overrides=overrides) as instance:
-        from partitions.personas import sync_partitions
+        from steering_assets.partitions.personas import sync_partitions
 
         sync_partitions(instance, tiny_workspace.data_root)
         # The chart sets DAGSTER_CURRENT_IMAGE on the user deployment; its code server reports it as the image.
@@ -148,9 +148,9 @@ def _gpus(job: dict) -> tuple:
 
 
 def _launch_job(instance, context, job_name: str, tags: dict) -> None:
-    from steering_assets.definitions import defs
-
     from dagster._core.definitions.partitions.context import partition_loading_context
+
+    from steering_assets.definitions import defs
 
     request = context.create_request_context()
     remote_job = request.get_code_location(launch.LOCATION_NAME).get_repository("__repository__").get_full_job(job_name)

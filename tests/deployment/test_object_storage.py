@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from steering_assets.artifacts import ArtifactIntegrityError, ArtifactStorageError, ArtifactStore
-from steering_assets.personas.layout import InvalidNameError
+from steering_assets.core.artifacts import ArtifactIntegrityError, ArtifactStorageError, ArtifactStore
+from steering_assets.core.names import InvalidNameError
 
 pytest.importorskip("s3fs", reason="pip install -e '.[s3]'")
 

@@ -8,17 +8,17 @@ chunks from ever running at the same time although the queue would allow 8 runs.
 import dagster as dg
 import pytest
 
-from steering_assets import launch
+from steering_assets.cli import launch
 from steering_assets.deployment.instance import GPU_POOL, set_pool_limit
 from steering_assets.deployment.tags import cpu_run_tags
-from tests.world import ROLES as WORLD_ROLES
 from tests.deployment.conftest import QUIET, TINY_TRAINING, model_loads, overlapping, run_records
+from tests.world import ROLES as WORLD_ROLES
 
 ROLES = list(WORLD_ROLES)  # chef, detective, gardener, pirate
 
 
 def test_daemon_runs_chunked_backfills_and_the_gpu_pool_holds(postgres_env, deployment_env, tmp_path):
-    from partitions.personas import sync_partitions
+    from steering_assets.partitions.personas import sync_partitions
 
     home = deployment_env("postgres", postgres_env, personas_per_run=2, datasets_per_run=3)
     with dg.DagsterInstance.get() as instance:

@@ -4,9 +4,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from partitions.concepts import concept_discovery_sensor, sync_concept_partitions
-from resources.concepts import ConceptSentences
-from steering_assets.features.concepts import (
+from steering_assets.partitions.concepts import concept_discovery_sensor, sync_concept_partitions
+from steering_assets.resources.concepts import ConceptSentences
+from steering_assets.formats.concepts import (
     ConceptFileError,
     concept_source,
     discover_concepts,

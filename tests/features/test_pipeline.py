@@ -4,10 +4,10 @@ and SAEs fitted on its residual stream (tests/world.py)."""
 import numpy as np
 import pytest
 
-from steering_assets.artifacts import ArtifactStore
+from steering_assets.core.artifacts import ArtifactStore
 from steering_assets.features import pipeline
-from steering_assets.features.concepts import read_concept_sentences
-from steering_assets.features.sae import load_sae_set
+from steering_assets.formats.concepts import read_concept_sentences
+from steering_assets.models.sae import load_sae_set
 
 
 class HashingEncoder:

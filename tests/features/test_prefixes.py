@@ -11,7 +11,7 @@ from steering_assets.features.prefixes import (
     sentence_features,
     tokenize_sentences,
 )
-from steering_assets.features.sae import train_small_sae
+from steering_assets.models.sae import train_small_sae
 
 SENTENCES = [
     "Arr, matey! Hoist the sails.",

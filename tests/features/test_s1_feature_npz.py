@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from steering_assets import cli
-from steering_assets.artifacts import ArtifactStore
+from steering_assets.core.artifacts import ArtifactStore
 from steering_assets.features.datasets import DatasetSpec, DatasetSpecError, build_classifier_dataset, load_dataset
 from steering_assets.features.pipeline import materialize_classifier_datasets
 from steering_assets.features.prefixes import SentenceFeatures

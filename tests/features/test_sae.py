@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from steering_assets.features.sae import SAEFormatError, load_sae, load_sae_set, train_small_sae
+from steering_assets.models.sae import SAEFormatError, load_sae, load_sae_set, train_small_sae
 
 
 def sae_arrays(d_model=8, d_sae=16, seed=0):

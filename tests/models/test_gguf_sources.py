@@ -4,8 +4,14 @@ files are errors naming the file, and a failed conversion leaves nothing in the 
 import numpy as np
 import pytest
 
-from steering_assets.pretrained import (
-    GGUFSource, PretrainedModelError, cached_folder, check_gguf, gguf_sha256, is_gguf_source, locate_gguf,
+from steering_assets.models.pretrained import (
+    GGUFSource,
+    PretrainedModelError,
+    cached_folder,
+    check_gguf,
+    gguf_sha256,
+    is_gguf_source,
+    locate_gguf,
     materialize_gguf,
 )
 
@@ -113,7 +119,7 @@ def test_parts_that_do_not_match_their_checksum_are_refused(tmp_path):
 
 
 def test_a_conversion_that_fails_half_way_leaves_nothing(tmp_path, monkeypatch):
-    import steering_assets.pretrained as pretrained
+    import steering_assets.models.pretrained as pretrained
 
     source = locate_gguf(str(write_gguf(tmp_path / "m.gguf")))
 

@@ -45,8 +45,8 @@ def _import_repeng():
 def test_repeng_reads_our_control_vector_gguf_and_steers_as_we_do(smollm2_loaded, tmp_path):
     import torch
 
+    from steering_assets.models.hooks import attach_steering
     from steering_assets.steering.export import ModelShape, write_gguf_control_vector
-    from steering_assets.steering.hook import attach_steering
 
     repeng = _import_repeng()
     model, tokenizer = smollm2_loaded

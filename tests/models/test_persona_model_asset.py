@@ -3,11 +3,11 @@ its data version is the weights' SHA-256, and every asset that runs the model is
 
 import dagster as dg
 
-from steering_assets.model_assets import PERSONA_MODEL_KEY, persona_model
+from steering_assets.persona_model.assets import PERSONA_MODEL_KEY, persona_model
 
 
 def test_a_gguf_path_materialises_with_its_card(smollm2, tmp_path):
-    from resources.language_model import LanguageModelResource, ModelSource
+    from steering_assets.resources.language_model import LanguageModelResource, ModelSource
 
     gguf = smollm2.card["source"]["files"][0]
     source = ModelSource(model_name_or_path=gguf)

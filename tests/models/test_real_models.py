@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from steering_assets.pretrained import locate_gguf, materialize_gguf
+from steering_assets.models.pretrained import locate_gguf, materialize_gguf
 from tests.chat_tokenizers import TEMPLATES
 
 SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
@@ -57,8 +57,8 @@ def test_converted_weights_generate_coherent_text(smollm2_loaded, gemma3_loaded)
 def test_block_hooks_read_each_blocks_output(which, request):
     """Reference: ``output_hidden_states`` entry L+1 is block L's output for every block but the last, whose
     entry is the final norm's output: so block hooks must give the final norm's input there."""
-    from steering_assets.steering.hook import decoder_layers
-    from steering_assets.steering.residual import all_block_outputs
+    from steering_assets.models.hooks import decoder_layers
+    from steering_assets.models.residual import all_block_outputs
 
     model, tokenizer = request.getfixturevalue(which)
     batch = tokenizer(["Arr, the sea is wide and the wind is up.", "Tea?"], return_tensors="pt", padding=True)
@@ -80,7 +80,7 @@ def masked_text(tokenizer, masked):
 
 
 def test_smollm2_mask_covers_the_reply_and_never_the_injected_system_prompt(smollm2_loaded):
-    from steering_assets.steering.assistant_mask import assistant_masks
+    from steering_assets.models.assistant_mask import assistant_masks
 
     _, tokenizer = smollm2_loaded
     reply = "Arr, matey! The sea be wide and full of treasure."
@@ -99,7 +99,7 @@ def test_smollm2_mask_covers_the_reply_and_never_the_injected_system_prompt(smol
 def test_gemma3_mask_with_the_gemma_chat_template(gemma3_loaded):
     """The base model's GGUF has no template; Gemma's instruction-tuned models use the turn markup of the Gemma-2
     template in the fixtures (``<start_of_turn>user`` ... ``<end_of_turn>``), no system role."""
-    from steering_assets.steering.assistant_mask import assistant_masks
+    from steering_assets.models.assistant_mask import assistant_masks
 
     path = TEMPLATES / "google-gemma-2-2b-it.jinja"
     if not path.is_file():

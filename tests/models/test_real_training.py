@@ -2,10 +2,10 @@
 
 import torch
 
-from steering_assets.personas.generation import LocalReplyGenerator, SamplingSettings
+from steering_assets.models.generation import LocalReplyGenerator, SamplingSettings
+from steering_assets.models.hooks import attach_steering
 from steering_assets.steering.config import SteeringTrainingConfig
 from steering_assets.steering.evaluation import assistant_perplexity
-from steering_assets.steering.hook import attach_steering
 from steering_assets.steering.training import PersonaData, train_steering_vectors
 
 PIRATE = ["You are a pirate captain. Answer as a pirate would, in a pirate's voice.",

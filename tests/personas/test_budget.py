@@ -4,6 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from steering_assets.formats.rollouts import ROLES, TRAITS, PersonaRef
 from steering_assets.personas.budget import (
     BudgetConfig,
     ChatTemplateMissingError,
@@ -15,7 +16,6 @@ from steering_assets.personas.budget import (
     select_training_rows,
 )
 from steering_assets.personas.dataset import build_persona_dataset
-from steering_assets.personas.layout import ROLES, TRAITS, PersonaRef
 from tests.conftest import response_row, write_persona
 from tests.world import ROLES as RECORDED_ROLES
 from tests.world import SOURCE_MODEL

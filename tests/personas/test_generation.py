@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from steering_assets.personas.generation import (
-    LocalReplyGenerator, ReplyCache, SamplingSettings, generate_rollouts, plan_rollouts, rollout_path, supports_system_role,
+from steering_assets.formats.instructions import (
+    InstructionFileError,
+    discover_instructions,
+    instruction_path,
+    read_instruction_file,
+    read_questions,
 )
-from steering_assets.personas.instructions import (
-    InstructionFileError, discover_instructions, instruction_path, read_instruction_file, read_questions,
-)
-from steering_assets.personas.layout import ROLES, TRAITS
+from steering_assets.formats.rollouts import ROLES, TRAITS
+from steering_assets.models.generation import LocalReplyGenerator, SamplingSettings, supports_system_role
+from steering_assets.personas.generation import ReplyCache, generate_rollouts, plan_rollouts, rollout_path
 
 FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world" / "instructions"
 needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason="../shared/fixtures/real_world/instructions is not present")
@@ -164,8 +167,8 @@ def test_batched_greedy_generation_equals_one_prompt_at_a_time(smollm2_loaded):
 def test_the_openai_backend_against_a_local_server_running_the_real_model(smollm2_loaded, tmp_path):
     """Greedy replies through the OpenAI-compatible path equal the local backend's; a server that goes away mid-run
     keeps what it answered, and a reply with no text is an error naming the conversation."""
-    from steering_assets.personas.generation import OpenAIReplyGenerator
-    from steering_assets.personas.instructions import InstructionSet
+    from steering_assets.formats.instructions import InstructionSet
+    from steering_assets.models.generation import OpenAIReplyGenerator
     from tests.chat_server import ModelChatServer
 
     model, tokenizer = smollm2_loaded

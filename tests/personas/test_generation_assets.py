@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from partitions.personas import sync_instruction_partitions
-from steering_assets.personas.layout import ROLES
+from steering_assets.partitions.personas import sync_instruction_partitions
+from steering_assets.formats.rollouts import ROLES
 
 FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world" / "instructions"
 
@@ -30,8 +30,8 @@ def assets(defs, *names):
 
 
 def test_generate_score_and_build_the_dataset(smollm2, instructions, tmp_path, monkeypatch):
+    from steering_assets.resources.judge import JudgeResource
     from steering_assets.definitions import build_definitions
-    from resources.judge import JudgeResource
 
     gguf = smollm2.card["source"]["files"][0]
     data, artifacts = tmp_path / "data", tmp_path / "artifacts"
@@ -67,8 +67,8 @@ def test_generate_score_and_build_the_dataset(smollm2, instructions, tmp_path, m
         meta = again.asset_materializations_for_node("roles__generated_rollouts")[0].metadata
         assert (meta["generated"].value, meta["reused_from_cache"].value) == (0, 10)
         # The persona dataset reads the generated files like downloaded ones.
+        from steering_assets.formats.rollouts import PersonaRef
         from steering_assets.personas.dataset import build_persona_dataset
-        from steering_assets.personas.layout import PersonaRef
 
         frame, _ = build_persona_dataset(PersonaRef(ROLES, "SmolLM2-135M-Instruct.Q4_1", "pirate"), data)
         assert frame.height == 10 and frame.filter(pl.col("extract_score").is_not_null()).height == len(scores)

@@ -1,13 +1,7 @@
 import pytest
 
-from steering_assets.personas.layout import (
-    ROLES,
-    TRAITS,
-    InvalidNameError,
-    PersonaRef,
-    discover_personas,
-    validate_name,
-)
+from steering_assets.core.names import InvalidNameError, validate_name
+from steering_assets.formats.rollouts import ROLES, TRAITS, PersonaRef, discover_personas
 from tests.conftest import response_row, write_persona
 
 

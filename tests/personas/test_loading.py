@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from steering_assets.formats.rollouts import ROLES, TRAITS, PersonaRef
 from steering_assets.personas.dataset import build_persona_dataset
-from steering_assets.personas.layout import ROLES, TRAITS, PersonaRef
 from steering_assets.personas.loading import RolloutFormatError, read_responses, read_scores
 from tests.conftest import response_row, write_persona
 

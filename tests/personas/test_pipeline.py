@@ -3,9 +3,9 @@ import json
 import datasets
 import pytest
 
-from steering_assets.artifacts import ArtifactStore
+from steering_assets.core.artifacts import ArtifactStore
+from steering_assets.formats.rollouts import ROLES, PersonaRef
 from steering_assets.personas.budget import BudgetConfig, SelectionConfig
-from steering_assets.personas.layout import ROLES, PersonaRef
 from steering_assets.personas.pipeline import (
     DATASET_FILE,
     load_training_split,
@@ -76,7 +76,7 @@ def test_split_respects_budgets_and_selection(persona, tokenizer):
 
 def test_split_needs_a_completed_dataset_and_refuses_baselines(persona, tokenizer):
     ref, data_root, store = persona
-    from steering_assets.artifacts import ArtifactIntegrityError
+    from steering_assets.core.artifacts import ArtifactIntegrityError
 
     with pytest.raises(ArtifactIntegrityError, match="never completed"):
         materialize_training_split(ref, store, tokenizer, BudgetConfig())

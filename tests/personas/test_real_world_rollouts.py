@@ -9,9 +9,19 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from partitions.personas import persona_discovery_sensor, scan_data_root, sync_partitions
-from resources.rollouts import PersonaRollouts
-from steering_assets.artifacts import ArtifactStore
+from steering_assets.partitions.personas import persona_discovery_sensor, scan_data_root, sync_partitions
+from steering_assets.resources.rollouts import PersonaRollouts
+from steering_assets.core.artifacts import ArtifactStore
+from steering_assets.formats.rollouts import (
+    ASSISTANT_AXIS,
+    PERSONA_SUBSPACE,
+    ROLES,
+    TRAITS,
+    PersonaRef,
+    RolloutFormatError,
+    data_root_problem,
+    discover_personas,
+)
 from steering_assets.personas.assets import INSTRUCTION_CHECK, split_check_results
 from steering_assets.personas.budget import (
     BudgetConfig,
@@ -22,16 +32,6 @@ from steering_assets.personas.budget import (
     check_selection,
 )
 from steering_assets.personas.dataset import baseline_rows, build_persona_dataset
-from steering_assets.personas.layout import (
-    ASSISTANT_AXIS,
-    PERSONA_SUBSPACE,
-    ROLES,
-    TRAITS,
-    PersonaRef,
-    RolloutFormatError,
-    data_root_problem,
-    discover_personas,
-)
 from steering_assets.personas.loading import read_responses, read_scores, read_scores_with_report
 from steering_assets.personas.pipeline import (
     load_baseline_rows,
@@ -474,7 +474,7 @@ def test_a_gemma_rollout_runs_through_the_dagster_job(tmp_path, word_tokenizer):
         failed = defs.resolve_job_def(persona_job_name("roles")).execute_in_process(
             instance=instance, partition_key="gemma-2-27b/pirate", run_config=bad, raise_on_error=False)
         assert not failed.success
-        from steering_assets.runner import failure_message
+        from steering_assets.core.progress import failure_message
 
         failure = next(e for e in failed.all_events if e.is_step_failure)
         assert "those rows are baselines" in failure_message(failure)

@@ -15,8 +15,8 @@ def tiny_model_factory(demo_workspace):
 
 @pytest.fixture(scope="session")
 def demo_conversations(demo_workspace):
+    from steering_assets.formats.rollouts import ROLES, PersonaRef
     from steering_assets.personas.dataset import build_persona_dataset
-    from steering_assets.personas.layout import ROLES, PersonaRef
 
     def conversations(name, count):
         frame, _ = build_persona_dataset(PersonaRef(ROLES, SOURCE_MODEL, name), demo_workspace.data_root)

@@ -3,10 +3,11 @@
 import dagster as dg
 import pytest
 
-from partitions.personas import sync_partitions
+from steering_assets.partitions.personas import sync_partitions
+from steering_assets.core.progress import failure_message
 from steering_assets.definitions import build_definitions, persona_job_name, steering_job_name
-from steering_assets.runner import contiguous_chunks, failure_message, run_partition_chunks
 from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE
+from tests.runner import contiguous_chunks, run_partition_chunks
 from tests.world import SOURCE_MODEL
 
 TINY = {"max_steps": 4, "eval_steps": 2, "save_steps": 2, "per_device_batch_size": 2, "max_length": 40, "warmup_steps": 0}
@@ -87,7 +88,7 @@ JUDGED = {"factors": [0.5, 2.0], "instructions": 4, "max_new_tokens": 6, "norm_r
 def steering_rater(prompt):
     """The judge server's answers to the 0-2 rating prompts: concept 2 (mostly), instruction 1 or 2 by the
     reply's length, fluency 2; a reply with fewer than 3 words gets words, not a digit (left unscored)."""
-    from steering_assets.vetting.steering_ratings import FLUENCY_INSTRUCTION, INSTRUCTION_INSTRUCTION
+    from steering_assets.steering.ratings import FLUENCY_INSTRUCTION, INSTRUCTION_INSTRUCTION
 
     reply = prompt.rsplit("Reply: ", 1)[-1]
     if prompt.startswith(FLUENCY_INSTRUCTION):
@@ -103,8 +104,8 @@ def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments
     import json
     import shutil
 
-    from resources.judge import JudgeResource
-    from steering_assets.runner import run_partition_chunks
+    from steering_assets.resources.judge import JudgeResource
+    from tests.runner import run_partition_chunks
     from tests.vetting.fake_openai import FakeJudgeServer
 
     _, instance, artifacts = env
@@ -157,8 +158,8 @@ def test_judged_evaluation_compares_methods_per_persona_and_reuses_its_judgments
         assert sum(summary[f"wins_{m}"].value for m in ("trained", "activation", "prompted", "unsteered")) == 2
         assert all(key in summary["comparison"].value for key in KEYS)
         # What `steering-assets backfill roles --steering --judged` prints.
-        from steering_assets.artifacts import ArtifactStore
-        from steering_assets.cli import print_method_comparison
+        from steering_assets.cli.reports import print_method_comparison
+        from steering_assets.core.artifacts import ArtifactStore
 
         capsys.readouterr()
         print_method_comparison(ArtifactStore(artifacts), demo_workspace.data_root)

@@ -3,7 +3,7 @@
 
 import pytest
 
-from steering_assets.steering.assistant_mask import (
+from steering_assets.models.assistant_mask import (
     GENERATION_TAGS,
     RENDERED_REPLY,
     AssistantMaskError,

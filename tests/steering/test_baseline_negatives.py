@@ -8,13 +8,13 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from partitions.personas import sync_partitions
-from steering_assets.artifacts import ArtifactStore
+from steering_assets.partitions.personas import sync_partitions
+from steering_assets.core.artifacts import ArtifactStore
+from steering_assets.core.progress import failure_message
 from steering_assets.definitions import build_definitions, persona_job_name, steering_job_name
-from steering_assets.personas.layout import ROLES, TRAITS, PersonaRef
+from steering_assets.formats.rollouts import ROLES, TRAITS, PersonaRef
+from steering_assets.models.errors import MissingBaselineError
 from steering_assets.personas.pipeline import load_baseline_rows, load_training_split, materialize_persona_dataset
-from steering_assets.runner import failure_message, run_partition_chunks
-from steering_assets.steering.errors import MissingBaselineError
 from steering_assets.steering.eval_pipeline import (
     ACTIVATION_FILE,
     BASELINE_FILE,
@@ -23,6 +23,7 @@ from steering_assets.steering.eval_pipeline import (
     persona_negatives,
 )
 from tests.conftest import response_row, write_persona
+from tests.runner import run_partition_chunks
 from tests.world import SOURCE_MODEL
 
 MODEL = SOURCE_MODEL

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from steering_assets.models.hooks import attach_steering
 from steering_assets.steering.evaluation import (
     SteeringEffect,
     assistant_mean_hidden,
@@ -10,7 +11,6 @@ from steering_assets.steering.evaluation import (
     projection_classifier,
     projection_regression,
 )
-from steering_assets.steering.hook import attach_steering
 from steering_assets.steering.persona_classifier import PersonaClassifier
 
 

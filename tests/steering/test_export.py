@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from steering_assets.steering.errors import VectorShapeError
+from steering_assets.models.errors import VectorShapeError
+from steering_assets.models.hooks import attach_steering, decoder_layers
 from steering_assets.steering.export import (
     GGUF_FILE,
     LAYER_STACK_FILE,
@@ -21,7 +22,6 @@ from steering_assets.steering.export import (
     write_layer_stack,
     write_lm_eval_steer,
 )
-from steering_assets.steering.hook import attach_steering, decoder_layers
 
 
 @pytest.fixture(scope="module")

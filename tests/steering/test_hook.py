@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from steering_assets.steering.errors import LayerOutOfRangeError
-from steering_assets.steering.hook import SteeringVectors, attach_steering, decoder_layers
+from steering_assets.models.errors import LayerOutOfRangeError
+from steering_assets.models.hooks import SteeringVectors, attach_steering, decoder_layers
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 import torch
 
+from steering_assets.judge.openai_judge import Judgment, failed, prompt_text
 from steering_assets.steering.judged_eval import (
     ACTIVATION,
     PROMPTED,
@@ -29,8 +30,7 @@ from steering_assets.steering.judged_eval import (
     typical_residual_norm,
     winner,
 )
-from steering_assets.vetting.judge import Judgment, failed, prompt_text
-from steering_assets.vetting.steering_ratings import (
+from steering_assets.steering.ratings import (
     CONCEPT_INSTRUCTION,
     FLUENCY_INSTRUCTION,
     INSTRUCTION_INSTRUCTION,
@@ -108,8 +108,8 @@ def test_scaled_direction_is_factor_times_the_residual_norm():
 
 
 def test_the_typical_residual_norm_is_the_median_over_reply_tokens(tiny_model_factory, tokenizer, demo_conversations):
-    from steering_assets.steering.assistant_mask import assistant_masks
-    from steering_assets.steering.hook import decoder_layers
+    from steering_assets.models.assistant_mask import assistant_masks
+    from steering_assets.models.hooks import decoder_layers
 
     model = tiny_model_factory()
     conversations = demo_conversations("chef", 3)

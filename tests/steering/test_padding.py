@@ -7,11 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from steering_assets.models import MissingPadTokenError, padded_batches
+from steering_assets.judge.local import LocalJudge, complete_scenarios, scenario_prompt
+from steering_assets.models.loading import MissingPadTokenError, padded_batches
 from steering_assets.steering.config import SteeringTrainingConfig
-from steering_assets.steering.evaluation import EvaluationConfig, assistant_mean_hidden, assistant_perplexity, steered_generations
+from steering_assets.steering.evaluation import (
+    EvaluationConfig,
+    assistant_mean_hidden,
+    assistant_perplexity,
+    steered_generations,
+)
 from steering_assets.steering.training import PersonaData, train_steering_vectors
-from steering_assets.vetting.local import LocalJudge, complete_scenarios, scenario_prompt
 
 SCENARIOS = ["Arr, matey! The sea", "Whisk the eggs and", "Case closed, the culprit was the butler who"]
 

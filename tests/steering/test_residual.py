@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from steering_assets.models.hooks import attach_steering, decoder_layers
+from steering_assets.models.residual import all_block_outputs, block_outputs
 from steering_assets.steering.evaluation import assistant_mean_hidden
-from steering_assets.steering.hook import attach_steering, decoder_layers
-from steering_assets.steering.residual import all_block_outputs, block_outputs
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ import copy
 import pytest
 import torch
 
+from steering_assets.models.errors import CheckpointMismatchError, EmptyTrainingSplitError, NonFiniteLossError
 from steering_assets.personas.budget import ChatTemplateMissingError
 from steering_assets.steering import training
 from steering_assets.steering.config import SteeringTrainingConfig
-from steering_assets.steering.errors import CheckpointMismatchError, EmptyTrainingSplitError, NonFiniteLossError
 from steering_assets.steering.training import PersonaData, train_steering_vectors
 
 FAST = SteeringTrainingConfig(layer=2, max_steps=8, eval_steps=4, save_steps=4, per_device_batch_size=2,
@@ -141,7 +141,7 @@ def test_a_vector_trained_through_the_fallback_mask_equals_one_trained_with_tags
 
 @pytest.mark.parametrize("family", ["qwen3", "gemma2", "llama3", "llama3.3"])
 def test_real_templates_train_on_the_reply_tokens_only(family, demo_conversations, tmp_path):
-    from steering_assets.steering.assistant_mask import rendered_reply_mask
+    from steering_assets.models.assistant_mask import rendered_reply_mask
     from steering_assets.steering.training import persona_seed, rows_needed
     from tests.chat_tokenizers import build_tokenizer, templates_present, tiny_qwen3
 
@@ -194,9 +194,9 @@ def test_vector_artifact_records_the_fallback_mask_with_each_real_template(famil
     """The steering_vector artifact of a real template says assistant-only loss, built by the rendered-reply method."""
     import json
 
-    from steering_assets.artifacts import ArtifactStore
+    from steering_assets.core.artifacts import ArtifactStore
+    from steering_assets.formats.rollouts import ROLES, PersonaRef
     from steering_assets.personas.budget import BudgetConfig
-    from steering_assets.personas.layout import ROLES, PersonaRef
     from steering_assets.personas.pipeline import materialize_persona_dataset, materialize_training_split
     from steering_assets.steering.export import GGUF_FILE, LAYER_STACK_FILE, LM_EVAL_FILE
     from steering_assets.steering.pipeline import materialize_steering_vectors
@@ -221,8 +221,8 @@ def test_vector_artifact_records_the_fallback_mask_with_each_real_template(famil
 
 
 def test_rows_whose_reply_starts_beyond_max_length_are_skipped_and_counted(tmp_path):
-    from tests.tiny_models import CHAT_TEMPLATE
     from tests.chat_tokenizers import build_tokenizer, tiny_qwen3
+    from tests.tiny_models import CHAT_TEMPLATE
 
     tokenizer = build_tokenizer("qwen3", chat_template=CHAT_TEMPLATE)
     short = [[{"role": "user", "content": "How are you?"}, {"role": "assistant", "content": f"Arr, matey number {i}!"}] for i in range(3)]

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
+from steering_assets.models.errors import VectorShapeError
 from steering_assets.steering.config import CONFIG_FILE, INTEROP_FILE, VECTOR_FILE
-from steering_assets.steering.errors import VectorShapeError
 from steering_assets.steering.vectors import load_into, read_interop, read_vector, write_interop, write_vector
 
 

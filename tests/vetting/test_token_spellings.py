@@ -15,8 +15,7 @@ import math
 
 import pytest
 
-from steering_assets.vetting.judge import PROBE_PROMPT, JudgeConfigurationError, JudgmentCache, OpenAIJudge
-from steering_assets.vetting.logprobs import (
+from steering_assets.judge.logprobs import (
     BYTE_FALLBACK,
     BYTE_LEVEL,
     SENTENCEPIECE,
@@ -25,6 +24,7 @@ from steering_assets.vetting.logprobs import (
     read_token,
     undo_markers,
 )
+from steering_assets.judge.openai_judge import PROBE_PROMPT, JudgeConfigurationError, JudgmentCache, OpenAIJudge
 from tests.vetting.fake_openai import FakeJudgeServer
 
 

