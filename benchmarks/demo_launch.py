@@ -31,7 +31,7 @@ def _settings(workspace: Path, artifacts: Path, home: Path) -> None:
     from demo.build import DemoWorkspace
 
     os.environ.update({
-        **DemoWorkspace(workspace).settings(), "DAGSTER_HOME": str(home), "PERSONA_ARTIFACT_ROOT": str(artifacts),
+        **DemoWorkspace(workspace).environment(), "DAGSTER_HOME": str(home), "PERSONA_ARTIFACT_ROOT": str(artifacts),
         "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
     })
 
@@ -51,8 +51,8 @@ def old_path(root: Path, workspace: Path) -> tuple[float, float]:
     import dagster as dg
 
     from demo.settings import dataset_run_config
-    from steering_assets.partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from steering_assets.definitions import build_definitions, persona_job_name
+    from steering_assets.partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from tests.runner import execute, run_partitions
 
     home = _home(root, "old")
@@ -79,9 +79,9 @@ def new_path(root: Path, workspace: Path) -> tuple[float, float]:
     import io
 
     from demo.settings import dataset_run_config
-    from steering_assets.partitions.personas import PARTITIONS_BY_KIND, sync_partitions
     from steering_assets.cli import backfill_persona_datasets, run_assets
     from steering_assets.cli.launcher import Launcher
+    from steering_assets.partitions.personas import PARTITIONS_BY_KIND, sync_partitions
 
     home = _home(root, "new")
     _settings(workspace, root / "new-artifacts", home)

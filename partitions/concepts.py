@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from steering_assets.resources.concepts import ConceptSentences
 from steering_assets.formats.concepts import ConceptDiscovery, survey_concepts
+from steering_assets.resources.concepts import ConceptSentences
 
 CONCEPT_PARTITIONS = dg.DynamicPartitionsDefinition(name="concepts")
 

@@ -21,9 +21,6 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import dagster as dg
 
-from steering_assets.resources.instructions import InstructionSource
-from steering_assets.resources.language_model import ModelSource
-from steering_assets.resources.rollouts import PersonaRollouts
 from steering_assets.core.asset_results import partition_results, reported_as_failure
 from steering_assets.formats.rollouts import (
     PERSONA_KINDS,
@@ -33,6 +30,9 @@ from steering_assets.formats.rollouts import (
     discover_personas,
     rollout_data_version,
 )
+from steering_assets.resources.instructions import InstructionSource
+from steering_assets.resources.language_model import ModelSource
+from steering_assets.resources.rollouts import PersonaRollouts
 
 ROLE_PARTITIONS = dg.DynamicPartitionsDefinition(name="roles")
 TRAIT_PARTITIONS = dg.DynamicPartitionsDefinition(name="traits")
@@ -189,11 +189,9 @@ def sync_instruction_partitions(instance: dg.DagsterInstance, instructions_root:
 )
 def instruction_discovery_sensor(context: dg.SensorEvaluationContext, instructions: InstructionSource,
                                  model_source: ModelSource) -> dg.SensorResult:
-    from steering_assets.formats.instructions import rollout_model_name
-
     if not instructions.root:
         return dg.SensorResult(skip_reason="PERSONA_INSTRUCTIONS_ROOT is not set: no rollouts to generate")
-    new = new_instruction_partitions(context.instance, instructions.folder(), rollout_model_name(model_source.display_name))
+    new = new_instruction_partitions(context.instance, instructions.folder(), instructions.rollout_model_name(model_source.display_name))
     requests = [PARTITIONS_BY_KIND[kind_name].build_add_request(keys) for kind_name, keys in new.items() if keys]
     return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason=None if requests else "no new instruction files")
 

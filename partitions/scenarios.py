@@ -8,53 +8,82 @@ which run with no daemon. Folders that cannot be vetted are logged with what is 
 
 import json
 import logging
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
+from steering_assets.formats.scenarios import scan_scenario_root, scenario_files_digest
 from steering_assets.resources.scenarios import ScenarioSource
-from steering_assets.formats.scenarios import scan_scenario_root
 
 log = logging.getLogger(__name__)
 
 VETTING_PARTITIONS = dg.DynamicPartitionsDefinition(name="scenario_traits")
 SCENARIO_FILES_KEY = dg.AssetKey(["vetting", "scenario_files"])
-# How often scenario folders are scanned (seconds).
-SCAN_INTERVAL = int(os.environ.get("PERSONA_SCENARIO_SCAN_SECONDS", "60"))
+# How often scenario folders are scanned by default (seconds); PERSONA_SCENARIO_SCAN_SECONDS sets it.
+SCAN_INTERVAL = 60
 
 
-def sync_scenario_partitions(instance: dg.DagsterInstance, root: Path | str) -> list[str]:
-    """Add a partition for every trait folder that can be vetted; log each folder that cannot, with what is missing."""
+@dataclass
+class ScenarioScan:
+    """What one scan found: trait keys to add, data versions to record, and folders that cannot be vetted."""
+
+    new_keys: list[str] = field(default_factory=list)
+    observations: list[dg.AssetObservation] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def scan_scenarios(instance: dg.DagsterInstance, root: Path | str, seen: dict[str, str]) -> ScenarioScan:
+    """New ``{category}/{trait}`` folders and every folder whose files changed since ``seen`` (key -> data version).
+
+    The sensor and ``sync_scenario_partitions`` both use it, so both add the same partitions and
+    record the same data versions of ``vetting/scenario_files``.
+    """
     scan = scan_scenario_root(root)
-    for folder, reason in scan.skipped:
-        log.warning("%s: not offered as a scenario trait: %s", folder, reason)
     existing = set(instance.get_dynamic_partitions(VETTING_PARTITIONS.name))
-    added = [key for key in (f"{f.parent.name}/{f.name}" for f in scan.traits) if key not in existing]
-    if added:
-        instance.add_dynamic_partitions(VETTING_PARTITIONS.name, added)
-    return added
-
-
-@dg.sensor(name="scenario_discovery_sensor", minimum_interval_seconds=SCAN_INTERVAL, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="New {category}/{trait} folders become partitions; edited files get a new data version.")
-def scenario_discovery_sensor(context: dg.SensorEvaluationContext, scenarios: ScenarioSource) -> dg.SensorResult:
-    from steering_assets.formats.scenarios import scan_scenario_root, scenario_files_digest
-
-    seen = json.loads(context.cursor) if context.cursor else {}
-    existing = set(context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name))
-    new, observations = [], []
-    scan = scan_scenario_root(scenarios.root)
-    for folder, reason in scan.skipped:
-        context.log.warning(f"{folder}: not offered as a scenario trait: {reason}")
+    result = ScenarioScan(seen=dict(seen), skipped=list(scan.skipped))
     for folder in scan.traits:
         key = f"{folder.parent.name}/{folder.name}"
         if key not in existing:
-            new.append(key)
+            result.new_keys.append(key)
         version = scenario_files_digest(folder)[:32]
-        if seen.get(key) != version:
-            seen[key] = version
-            observations.append(dg.AssetObservation(asset_key=SCENARIO_FILES_KEY, partition=key, tags={"dagster/data_version": version}))
-    requests = [VETTING_PARTITIONS.build_add_request(new)] if new else []
-    return dg.SensorResult(dynamic_partitions_requests=requests, asset_events=observations, cursor=json.dumps(seen),
-                           skip_reason=None if requests or observations else "no new or changed scenario files")
+        if result.seen.get(key) != version:
+            result.seen[key] = version
+            result.observations.append(
+                dg.AssetObservation(asset_key=SCENARIO_FILES_KEY, partition=key, tags={"dagster/data_version": version}))
+    return result
+
+
+def sync_scenario_partitions(instance: dg.DagsterInstance, root: Path | str) -> list[str]:
+    """What one sensor tick does, directly against an instance (CLI and demo, no daemon): add a partition for
+    every trait folder that can be vetted, record each folder's data version, log each folder that cannot."""
+    scan = scan_scenarios(instance, root, {})
+    for folder, reason in scan.skipped:
+        log.warning("%s: not offered as a scenario trait: %s", folder, reason)
+    if scan.new_keys:
+        instance.add_dynamic_partitions(VETTING_PARTITIONS.name, scan.new_keys)
+    for observation in scan.observations:
+        instance.report_runless_asset_event(observation)
+    return scan.new_keys
+
+
+def build_scenario_discovery_sensor(minimum_interval_seconds: int = SCAN_INTERVAL) -> dg.SensorDefinition:
+    """The sensor that turns new scenario folders into partitions and edits into data versions."""
+
+    @dg.sensor(name="scenario_discovery_sensor", minimum_interval_seconds=minimum_interval_seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="New {category}/{trait} folders become partitions; edited files get a new data version.")
+    def scenario_discovery_sensor(context: dg.SensorEvaluationContext, scenarios: ScenarioSource) -> dg.SensorResult:
+        scan = scan_scenarios(context.instance, scenarios.root, json.loads(context.cursor) if context.cursor else {})
+        for folder, reason in scan.skipped:
+            context.log.warning(f"{folder}: not offered as a scenario trait: {reason}")
+        requests = [VETTING_PARTITIONS.build_add_request(scan.new_keys)] if scan.new_keys else []
+        return dg.SensorResult(dynamic_partitions_requests=requests, asset_events=scan.observations,
+                               cursor=json.dumps(scan.seen),
+                               skip_reason=None if requests or scan.observations else "no new or changed scenario files")
+
+    return scenario_discovery_sensor
+
+
+scenario_discovery_sensor = build_scenario_discovery_sensor()

@@ -12,6 +12,14 @@ class InstructionSource(dg.ConfigurableResource):
     ``{root}/extraction_questions.jsonl`` (see ``steering_assets.formats.instructions``)."""
 
     root: Optional[str] = Field(default=None, description="The instructions folder (env PERSONA_INSTRUCTIONS_ROOT); unset: no generation.")
+    model_name: Optional[str] = Field(
+        default=None, description="The source-model folder generated rollouts go in, and {model_name} in the instructions "
+        "(env PERSONA_ROLLOUT_MODEL_NAME); unset: the persona model's short name.")
+
+    def rollout_model_name(self, display_name: str) -> str:
+        from steering_assets.formats.instructions import rollout_model_name
+
+        return rollout_model_name(display_name, self.model_name)
 
     def folder(self) -> Path:
         from steering_assets.core.errors import MissingInputError

@@ -26,7 +26,7 @@ def _load_local_judge(name_or_path: str, device: str, dtype: str) -> tuple[Any, 
 class JudgeResource(dg.ConfigurableResource):
     """``backend="openai"`` (any OpenAI-compatible URL), ``backend="local"`` (a local model's next-token logprobs
     on the rubric prompt) or ``backend="likelihood"`` (a local chat model's likelihood ratios on the item's parts,
-    ``vetting/likelihood.py``: the offline judge of the demo, trained on nothing)."""
+    ``judge/likelihood.py``: the offline judge of the demo, trained on nothing)."""
 
     backend: str = Field(default="openai", description='"openai", "local" or "likelihood".')
     model: str = Field(default="gpt-4.1-mini", description="Judge model name (openai backend).")

@@ -10,10 +10,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from steering_assets.partitions.personas import sync_partitions
 from steering_assets.core.progress import failure_message
 from steering_assets.definitions import build_definitions, persona_job_name
 from steering_assets.formats.rollouts import ROLES, PersonaRef
+from steering_assets.partitions.personas import sync_partitions
 from steering_assets.personas.assets import BUDGET_CHECK, SURVIVORS_CHECK
 from steering_assets.personas.budget import SelectionConfig, chat_token_lengths, select_training_rows
 from steering_assets.personas.dataset import build_persona_dataset
@@ -40,7 +40,7 @@ def latest_metadata(instance, key, partition):
 def test_code_location_loads_every_asset_without_heavy_imports():
     code = (
         "import sys, steering_assets.definitions as d;"
-        "keys = sorted(k.to_user_string() for k in d.defs.resolve_asset_graph().get_all_asset_keys());"
+        "keys = sorted(k.to_user_string() for k in d.defs().resolve_asset_graph().get_all_asset_keys());"
         "print(keys); print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()

@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 import torch
 
-from steering_assets.resources.language_model import LanguageModelResource, ModelSource
 from steering_assets.models.hooks import attach_steering, layer_device
 from steering_assets.models.loading import load_causal_lm, quantization_config, resolve_device_map
+from steering_assets.resources.language_model import LanguageModelResource, ModelSource
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +111,15 @@ def test_quantised_model_loads_and_steers(saved):
 
 
 def test_loading_settings_come_from_the_environment(monkeypatch):
-    from steering_assets.definitions import default_language_model
+    from steering_assets.core.settings import Settings
+    from steering_assets.resources.defaults import default_language_model
 
     source = ModelSource(model_name_or_path="some/model")
-    plain = default_language_model(source)
+    for name in ("PERSONA_DEVICE", "PERSONA_DEVICE_MAP", "PERSONA_DTYPE", "PERSONA_QUANTIZATION"):
+        monkeypatch.delenv(name, raising=False)
+    plain = default_language_model(source, Settings.from_env())
     assert (plain.device, plain.device_map, plain.dtype, plain.quantization) == ("auto", None, "auto", None)
     for name, value in {"PERSONA_DEVICE_MAP": "auto", "PERSONA_DTYPE": "bfloat16", "PERSONA_QUANTIZATION": "4bit"}.items():
         monkeypatch.setenv(name, value)
-    sharded = default_language_model(source)
+    sharded = default_language_model(source, Settings.from_env())
     assert (sharded.device_map, sharded.dtype, sharded.quantization) == ("auto", "bfloat16", "4bit")

@@ -49,8 +49,13 @@ def test_a_local_judge_retrained_in_place_is_a_new_judge(tmp_path):
 
 
 def test_the_steering_judge_defaults_to_the_judge_settings_and_each_can_be_set_apart(monkeypatch):
+    from steering_assets.core.settings import Settings
+    from steering_assets.definitions import build_definitions
+    from steering_assets.resources.defaults import default_judge as judge_from
     from steering_assets.resources.judge import JudgeResource
-    from steering_assets.definitions import build_definitions, default_judge
+
+    def default_judge(prefix: str = "PERSONA_JUDGE"):
+        return judge_from(Settings.from_env(), steering=prefix == "PERSONA_STEERING_JUDGE")
 
     for name in ("BACKEND", "LOCAL_MODEL", "MODEL", "NUMBER_SCALE"):
         monkeypatch.delenv(f"PERSONA_STEERING_JUDGE_{name}", raising=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -19,9 +18,19 @@ from steering_assets.core.artifacts import ArtifactStore
 
 
 def _env(name: str) -> str:
-    value = os.environ.get(name)
+    """A setting the command needs (read through ``Settings``); exits naming it when unset."""
+    from dataclasses import fields
+
+    from steering_assets.core.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as err:
+        sys.exit(f"error: {err}")
+    field = next(f.name for f in fields(Settings) if f.metadata["env"] == name)
+    value = getattr(settings, field)
     if not value:
-        sys.exit(f"{name} is not set; see .env.example for the settings the platform reads")
+        sys.exit(f"{name} is not set; see .env.example and docs/settings.md for the settings the platform reads")
     return value
 
 

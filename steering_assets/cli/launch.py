@@ -35,36 +35,37 @@ LAUNCHED_BY_TAG = "steering_assets/launched_by"
 _LOGGER = logging.getLogger("steering_assets.cli.launch")
 
 
-def code_location_origin(container_context: Mapping[str, Any] | None = None, container_image: str | None = None):
-    """The code location as workspace.yaml names it, loaded in this process (no gRPC server).
+@dataclass(frozen=True)
+class CodeLocationTarget:
+    """Where the code location's Definitions are: ``module:attribute``. The default is workspace.yaml's; a
+    program that builds the definitions from settings it holds (the demo) names its own module."""
+
+    module: str = DEFINITIONS_MODULE
+    attribute: str = "defs"
+
+
+def code_location_origin(container_context: Mapping[str, Any] | None = None, container_image: str | None = None,
+                         target: CodeLocationTarget = CodeLocationTarget()):
+    """The code location under workspace.yaml's name, loaded in this process (no gRPC server).
 
     ``container_context`` and ``container_image``: what a deployment attaches to the location
     (the Helm chart's user deployment does, for the Kubernetes run launcher).
     """
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from steering_assets.cli.dagster_internals import in_process_code_location_origin
 
-    return InProcessCodeLocationOrigin(
-        loadable_target_origin=LoadableTargetOrigin(
-            executable_path=sys.executable, module_name=DEFINITIONS_MODULE, attribute="defs",
-            working_directory=os.getcwd(),
-        ),
-        location_name=LOCATION_NAME,
-        container_context=dict(container_context) if container_context else None,
-        container_image=container_image,
-    )
+    return in_process_code_location_origin(target.module, target.attribute, LOCATION_NAME, os.getcwd(),
+                                           container_context, container_image)
 
 
 @contextlib.contextmanager
 def workspace_context(
-    instance: dg.DagsterInstance, container_context: Mapping[str, Any] | None = None, container_image: str | None = None
+    instance: dg.DagsterInstance, container_context: Mapping[str, Any] | None = None, container_image: str | None = None,
+    target: CodeLocationTarget = CodeLocationTarget(),
 ) -> Iterator[Any]:
     """A Dagster workspace holding this project's code location, loaded in this process."""
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from steering_assets.cli.dagster_internals import in_process_workspace
 
-    origin = code_location_origin(container_context, container_image)
-    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([origin])) as context:
+    with in_process_workspace(instance, code_location_origin(container_context, container_image, target)) as context:
         yield context
 
 
@@ -74,14 +75,14 @@ def in_process_instance(dagster_home: str | os.PathLike | None = None) -> dg.Dag
     Storage, pools and everything else stay as configured; only the run coordinator (no
     queue: nothing else would dequeue) and the run launcher (this process) are replaced.
     """
-    from dagster._core.instance.ref import InstanceRef
+    from steering_assets.cli.dagster_internals import (
+        DEFAULT_RUN_COORDINATOR,
+        SYNC_IN_MEMORY_RUN_LAUNCHER,
+        instance_from_dir,
+    )
 
     home = os.fspath(dagster_home or os.environ["DAGSTER_HOME"])
-    overrides = {
-        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
-        "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher", "class": "SyncInMemoryRunLauncher"},
-    }
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=overrides))
+    return instance_from_dir(home, {"run_coordinator": DEFAULT_RUN_COORDINATOR, "run_launcher": SYNC_IN_MEMORY_RUN_LAUNCHER})
 
 
 def new_backfill_id(instance: dg.DagsterInstance) -> str:
@@ -115,34 +116,21 @@ def submit_asset_backfill(
 
     ``partition_keys`` None: the assets are unpartitioned (one run materialises them all).
     """
-    from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._time import get_current_timestamp
+    from steering_assets.cli.dagster_internals import new_asset_backfill
 
-    request = context.create_request_context()
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=new_backfill_id(instance),
-        asset_graph=request.asset_graph,
-        partition_names=list(partition_keys) if partition_keys is not None else None,
-        asset_selection=list(asset_keys),
-        backfill_timestamp=get_current_timestamp(),
-        tags={LAUNCHED_BY_TAG: "cli", **(tags or {})},
-        dynamic_partitions_store=instance,
-        all_partitions=partition_keys is None,
-        title=title,
-        description=None,
-        run_config=run_config,
+    backfill = new_asset_backfill(
+        new_backfill_id(instance), context.create_request_context().asset_graph, asset_keys, partition_keys,
+        {LAUNCHED_BY_TAG: "cli", **(tags or {})}, run_config, title, dynamic_partitions_store=instance,
     )
     instance.add_backfill(backfill)
     return backfill.backfill_id
 
 
 def _finished(instance: dg.DagsterInstance, backfill_id: str) -> bool:
-    from dagster._core.execution.backfill import BulkActionStatus
+    from steering_assets.cli.dagster_internals import backfill_is_finished
 
     backfill = instance.get_backfill(backfill_id)
-    return backfill is not None and backfill.status not in (
-        BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING
-    )
+    return backfill is not None and backfill_is_finished(backfill)
 
 
 def run_backfill_in_process(context: Any, backfill_id: str, progress: Callable[[str], None] | None = None) -> None:
@@ -150,12 +138,12 @@ def run_backfill_in_process(context: Any, backfill_id: str, progress: Callable[[
 
     ``context`` must come from ``workspace_context(in_process_instance())``.
     """
-    from dagster._daemon.backfill import execute_backfill_iteration
+    from steering_assets.cli.dagster_internals import backfill_iteration
 
     instance = context.instance
     seen: set[str] = set()
     while not _finished(instance, backfill_id):
-        for error in execute_backfill_iteration(context, _LOGGER):
+        for error in backfill_iteration(context, _LOGGER):
             if error is not None:
                 raise RuntimeError(f"backfill {backfill_id}: {error.to_string()}")
         if progress:
@@ -167,11 +155,11 @@ def run_backfill_in_process(context: Any, backfill_id: str, progress: Callable[[
 
 def daemon_is_running(instance: dg.DagsterInstance) -> bool:
     """True when a dagster-daemon heartbeats against this instance (backfills and the run queue)."""
-    from dagster._daemon.controller import get_daemon_statuses
+    from steering_assets.cli.dagster_internals import daemon_statuses
 
     wanted = ["BACKFILL"] + (["QUEUED_RUN_COORDINATOR"] if "QUEUED_RUN_COORDINATOR" in instance.get_required_daemon_types() else [])
     try:
-        statuses = get_daemon_statuses(instance, wanted, ignore_errors=True)
+        statuses = daemon_statuses(instance, wanted)
     except Exception:  # no heartbeat table yet on a fresh instance
         return False
     return all(status.healthy for status in statuses.values())
@@ -278,14 +266,14 @@ def wait_for_backfill(
 
 
 def backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list:
-    from dagster._core.storage.tags import BACKFILL_ID_TAG
+    from steering_assets.cli.dagster_internals import BACKFILL_ID_TAG
 
     return list(reversed(instance.get_run_records(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}))))
 
 
 def run_partition_keys(run: dg.DagsterRun) -> list[str]:
     """The partitions a run covers: its partition tag, or every key of its range."""
-    from dagster._core.storage.tags import (
+    from steering_assets.cli.dagster_internals import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,
         PARTITION_NAME_TAG,

@@ -42,9 +42,17 @@ class Launcher:
     ``in_process``: this process executes the runs (the demo; the fallback where no daemon
     can run). Otherwise a running dagster-daemon executes them, or one started for the
     length of the command, so the runs obey the run queue and the pools.
+    ``target``: the code location's Definitions (default: workspace.yaml's, which reads the
+    settings from the environment); a program holding its own ``Settings`` names a module whose
+    ``dagster.definitions`` function builds them (in-process runs only: a daemon imports by name).
     """
 
-    def __init__(self, in_process: bool, timeout_s: float = 24 * 3600, log=print):
+    def __init__(self, in_process: bool, timeout_s: float = 24 * 3600, log=print, target=None):
+        from steering_assets.cli.launch import CodeLocationTarget
+
+        self.target = target or CodeLocationTarget()
+        if not in_process and self.target != CodeLocationTarget():
+            raise ValueError("a code location other than workspace.yaml's runs in process only (in_process=True)")
         self.in_process = in_process
         self.timeout_s = timeout_s
         self.log = log  # receives each progress line (the demo prefixes them with the elapsed time)
@@ -58,7 +66,7 @@ class Launcher:
         from steering_assets.cli import launch
 
         self._stack = contextlib.ExitStack()
-        self.context = self._stack.enter_context(launch.workspace_context(self.instance))
+        self.context = self._stack.enter_context(launch.workspace_context(self.instance, target=self.target))
         if not self.in_process:
             # Not DAGSTER_HOME/logs: Dagster's telemetry moves that folder away (to .logs_queue), and with it
             # the workspace file the daemon re-reads every minute.
@@ -147,7 +155,12 @@ def judged_stage(launcher: Launcher, kind_name: str, keys: list[str], run_config
 
 
 def job_assets(launcher: Launcher, job_name: str) -> list:
-    """The asset keys a job of the code location materialises."""
-    from steering_assets.definitions import defs
+    """The asset keys a job of the launcher's code location materialises."""
+    import importlib
 
-    return sorted(defs.resolve_job_def(job_name).asset_layer.executable_asset_keys, key=str)
+    import dagster as dg
+
+    definitions = getattr(importlib.import_module(launcher.target.module), launcher.target.attribute)
+    if not isinstance(definitions, dg.Definitions):  # a dagster.definitions function
+        definitions = definitions()
+    return sorted(definitions.resolve_job_def(job_name).asset_layer.executable_asset_keys, key=str)

@@ -20,6 +20,9 @@ from steering_assets.cli.commands import cmd_backfill, cmd_classifier_dataset, c
 
 
 def main(argv: list[str] | None = None) -> int:
+    from steering_assets.core.known_warnings import silence_known_warnings
+
+    silence_known_warnings()
     parser = argparse.ArgumentParser(prog="steering-assets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sync = sub.add_parser("sync-partitions", help="add partitions for every persona under PERSONA_DATA_ROOT")

@@ -111,7 +111,9 @@ def split_root(root: Path | str) -> tuple[str, str]:
 
 def default_cache_dir(url: str) -> Path:
     """Where a worker mirrors the artifacts of ``url`` (PERSONA_ARTIFACT_CACHE, else ~/.cache/steering-assets)."""
-    base = os.environ.get("PERSONA_ARTIFACT_CACHE") or os.path.join(
+    from steering_assets.core.settings import read_setting
+
+    base = read_setting("artifact_cache") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "steering-assets", "artifacts"
     )
     return Path(base) / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]

@@ -6,15 +6,15 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
+from steering_assets.core.asset_results import reported_as_failure
+from steering_assets.core.metadata import md_table, png_markdown
 from steering_assets.partitions.concepts import CONCEPT_PARTITIONS
+from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 from steering_assets.resources.concepts import ConceptSentences
 from steering_assets.resources.encoder import SentenceEncoderResource
 from steering_assets.resources.language_model import LanguageModelResource
 from steering_assets.resources.sae import SAEResource
 from steering_assets.resources.storage import ArtifactStorage
-from steering_assets.core.asset_results import reported_as_failure
-from steering_assets.core.metadata import md_table, png_markdown
-from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 
 GROUP = "concept_features"
 

@@ -124,7 +124,7 @@ def _consistent_layers(features: Sequence[SentenceFeatures]) -> tuple[list[int],
 
 
 def build_classifier_dataset(features: Sequence[SentenceFeatures], spec: DatasetSpec) -> dict[str, np.ndarray]:
-    """The arrays of one classifier-dataset NPZ (keys as in DESIGN.md).
+    """The arrays of one classifier-dataset NPZ (keys as in docs/assets.md, concepts/classifier_datasets).
 
     Final tokens only. Layers in ``spec`` are ids, looked up in the NPZs (module docstring);
     ``meta_input_layers`` and ``meta_target_layer`` record ids. Raises DatasetSpecError for a

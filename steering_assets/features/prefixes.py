@@ -31,7 +31,7 @@ class SentenceTokens:
 
     ``ids`` include the special tokens the tokenizer adds in front (BOS for Gemma and Llama):
     the model expects them as context. The fragments (cumulative prefixes) start after them
-    at ``start``: the BOS token alone is not a fragment (DESIGN.md). Fragment ``i`` is
+    at ``start``: the BOS token alone is not a fragment (docs/assets.md, concepts/sentence_features). Fragment ``i`` is
     ``ids[: start + i + 1]``, and there are ``len(ids) - start`` of them.
     """
 
@@ -92,7 +92,7 @@ def _as_tokens(sentence: SentenceTokens | Sequence[int]) -> SentenceTokens:
 def prefix_hidden_states(model: Any, sentences: Sequence[SentenceTokens], batch_size: int = 16) -> list[np.ndarray]:
     """For each sentence, ``[n_layers, n_fragments, d]``: every block's output at each fragment's last token.
 
-    Layer L is the output of decoder block L (DESIGN.md), captured with hooks, the last block
+    Layer L is the output of decoder block L (docs/steering.md#layers), captured with hooks, the last block
     included. Sentences are right-padded within a batch; with a causal mask, padding after
     a sentence never affects its positions. Raises ``NonFiniteHiddenStatesError`` naming the
     sentence when a state is NaN or infinite.
@@ -143,7 +143,7 @@ def prefix_hidden_states_one_by_one(model: Any, sentences: Sequence[SentenceToke
 
 @dataclass
 class SentenceFeatures:
-    """What one feature NPZ holds (keys as in DESIGN.md)."""
+    """What one feature NPZ holds (keys as in docs/assets.md, concepts/sentence_features)."""
 
     embeddings: np.ndarray  # [n_frag, d_embed] sentence-encoder embedding of each prefix
     hidden_states: np.ndarray  # [n_layers, n_frag, d_model]

@@ -145,12 +145,11 @@ def read_questions(path: Path | str) -> tuple[str, ...]:
     return tuple(questions)
 
 
-def rollout_model_name(display_name: str) -> str:
-    """The source-model folder generated rollouts go in, and ``{model_name}``: PERSONA_ROLLOUT_MODEL_NAME, else the
-    persona model's short name (``ModelSource.display_name``)."""
-    import os
-
-    return validate_name(os.environ.get("PERSONA_ROLLOUT_MODEL_NAME") or display_name, "PERSONA_ROLLOUT_MODEL_NAME")
+def rollout_model_name(display_name: str, override: str | None = None) -> str:
+    """The source-model folder generated rollouts go in, and ``{model_name}``: ``override``
+    (PERSONA_ROLLOUT_MODEL_NAME, carried by ``InstructionSource.model_name``), else the persona model's short
+    name (``ModelSource.display_name``). Raises InvalidNameError for a name that is not one path component."""
+    return validate_name(override or display_name, "PERSONA_ROLLOUT_MODEL_NAME" if override else "the persona model's name")
 
 
 def instruction_path(root: Path | str, kind: PersonaKind, name: str) -> Path:

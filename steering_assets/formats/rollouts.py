@@ -56,7 +56,7 @@ class PersonaKind:
     # Labels whose rows are baselines (the assistant without the persona): never training
     # rows, kept in the dataset as baseline negatives.
     baseline_labels: tuple[str, ...]
-    # Selection defaults (DESIGN.md): roles keep >= 3, traits keep >= 75 and label "pos".
+    # Selection defaults (docs/inputs.md#selection-defaults): roles keep >= 3, traits keep >= 75 and label "pos".
     default_keep_min_score: int
     default_keep_labels: tuple[str, ...]
     # The label a row's score key carries when it differs from the row's own label: the

@@ -107,7 +107,7 @@ class JudgeItem:
     """One thing to judge, structured, with the rubric an LLM judge reads (``prompt``).
 
     LLM judges (``OpenAIJudge``, ``LocalJudge``) read ``prompt`` only, so their cache keys are
-    unchanged. Judges that score the parts themselves (``vetting/likelihood.py``) read the rest:
+    unchanged. Judges that score the parts themselves (``judge/likelihood.py``) read the rest:
 
     - ``criterion``: ``"concept"`` (does ``answer`` express ``concept`` rather than ``contrast``?),
       ``"instruction"`` (does ``answer`` answer ``question``?), ``"fluency"`` (is ``answer`` fluent text?) or

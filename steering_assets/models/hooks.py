@@ -41,7 +41,7 @@ def _text_layer_count(model: nn.Module) -> int | None:
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a causal LM, in order: block L is layer L of DESIGN.md's convention.
+    """The decoder blocks of a causal LM, in order: block L is layer L of the convention in docs/steering.md#layers.
 
     Looked up, in order, on ``model.get_decoder()``, ``model.base_model``, ``model.model``,
     ``model.model.language_model``, ``model.language_model``, ``model.transformer`` and the model

@@ -74,7 +74,9 @@ class GGUFSource:
 
 def model_cache_root() -> Path:
     """Where converted models live: ``PERSONA_MODEL_CACHE``, else ``$XDG_CACHE_HOME/steering-assets/models``."""
-    base = os.environ.get("PERSONA_MODEL_CACHE")
+    from steering_assets.core.settings import read_setting
+
+    base = read_setting("model_cache")
     if base:
         return Path(base).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "steering-assets" / "models"
@@ -416,7 +418,7 @@ def residual_norm_profile(model: Any, tokenizer: Any, prompts: Sequence[str] = N
 
     The median over the tokens of ``prompts`` (chat-formatted when the tokenizer has a template),
     leaving out each sequence's first position: BOS and attention-sink positions carry norms
-    tens of times the rest. Layer L is block L's output (DESIGN.md), read with block hooks.
+    tens of times the rest. Layer L is block L's output (docs/steering.md#layers), read with block hooks.
     """
     import torch
 

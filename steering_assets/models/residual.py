@@ -1,6 +1,6 @@
 """The residual stream at the output of decoder blocks: the one reader every stage uses.
 
-DESIGN.md fixes the layer convention: layer L is the residual stream at the output of decoder
+docs/steering.md#layers fixes the layer convention: layer L is the residual stream at the output of decoder
 block L (0-based), before the final norm, for steering, activation vectors, hidden-state
 features and SAE inputs alike. ``output_hidden_states`` does not give that at the last layer
 (its last entry is the final norm's output, while steering adds before the norm), so every

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from steering_assets.resources.language_model import LanguageModelResource, ModelSource
 from steering_assets.core.metadata import md_table, png_markdown
+from steering_assets.resources.language_model import LanguageModelResource, ModelSource
 
 PERSONA_MODEL_KEY = dg.AssetKey(["models", "persona_model"])
 GROUP = "models"

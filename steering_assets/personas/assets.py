@@ -11,18 +11,18 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from steering_assets.partitions.personas import PARTITIONS_BY_KIND, rollout_scores_key, rollouts_asset_key
-from steering_assets.resources.language_model import ModelSource
-from steering_assets.resources.rollouts import PersonaRollouts
-from steering_assets.resources.storage import ArtifactStorage
 from steering_assets.core.artifacts import ArtifactResult, fingerprint
 from steering_assets.core.asset_results import reported_as_failure
 from steering_assets.core.metadata import md_bar_chart, md_counts, md_table
 from steering_assets.formats.rollouts import ROLES, PersonaKind, PersonaRef, RolloutFormatError, rollout_data_version
+from steering_assets.partitions.personas import PARTITIONS_BY_KIND, rollout_scores_key, rollouts_asset_key
 from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 from steering_assets.personas.budget import BudgetConfig, SelectionConfig, SelectionError, check_selection
 from steering_assets.personas.dataset import dataset_schema
 from steering_assets.personas.pipeline import DATASET_FILE, materialize_persona_dataset, materialize_training_split
+from steering_assets.resources.language_model import ModelSource
+from steering_assets.resources.rollouts import PersonaRollouts
+from steering_assets.resources.storage import ArtifactStorage
 
 # A persona-dataset backfill chunk: this many personas share one run (one process start, one tokenizer load).
 DATASETS_PER_RUN = 25
@@ -34,7 +34,7 @@ INSTRUCTION_CHECK = "training_rows_exclude_instruction"
 
 
 class TrainingSplitConfig(dg.Config):
-    """Selection and token-budget settings (defaults as in DESIGN.md)."""
+    """Selection and token-budget settings (defaults in docs/inputs.md#selection-defaults)."""
 
     train_tokens: int = Field(default=100_000, gt=0, description="Train budget in chat-template tokens.")
     validation_tokens: int = Field(default=10_000, ge=0, description="Validation budget in chat-template tokens.")
@@ -166,7 +166,7 @@ def split_check_results(details: dict[str, Any]) -> list[dg.AssetCheckResult]:
     ]
 
 
-def build_persona_assets(kind: PersonaKind) -> list:
+def build_persona_assets(kind: PersonaKind, datasets_per_run: int = DATASETS_PER_RUN) -> list:
     """The rollouts -> dataset -> training-split assets of one persona kind."""
     partitions_def = PARTITIONS_BY_KIND[kind.name]
     rollouts_key = rollouts_asset_key(kind)
@@ -246,7 +246,7 @@ def build_persona_assets(kind: PersonaKind) -> list:
         check_specs=check_specs,
         partitions_def=partitions_def,
         can_subset=True,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=datasets_per_run()),
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=datasets_per_run),
     )
     def persona_datasets(
         context: dg.AssetExecutionContext,
@@ -275,18 +275,6 @@ def build_persona_assets(kind: PersonaKind) -> list:
         yield from _chunk_results(context, kind, keys, results, failures)
 
     return [persona_rollouts, persona_datasets]
-
-
-def datasets_per_run() -> int:
-    """Personas per persona-dataset run in a backfill: PERSONA_DATASETS_PER_RUN when set, else 25."""
-    import os
-
-    value = os.environ.get("PERSONA_DATASETS_PER_RUN", "").strip()
-    if not value:
-        return DATASETS_PER_RUN
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"PERSONA_DATASETS_PER_RUN={value!r}: expected a whole number of personas per run, at least 1")
-    return int(value)
 
 
 def _materialize_one(context, kind, key, rollouts, store, model_source, config, selected) -> dict:

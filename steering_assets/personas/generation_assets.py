@@ -15,17 +15,16 @@ from typing import Optional, Sequence
 import dagster as dg
 from pydantic import Field
 
+from steering_assets.core.errors import InputError
+from steering_assets.core.metadata import md_table
+from steering_assets.formats.rollouts import ROLES, PersonaKind, PersonaRef
 from steering_assets.partitions.personas import PARTITIONS_BY_KIND, materialize_chunk, rollout_scores_key
+from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 from steering_assets.resources.instructions import InstructionSource
 from steering_assets.resources.judge import JudgeResource
 from steering_assets.resources.rollout_generation import RolloutGeneratorResource
 from steering_assets.resources.rollouts import PersonaRollouts
 from steering_assets.resources.storage import ArtifactStorage
-from steering_assets.core.errors import InputError
-from steering_assets.core.metadata import md_table
-from steering_assets.formats.instructions import rollout_model_name
-from steering_assets.formats.rollouts import ROLES, PersonaKind, PersonaRef
-from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 
 GENERATION_CHUNK = 8
 
@@ -84,7 +83,7 @@ def build_generation_assets(kind: PersonaKind) -> list:
         from steering_assets.personas.generation import ReplyCache, generate_rollouts, plan_rollouts, rollout_path
 
         root = instructions.folder()
-        model_name = rollout_model_name(rollout_generator.source.display_name)
+        model_name = instructions.rollout_model_name(rollout_generator.source.display_name)
         settings = SamplingSettings(config.max_new_tokens, config.temperature, config.top_p, config.seed)
         system_role = rollout_generator.supports_system_role()
         generator = rollout_generator.generator()
@@ -127,7 +126,7 @@ def build_generation_assets(kind: PersonaKind) -> list:
         from steering_assets.personas.rollout_scoring import ScoringOutcome, score_rollouts
 
         root = instructions.folder()
-        model_name = rollout_model_name(rollout_generator.source.display_name)
+        model_name = instructions.rollout_model_name(rollout_generator.source.display_name)
         store = storage.store()
 
         def materialize(refs: Sequence[PersonaRef]) -> dict:

@@ -5,32 +5,20 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field
 
-from steering_assets.partitions.personas import PARTITIONS_BY_KIND, materialize_chunk
-from steering_assets.resources.encoder import SentenceEncoderResource
-from steering_assets.resources.judge import JudgeResource
-from steering_assets.resources.language_model import LanguageModelResource
-from steering_assets.resources.storage import ArtifactStorage
 from steering_assets.core.artifacts import ArtifactResult
 from steering_assets.core.asset_results import reported_as_failure
 from steering_assets.core.metadata import md_table, png_markdown
 from steering_assets.formats.rollouts import PersonaKind, PersonaRef
+from steering_assets.partitions.personas import PARTITIONS_BY_KIND, materialize_chunk
 from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
+from steering_assets.resources.encoder import SentenceEncoderResource
+from steering_assets.resources.judge import JudgeResource
+from steering_assets.resources.language_model import LanguageModelResource
+from steering_assets.resources.storage import ArtifactStorage
 from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE, SteeringTrainingConfig
 
-# A backfill chunk: this many personas share one model load and one batched training run.
+# A backfill chunk: this many personas share one model load and one batched training run (PERSONA_PERSONAS_PER_RUN).
 PERSONAS_PER_RUN = 8
-
-
-def personas_per_run() -> int:
-    """K, the personas per model run: PERSONA_PERSONAS_PER_RUN when set (a GPU with room for more), else 8."""
-    import os
-
-    value = os.environ.get("PERSONA_PERSONAS_PER_RUN", "").strip()
-    if not value:
-        return PERSONAS_PER_RUN
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"PERSONA_PERSONAS_PER_RUN={value!r}: expected a whole number of personas per run, at least 1")
-    return int(value)
 
 
 class SteeringVectorConfig(dg.Config):
@@ -77,6 +65,10 @@ class SteeringEvalConfig(dg.Config):
     held_out_rows: int = Field(default=120, gt=0, description="Held-out rows per class for the projection probe.")
     batch_size: int = Field(default=16, gt=0)
     seed: int = 0
+    effect_min_probability: float = Field(
+        default=0.5, ge=0, le=1, description="An effect needs the target persona's classifier probability at least this high.")
+    effect_min_ratio: float = Field(
+        default=2.0, ge=1, description="... and at least this many times the unsteered and the random direction's.")
 
     def evaluation(self):
         from steering_assets.steering.evaluation import EvaluationConfig
@@ -163,6 +155,7 @@ def eval_metadata(result: ArtifactResult) -> dict[str, Any]:
         "target_probability_steered": dg.MetadataValue.float(steering["best_probability"]),
         "best_coefficient": dg.MetadataValue.float(steering["best_coefficient"]),
         "shows_steering_effect": steering["shows_effect"],
+        **({"steering_effect_bar": dg.MetadataValue.json(steering["effect_bar"])} if "effect_bar" in steering else {}),
         "coefficient_sweep": dg.MetadataValue.md(md_table(
             ["coefficient (x typical residual norm)", "p(target persona)", "p(target), random direction"], sweep)),
         **({"target_probability_random_direction": dg.MetadataValue.float(float(steering["random_at_best"]))}
@@ -238,7 +231,7 @@ def rows_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
     return dg.MetadataValue.md(md_table(list(rows[0]) if rows else ["persona"], [list(r.values()) for r in rows]))
 
 
-def build_steering_assets(kind: PersonaKind) -> list:
+def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PER_RUN) -> list:
     partitions_def = PARTITIONS_BY_KIND[kind.name]
     split_key = dg.AssetKey([kind.name, "persona_training_split"])
 
@@ -247,7 +240,7 @@ def build_steering_assets(kind: PersonaKind) -> list:
         "partitions_def": partitions_def,
         "group_name": f"{kind.name}_steering",
         "pool": "gpu",
-        "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=personas_per_run()),
+        "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=personas_per_run),
         "code_version": "1",
     }
 

@@ -1,7 +1,7 @@
 """Difference-of-means vectors from two sets of conversations, with the pooling said out loud.
 
 ``mean(positive activations) - mean(negative activations)`` at the output of decoder block
-``layer`` (DESIGN.md's layer convention), the classic activation-addition / CAA recipe. Two
+``layer`` (the layer convention, docs/steering.md#layers), the classic activation-addition / CAA recipe. Two
 poolings of a conversation's residual stream:
 
 - ``"reply_mean"``: the mean over the assistant reply's tokens (the tokens steering training

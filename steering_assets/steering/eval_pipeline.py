@@ -385,7 +385,8 @@ def evaluate_persona(
     random_config = replace(config, coefficients=tuple(c for c in config.coefficients if c != 0.0))
     random_generations = steered_generations(model, tokenizer, prompts, layer, random_unit * residual_norm, random_config,
                                              model_name=model_name)
-    effect = steering_effect(generations, ref.partition_key, classifier, encoder, random_generations)
+    effect = steering_effect(generations, ref.partition_key, classifier, encoder, random_generations,
+                             config.effect_min_probability, config.effect_min_ratio)
     result["steering"] = {
         "units": "typical residual-stream norm at the vector's layer",
         "residual_norm": residual_norm,
@@ -399,6 +400,7 @@ def evaluate_persona(
         "best_probability": effect.best,
         "unsteered_probability": effect.unsteered,
         "shows_effect": effect.shows_effect,
+        "effect_bar": {"min_probability": config.effect_min_probability, "min_ratio": config.effect_min_ratio},
         "prompts": len(prompts),
         "examples": {str(c): texts for c, texts in effect.examples.items()},
     }

@@ -33,6 +33,11 @@ class EvaluationConfig:
     held_out_rows: int = 120
     batch_size: int = 16
     seed: int = 0
+    # What counts as a steering effect (SteeringEffect.shows_effect): the classifier's probability of the
+    # target persona at the best strength is at least effect_min_probability and at least effect_min_ratio
+    # times both the unsteered probability and a random direction's at that strength.
+    effect_min_probability: float = 0.5
+    effect_min_ratio: float = 2.0
 
 
 def _assistant_masks(tokenizer: Any, conversations: Sequence[list[dict[str, str]]], max_length: int):
@@ -66,7 +71,7 @@ def assistant_mean_hidden(model, tokenizer, conversations, layer: int, batch_siz
                           model_name: str = "the target model") -> np.ndarray:
     """``[n_conversations, d]``: mean residual stream at the output of decoder block ``layer`` over each reply's tokens.
 
-    Layer L is block L's output (DESIGN.md), read with a hook (the last block included), so
+    Layer L is block L's output (docs/steering.md#layers), read with a hook (the last block included), so
     the activation vector lives where steering adds. Raises ``FloatingPointError`` on NaN/inf.
     """
     check_layer(model, layer)
@@ -197,6 +202,8 @@ class SteeringEffect:
     examples: dict[float, list[str]] = field(default_factory=dict)
     # The same for a random direction of the same norm at the same layer, per coefficient (None: not measured).
     random_probability: list[float] | None = None
+    min_probability: float = 0.5
+    min_ratio: float = 2.0
 
     @property
     def random_at_best(self) -> float:
@@ -214,14 +221,16 @@ class SteeringEffect:
 
     @property
     def shows_effect(self) -> bool:
-        """At least 0.5, at least twice the unsteered probability, and (when measured) at least twice what a
-        random direction of the same strength reaches: an effect counts only above the random baseline."""
-        above_random = self.random_probability is None or self.best >= 2 * self.random_at_best
-        return self.best >= 0.5 and self.best >= 2 * self.unsteered and above_random
+        """At least ``min_probability``, at least ``min_ratio`` times the unsteered probability, and (when measured)
+        ``min_ratio`` times what a random direction of the same strength reaches: an effect counts only above the
+        random baseline. The bar is ``EvaluationConfig.effect_min_probability`` and ``effect_min_ratio``."""
+        above_random = self.random_probability is None or self.best >= self.min_ratio * self.random_at_best
+        return self.best >= self.min_probability and self.best >= self.min_ratio * self.unsteered and above_random
 
 
 def steering_effect(generations: dict[float, list[str]], target_class: str, classifier, encoder,
-                    random_generations: dict[float, list[str]] | None = None) -> SteeringEffect:
+                    random_generations: dict[float, list[str]] | None = None, min_probability: float = 0.5,
+                    min_ratio: float = 2.0) -> SteeringEffect:
     coefficients = sorted(generations)
     column = classifier.classes.index(target_class)
 
@@ -235,7 +244,8 @@ def steering_effect(generations: dict[float, list[str]], target_class: str, clas
     if random_generations is not None:
         # Coefficient 0 is the same unsteered text for both directions.
         random = [probabilities[i] if c == 0.0 else mean_probability(random_generations[c]) for i, c in enumerate(coefficients)]
-    return SteeringEffect(coefficients, probabilities, best, {c: generations[c][:3] for c in coefficients}, random)
+    return SteeringEffect(coefficients, probabilities, best, {c: generations[c][:3] for c in coefficients}, random,
+                          min_probability, min_ratio)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

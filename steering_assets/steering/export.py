@@ -1,7 +1,7 @@
 """Steering vectors in the files other tools load, and published vectors read back for evaluation here.
 
 Our layer L is the residual stream at the output of decoder block L (0-based), before the
-final norm (DESIGN.md). Each format's own numbering, and how it maps to ours:
+final norm (docs/steering.md#layers). Each format's own numbering, and how it maps to ours:
 
 - llama.cpp control vector (GGUF, ``--control-vector``): ``general.architecture =
   "controlvector"``, one 1-D F32 tensor ``direction.{N}`` of ``n_embd`` per layer. llama.cpp's

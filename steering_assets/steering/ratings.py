@@ -5,13 +5,12 @@ Outperform Sparse Autoencoders"): each generation is rated 0, 1 or 2 for how cle
 expresses the concept (here the persona or trait), how well it follows the instruction, and
 how fluent it is; a generation's score is the harmonic mean of the three, so a reply that
 fails any one of them scores near 0. Our judge reads each rating from the first answer
-token's logprobs (``vetting/judge.py``): the probability-weighted mean of the tokens 0, 1
+token's logprobs (``judge/openai_judge.py``): the probability-weighted mean of the tokens 0, 1
 and 2, a number in [0, 2]. "0", "1" and "2" are single tokens in every tokenizer, so no
 number-scale probe is needed.
 
-The instruction sentences are constants (the demo judge holds each as one token) and
-``STEERING_RATING_VERSION`` is part of every cached artifact's fingerprint: change a
-sentence, bump the version.
+``STEERING_RATING_VERSION`` is part of every cached artifact's fingerprint: change a rating
+instruction, bump the version, so cached judgments of the old wording are not reused.
 """
 
 from __future__ import annotations

@@ -1,29 +1,23 @@
-"""Dagster wrappers for vetting: per-trait assets, a discovery sensor, re-vetting on a schedule and on edits."""
+"""Dagster wrappers for vetting: the per-trait assets and their checks (the job, schedule and sensor: jobs.py)."""
 
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from steering_assets.core.asset_results import reported_as_failure
+from steering_assets.core.metadata import md_table, png_markdown
 from steering_assets.partitions.scenarios import SCENARIO_FILES_KEY, VETTING_PARTITIONS
+from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 from steering_assets.resources.judge import JudgeResource
 from steering_assets.resources.language_model import LanguageModelResource
 from steering_assets.resources.scenarios import ScenarioSource
 from steering_assets.resources.storage import ArtifactStorage
-from steering_assets.core.asset_results import reported_as_failure
-from steering_assets.core.metadata import md_table, png_markdown
-from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 
 GROUP = "vetting"
 PASS_CHECK = "pass_rate_meets_bar"
 CALIBRATION_CHECK = "judge_calibration"
-AUTOMATION_SENSOR = "default_automation_condition_sensor"
-# Weekly by default (Monday 06:00); PERSONA_REVET_CRON overrides it.
-REVET_CRON = os.environ.get("PERSONA_REVET_CRON", "0 6 * * 1")
-# How often automation conditions are evaluated (seconds).
-AUTOMATION_INTERVAL = int(os.environ.get("PERSONA_AUTOMATION_SECONDS", "30"))
 _ITEM_TEXT = 90
 
 
@@ -233,25 +227,5 @@ def response_vetting(context: dg.AssetExecutionContext, config: VettingConfig, s
 
     return _judge_stage(context, "response_vetting", config, storage, judge, scenarios, vet_responses)
 
-
-vetting_job = dg.define_asset_job("vetting", selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets(SCENARIO_FILES_KEY),
-                                  description="Vet every stage of one trait's scenarios.")
-
-
-@dg.schedule(cron_schedule=REVET_CRON, job=vetting_job, default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Re-vet every trait (cached judgments make unchanged items free; items that failed with an "
-                         "error or had no score are asked again).")
-def revetting_schedule(context: dg.ScheduleEvaluationContext):
-    for key in context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name):
-        yield dg.RunRequest(run_key=f"{key}@{context.scheduled_execution_time:%Y-%m-%d}", partition_key=key)
-
-
-# Dagster's own default automation sensor starts stopped, so the eager conditions above would
-# never fire in `make ui`; this one replaces it (same name) and runs by default.
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    AUTOMATION_SENSOR, target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=AUTOMATION_INTERVAL,
-    description="Evaluates every asset's automation condition: an edited scenario file re-vets its trait.",
-)
 
 VETTING_ASSETS = [scenario_files, scenario_vetting, scenario_responses, response_vetting]

@@ -1,7 +1,7 @@
 """Vetting artifacts per trait: scenario scores (stage 0), completions (stage 1), completion scores (stage 2).
 
 Stage 0 writes ``scenario_scores.json`` (each result with the item's text, as trait-interp's
-``vet_scenarios`` does), stage 2 ``response_scores.json`` (DESIGN.md's shape); both write
+``vet_scenarios`` does), stage 2 ``response_scores.json`` (the shape in docs/vetting.md); both write
 ``calibration.json`` (every item's score keyed by the digest of its prompt, and the drift
 since the previous vetting). A saved result is reused only when its inputs, judge and
 thresholds are unchanged **and** every item has a score: a result holding errors or

@@ -33,7 +33,7 @@ def response_scores_report(
 ) -> dict:
     """The vetting document: thresholds, summary, failed indices per polarity and every result.
 
-    Stage 2's ``response_scores.json`` has DESIGN.md's shape (results ``{idx, polarity, score}``,
+    Stage 2's ``response_scores.json`` has the shape docs/vetting.md gives (results ``{idx, polarity, score}``,
     plus ``error`` or ``refusal`` when present). With ``with_text`` (stage 0's
     ``scenario_scores.json``, as trait-interp writes it) each result also holds the item's text
     (``scenario``, and ``system_prompt`` when it has one) and the summary its ``total``.

@@ -58,7 +58,8 @@ def test_scenarios_and_their_known_verdicts_are_read_by_the_vetting_readers(tmp_
 
 def test_settings_point_every_resource_at_the_workspace(tmp_path):
     workspace = write_demo_inputs(tmp_path)
-    settings = workspace.settings()
+    assert workspace.settings().model == workspace.settings().judge_local_model == DEMO_MODEL
+    settings = workspace.environment()
     assert settings["PERSONA_MODEL"] == settings["PERSONA_JUDGE_LOCAL_MODEL"] == DEMO_MODEL
     assert settings["PERSONA_JUDGE_BACKEND"] == "likelihood"
     assert all(value.startswith(str(tmp_path)) for key, value in settings.items()

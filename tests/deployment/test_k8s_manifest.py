@@ -150,7 +150,9 @@ def _gpus(job: dict) -> tuple:
 def _launch_job(instance, context, job_name: str, tags: dict) -> None:
     from dagster._core.definitions.partitions.context import partition_loading_context
 
-    from steering_assets.definitions import defs
+    from steering_assets.definitions import defs as load_defs
+
+    defs = load_defs()
 
     request = context.create_request_context()
     remote_job = request.get_code_location(launch.LOCATION_NAME).get_repository("__repository__").get_full_job(job_name)
@@ -164,7 +166,9 @@ def _launch_job(instance, context, job_name: str, tags: dict) -> None:
 
 def _model_jobs() -> list[str]:
     """Every job with an asset in the gpu pool."""
-    from steering_assets.definitions import defs
+    from steering_assets.definitions import defs as load_defs
+
+    defs = load_defs()
 
     repo = defs.get_repository_def()
     return sorted(

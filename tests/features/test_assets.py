@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from steering_assets.partitions.concepts import concept_discovery_sensor, sync_concept_partitions
-from steering_assets.resources.concepts import ConceptSentences
 from steering_assets.core.progress import failure_message
 from steering_assets.definitions import build_definitions
 from steering_assets.formats.concepts import read_concept_sentences
+from steering_assets.partitions.concepts import concept_discovery_sensor, sync_concept_partitions
+from steering_assets.resources.concepts import ConceptSentences
 
 
 def test_concept_job_materialises_every_stage(demo_workspace, tmp_path):

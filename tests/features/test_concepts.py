@@ -4,8 +4,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from steering_assets.partitions.concepts import concept_discovery_sensor, sync_concept_partitions
-from steering_assets.resources.concepts import ConceptSentences
 from steering_assets.formats.concepts import (
     ConceptFileError,
     concept_source,
@@ -13,6 +11,8 @@ from steering_assets.formats.concepts import (
     read_concept_sentences,
     survey_concepts,
 )
+from steering_assets.partitions.concepts import concept_discovery_sensor, sync_concept_partitions
+from steering_assets.resources.concepts import ConceptSentences
 
 
 @pytest.mark.parametrize(

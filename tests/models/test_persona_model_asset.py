@@ -30,7 +30,7 @@ def test_a_gguf_path_materialises_with_its_card(smollm2, tmp_path):
 def test_every_model_asset_is_downstream_of_the_model():
     from steering_assets.definitions import defs
 
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     children = {key.to_user_string() for key in graph.get(PERSONA_MODEL_KEY).child_keys}
     for kind in ("roles", "traits"):
         assert {f"{kind}/persona_dataset", f"{kind}/steering_vector", f"{kind}/persona_activation_vector",

@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from steering_assets.partitions.personas import sync_instruction_partitions
 from steering_assets.formats.rollouts import ROLES
+from steering_assets.partitions.personas import sync_instruction_partitions
 
 FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world" / "instructions"
 
@@ -30,8 +30,8 @@ def assets(defs, *names):
 
 
 def test_generate_score_and_build_the_dataset(smollm2, instructions, tmp_path, monkeypatch):
-    from steering_assets.resources.judge import JudgeResource
     from steering_assets.definitions import build_definitions
+    from steering_assets.resources.judge import JudgeResource
 
     gguf = smollm2.card["source"]["files"][0]
     data, artifacts = tmp_path / "data", tmp_path / "artifacts"

@@ -9,8 +9,6 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from steering_assets.partitions.personas import persona_discovery_sensor, scan_data_root, sync_partitions
-from steering_assets.resources.rollouts import PersonaRollouts
 from steering_assets.core.artifacts import ArtifactStore
 from steering_assets.formats.rollouts import (
     ASSISTANT_AXIS,
@@ -22,6 +20,7 @@ from steering_assets.formats.rollouts import (
     data_root_problem,
     discover_personas,
 )
+from steering_assets.partitions.personas import persona_discovery_sensor, scan_data_root, sync_partitions
 from steering_assets.personas.assets import INSTRUCTION_CHECK, split_check_results
 from steering_assets.personas.budget import (
     BudgetConfig,
@@ -39,6 +38,7 @@ from steering_assets.personas.pipeline import (
     materialize_persona_dataset,
     materialize_training_split,
 )
+from steering_assets.resources.rollouts import PersonaRollouts
 from tests.conftest import write_persona
 
 REAL_WORLD = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world"

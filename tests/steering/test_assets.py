@@ -3,9 +3,9 @@
 import dagster as dg
 import pytest
 
-from steering_assets.partitions.personas import sync_partitions
 from steering_assets.core.progress import failure_message
 from steering_assets.definitions import build_definitions, persona_job_name, steering_job_name
+from steering_assets.partitions.personas import sync_partitions
 from steering_assets.steering.config import INTEROP_FILE, LOSS_CURVE_FILE, VECTOR_FILE
 from tests.runner import contiguous_chunks, run_partition_chunks
 from tests.world import SOURCE_MODEL

@@ -8,12 +8,12 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from steering_assets.partitions.personas import sync_partitions
 from steering_assets.core.artifacts import ArtifactStore
 from steering_assets.core.progress import failure_message
 from steering_assets.definitions import build_definitions, persona_job_name, steering_job_name
 from steering_assets.formats.rollouts import ROLES, TRAITS, PersonaRef
 from steering_assets.models.errors import MissingBaselineError
+from steering_assets.partitions.personas import sync_partitions
 from steering_assets.personas.pipeline import load_baseline_rows, load_training_split, materialize_persona_dataset
 from steering_assets.steering.eval_pipeline import (
     ACTIVATION_FILE,

@@ -63,6 +63,9 @@ def test_steering_effect_bar():
     assert SteeringEffect([0.0, 2.0], [0.1, 0.6], 2.0).shows_effect
     assert not SteeringEffect([0.0, 2.0], [0.3, 0.55], 2.0).shows_effect  # not twice the unsteered value
     assert not SteeringEffect([0.0, 2.0], [0.05, 0.4], 2.0).shows_effect  # below 0.5
+    # The bar is configurable (SteeringEvalConfig.effect_min_probability / effect_min_ratio).
+    assert SteeringEffect([0.0, 2.0], [0.05, 0.4], 2.0, min_probability=0.3).shows_effect
+    assert not SteeringEffect([0.0, 2.0], [0.1, 0.6], 2.0, min_ratio=10.0).shows_effect
     assert cosine(np.array([1.0, 0.0]), np.array([2.0, 0.0])) == pytest.approx(1.0)
 
 

@@ -1,4 +1,4 @@
-"""Layer L is the output of decoder block L (DESIGN.md), for every reader, the last layer included."""
+"""Layer L is the output of decoder block L (docs/steering.md#layers), for every reader, the last layer included."""
 
 import numpy as np
 import pytest

@@ -7,11 +7,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from steering_assets.definitions import build_definitions
 from steering_assets.partitions.scenarios import scenario_discovery_sensor
 from steering_assets.resources.judge import JudgeResource
 from steering_assets.resources.scenarios import ScenarioSource
-from steering_assets.definitions import build_definitions
-from steering_assets.vetting.assets import CALIBRATION_CHECK, PASS_CHECK, revetting_schedule
+from steering_assets.vetting.assets import CALIBRATION_CHECK, PASS_CHECK
+from steering_assets.vetting.jobs import revetting_schedule
 from tests.vetting.fake_openai import FakeJudgeServer
 
 REAL_WORLD = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world"

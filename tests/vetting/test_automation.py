@@ -74,8 +74,8 @@ def test_editing_a_scenario_file_under_a_running_daemon_re_vets_that_trait_alone
                 from location import defs  # noqa: PLC0415
             finally:
                 sys.path.remove(str(tmp_path))
-            from steering_assets.partitions.scenarios import SCENARIO_FILES_KEY
             from steering_assets.formats.scenarios import scenario_files_digest
+            from steering_assets.partitions.scenarios import SCENARIO_FILES_KEY
 
             keys = ["social/edited", "social/untouched"]
             instance.add_dynamic_partitions("scenario_traits", keys)

@@ -109,8 +109,8 @@ def test_completions_are_batched_seeded_and_plain_text(model, tokenizer):
 def test_local_backend_without_a_model_stops_before_any_work(demo_workspace, tmp_path):
     import dagster as dg
 
-    from steering_assets.resources.judge import JudgeResource
     from steering_assets.definitions import build_definitions
+    from steering_assets.resources.judge import JudgeResource
     from tests.vetting.test_assets import write_trait
 
     root = tmp_path / "scenarios"
@@ -133,9 +133,9 @@ def test_an_offline_judge_vets_a_demo_trait_and_reuses_everything_unchanged(demo
 
     import dagster as dg
 
-    from steering_assets.resources.judge import JudgeResource
     from steering_assets.definitions import build_definitions
     from steering_assets.formats.scenarios import read_trait_scenarios, read_verdicts
+    from steering_assets.resources.judge import JudgeResource
 
     root = tmp_path / "scenarios"
     shutil.copytree(demo_workspace.scenarios_root, root)
