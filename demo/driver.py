@@ -60,23 +60,18 @@ def run_demo(workspace_dir: str | Path = ".demo", started_at: float | None = Non
     ``started_at``: when the command that runs the demo started (epoch seconds; the Makefile passes it),
     so the profile counts the install before this process. Returns the exit status (1 if a partition failed).
     """
-    from demo import settings as demo
+    from demo import location
     from demo.build import DEMO_MODEL, write_demo_inputs
     from demo.instructions import DEMO_ROLES, DEMO_TRAITS
     from demo.stages import StageClock
     from steering_assets.core.known_warnings import silence_known_warnings
-    from steering_assets.formats.instructions import rollout_model_name
-    from steering_assets.partitions.concepts import sync_concept_partitions
-    from steering_assets.partitions.personas import sync_instruction_partitions
-    from steering_assets.partitions.scenarios import sync_scenario_partitions
+    from steering_assets.core.progress import PROGRESS_SINK
 
     _passive_openmp_waits()
     # Dagster's known, explained warnings (e.g. an unawaited coroutine after every in-process run)
     # would bury the stage lines; every other warning still shows.
     silence_known_warnings()
     clock = StageClock(lambda line: print(line, flush=True), started=started_at)
-    from steering_assets.core.progress import PROGRESS_SINK
-
     # The runs execute in this process: their assets' progress lines join the stage lines.
     PROGRESS_SINK.write = clock.progress
     if started_at is not None:
@@ -86,54 +81,18 @@ def run_demo(workspace_dir: str | Path = ".demo", started_at: float | None = Non
     clock.line(f"demo workspace: {workspace.root} (instruction files for {len(DEMO_ROLES)} roles and {len(DEMO_TRAITS)} "
                f"traits, scenarios); persona model and judge: {DEMO_MODEL}")
     # The code location is built from the demo workspace's settings, passed explicitly (demo/location.py).
-    from demo import location
-
     target = location.use(workspace.settings())
-    failed = 0
     # Every stage is a Dagster backfill of the code location (UI: Overview -> Backfills, the
     # asset pages and the run timeline), executed in this process: see steering_assets/cli/launch.py.
     with contextlib.ExitStack() as stack:
         with clock.stage("Dagster instance"):
             launcher = stack.enter_context(Launcher(in_process=True, log=clock.progress, target=target))
-            instance = launcher.instance
         with _backfill_stage(clock, launcher, "persona model (GGUF converted once per machine, then described)"):
             if not run_assets(launcher, ["models", "persona_model"]):
                 return 1
-        from steering_assets.resources.language_model import ModelSource
-
-        model_name = rollout_model_name(ModelSource(model_name_or_path=DEMO_MODEL).display_name, workspace.settings().rollout_model_name)
-        sync_instruction_partitions(instance, workspace.instructions_root, model_name)
-        keys = _kind_keys(instance, model_name, workspace.instructions_root, clock.line)
-        for kind_name, kind_keys in keys.items():
-            with _backfill_stage(clock, launcher, f"{kind_name} rollouts: generated and judged (backfill)"):
-                outcome = launcher.backfill([[kind_name, "generated_rollouts"], [kind_name, "rollout_scores"]], kind_keys,
-                                            title=f"{kind_name} rollouts", run_config=demo.generation_run_config(kind_name))
-                failed += failed_partitions(outcome)
-        roles = [k for k in keys["roles"] if not k.endswith("/default")]
-        with clock.stage("judge agreement (role replies against default replies, AUROC)"):
-            agreement = _demo_judge_agreement(workspace, model_name, [k.split("/", 1)[1] for k in roles])
-        persona_keys = {"roles": roles, "traits": keys["traits"]}
-        for kind_name, kind_keys in persona_keys.items():
-            with _backfill_stage(clock, launcher, f"{kind_name} datasets (backfill)"):
-                failed += backfill_persona_datasets(launcher, kind_name, kind_keys, demo.dataset_run_config(kind_name))
-            with _backfill_stage(clock, launcher, f"{kind_name} steering (backfill)"):
-                failed += steering_stage(launcher, kind_name, kind_keys, demo.steering_run_config(kind_name))
-        with _backfill_stage(clock, launcher, "roles judged steering evaluation (backfill)"):
-            failed += judged_stage(launcher, "roles", roles, demo.judged_run_config("roles"))
-        with clock.stage("concept sentences (the traits' scored replies) and SAEs (SmolLM2's residual stream)"):
-            _demo_feature_inputs(workspace, model_name, [k.split("/", 1)[1] for k in keys["traits"]], clock.progress)
-            sync_concept_partitions(instance, workspace.concepts_root)
-            concepts = instance.get_dynamic_partitions("concepts")
-        with _backfill_stage(clock, launcher, "concept features (backfill)"):
-            feature_assets = [list(k.path) for k in job_assets(launcher, "concept_features")]
-            failed += failed_partitions(launcher.backfill(feature_assets, concepts, title="concept features",
-                                                           run_config=demo.feature_run_config()))
-        sync_scenario_partitions(instance, workspace.scenarios_root)
-        traits = instance.get_dynamic_partitions("scenario_traits")
-        with _backfill_stage(clock, launcher, "vetting (backfill)"):
-            # A vetting run succeeds when items fail: failing items are what the checks and the report show.
-            vetting_assets = [list(k.path) for k in job_assets(launcher, "vetting")]
-            failed += failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
+        failed, model_name, keys, agreement = _persona_stages(clock, launcher, workspace)
+        more, concepts, traits = _feature_and_vetting_stages(clock, launcher, workspace, model_name, keys["traits"])
+        failed += more
     with clock.stage("summaries"):
         _print_demo_summaries(workspace, agreement, concepts, traits)
     print("\nProfile (wall and CPU seconds per stage; CPU counts both cores, so it can exceed wall)")
@@ -147,6 +106,68 @@ def run_demo(workspace_dir: str | Path = ".demo", started_at: float | None = Non
         f"  Dagster UI:    make ui, then open http://127.0.0.1:3000 (asset lineage, metadata, checks, runs)"
     )
     return 1 if failed else 0
+
+
+def _persona_stages(clock, launcher: Launcher, workspace) -> tuple[int, str, dict[str, list[str]], list]:
+    """Rollouts generated and judged, the judge's agreement, persona datasets, steering and the judged evaluation.
+
+    Returns the failed partitions, the rollouts' source-model name, each kind's persona keys and the agreement.
+    """
+    from demo import settings as demo
+    from demo.build import DEMO_MODEL
+    from steering_assets.formats.instructions import rollout_model_name
+    from steering_assets.partitions.personas import sync_instruction_partitions
+    from steering_assets.resources.language_model import ModelSource
+
+    failed = 0
+    instance = launcher.instance
+    model_name = rollout_model_name(ModelSource(model_name_or_path=DEMO_MODEL).display_name,
+                                    workspace.settings().rollout_model_name)
+    sync_instruction_partitions(instance, workspace.instructions_root, model_name)
+    keys = _kind_keys(instance, model_name, workspace.instructions_root, clock.line)
+    for kind_name, kind_keys in keys.items():
+        with _backfill_stage(clock, launcher, f"{kind_name} rollouts: generated and judged (backfill)"):
+            outcome = launcher.backfill([[kind_name, "generated_rollouts"], [kind_name, "rollout_scores"]], kind_keys,
+                                        title=f"{kind_name} rollouts", run_config=demo.generation_run_config(kind_name))
+            failed += failed_partitions(outcome)
+    roles = [k for k in keys["roles"] if not k.endswith("/default")]
+    with clock.stage("judge agreement (role replies against default replies, AUROC)"):
+        agreement = _demo_judge_agreement(workspace, model_name, [k.split("/", 1)[1] for k in roles])
+    persona_keys = {"roles": roles, "traits": keys["traits"]}
+    for kind_name, kind_keys in persona_keys.items():
+        with _backfill_stage(clock, launcher, f"{kind_name} datasets (backfill)"):
+            failed += backfill_persona_datasets(launcher, kind_name, kind_keys, demo.dataset_run_config(kind_name))
+        with _backfill_stage(clock, launcher, f"{kind_name} steering (backfill)"):
+            failed += steering_stage(launcher, kind_name, kind_keys, demo.steering_run_config(kind_name))
+    with _backfill_stage(clock, launcher, "roles judged steering evaluation (backfill)"):
+        failed += judged_stage(launcher, "roles", roles, demo.judged_run_config("roles"))
+    return failed, model_name, persona_keys, agreement
+
+
+def _feature_and_vetting_stages(clock, launcher: Launcher, workspace, model_name: str,
+                                trait_keys: list[str]) -> tuple[int, list[str], list[str]]:
+    """Concept sentences and SAEs, the concept features, then vetting; returns the failures, concepts and traits."""
+    from demo import settings as demo
+    from steering_assets.partitions.concepts import sync_concept_partitions
+    from steering_assets.partitions.scenarios import sync_scenario_partitions
+
+    failed = 0
+    instance = launcher.instance
+    with clock.stage("concept sentences (the traits' scored replies) and SAEs (SmolLM2's residual stream)"):
+        _demo_feature_inputs(workspace, model_name, [k.split("/", 1)[1] for k in trait_keys], clock.progress)
+        sync_concept_partitions(instance, workspace.concepts_root)
+        concepts = instance.get_dynamic_partitions("concepts")
+    with _backfill_stage(clock, launcher, "concept features (backfill)"):
+        feature_assets = [list(k.path) for k in job_assets(launcher, "concept_features")]
+        failed += failed_partitions(launcher.backfill(feature_assets, concepts, title="concept features",
+                                                       run_config=demo.feature_run_config()))
+    sync_scenario_partitions(instance, workspace.scenarios_root)
+    traits = instance.get_dynamic_partitions("scenario_traits")
+    with _backfill_stage(clock, launcher, "vetting (backfill)"):
+        # A vetting run succeeds when items fail: failing items are what the checks and the report show.
+        vetting_assets = [list(k.path) for k in job_assets(launcher, "vetting")]
+        failed += failed_partitions(launcher.backfill(vetting_assets, traits, title="vetting"))
+    return failed, concepts, traits
 
 
 def _demo_judge(workspace):

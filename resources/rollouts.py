@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from steering_assets.formats.rollouts import Discovery, PersonaKind, PersonaRef, discover_personas
+from steering_assets.formats.rollouts import Discovery, PersonaKind, discover_personas
 
 
 class PersonaRollouts(dg.ConfigurableResource):
@@ -21,6 +21,3 @@ class PersonaRollouts(dg.ConfigurableResource):
 
     def discover(self, kind: PersonaKind) -> Discovery:
         return discover_personas(self.root, kind)
-
-    def ref(self, kind: PersonaKind, partition_key: str) -> PersonaRef:
-        return PersonaRef.from_partition_key(kind, partition_key)

@@ -104,13 +104,6 @@ TRAITS = PersonaKind(
 PERSONA_KINDS: dict[str, PersonaKind] = {ROLES.name: ROLES, TRAITS.name: TRAITS}
 
 
-def persona_kind(name: str) -> PersonaKind:
-    try:
-        return PERSONA_KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown persona kind {name!r}; expected one of {sorted(PERSONA_KINDS)}") from None
-
-
 @dataclass(frozen=True)
 class RolloutLayout:
     """Where one writer puts a kind's responses and scores, relative to a source-model folder."""

@@ -239,10 +239,6 @@ def read_token(token: Any, raw_bytes: Any = None, where: str = "token", token_fi
     return reading
 
 
-def token_text(token: Any, raw_bytes: Any = None, where: str = "token") -> str:
-    return read_token(token, raw_bytes, where).text
-
-
 def describe_readings(readings: Sequence[TokenReading | None]) -> str:
     """How a few tokens' text was read, each distinct account once, for a judge's setup metadata."""
     accounts = dict.fromkeys(r.describe() for r in readings if r is not None)
@@ -420,6 +416,3 @@ def read_answer(body: Any) -> Answer:
                                          "(use a model and server that return top_logprobs)")
     return answer
 
-
-def first_token_candidates(body: Any) -> Sequence[Candidate]:
-    return read_answer(body).first.candidates

@@ -48,7 +48,6 @@ REFUSAL_TOKENS = ("REF", "REFUSAL", "Ref", "refusal")
 NUMBER_SCALES = ("auto", "0-100", "0-9")
 # The setup probe: a judge that holds "85" as one token answers it in one token.
 PROBE_PROMPT = "Reply with the number 85 and nothing else."
-PROBE_NUMBER = 85
 # Error codes (in a status or a body) that no retry can fix: the whole run stops at once.
 # (403 alone is not enough: OpenRouter answers 403 for one input its moderation flagged.)
 _FATAL_CODES = {"insufficient_quota", "billing_hard_limit_reached", "invalid_api_key", "account_deactivated",

@@ -168,16 +168,16 @@ def split_check_results(details: dict[str, Any]) -> list[dg.AssetCheckResult]:
 
 def build_persona_assets(kind: PersonaKind, datasets_per_run: int = DATASETS_PER_RUN) -> list:
     """The rollouts -> dataset -> training-split assets of one persona kind."""
+    return [_persona_rollouts_asset(kind), _persona_datasets_asset(kind, datasets_per_run)]
+
+
+def _persona_rollouts_asset(kind: PersonaKind) -> dg.SourceAsset:
     partitions_def = PARTITIONS_BY_KIND[kind.name]
-    rollouts_key = rollouts_asset_key(kind)
-    dataset_key = dg.AssetKey([kind.name, "persona_dataset"])
-    split_key = dg.AssetKey([kind.name, "persona_training_split"])
-    group = f"{kind.name}_personas"
 
     @dg.observable_source_asset(
-        key=rollouts_key,
+        key=rollouts_asset_key(kind),
         partitions_def=partitions_def,
-        group_name=group,
+        group_name=f"{kind.name}_personas",
         description=(
             f"Raw {kind.name} rollouts under PERSONA_DATA_ROOT: {kind.directory}/responses/<name>.jsonl and "
             f"{kind.directory}/extract_scores/<name>.json (persona-subspace)"
@@ -196,8 +196,12 @@ def build_persona_assets(kind: PersonaKind, datasets_per_run: int = DATASETS_PER
                 context.log.warning(f"{key}: not observed: {err}")
         return dg.DataVersionsByPartition(versions)
 
+    return persona_rollouts
+
+
+def _split_check_specs(split_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
     # Checks carry the asset's partitions: each persona keeps its own status in the UI.
-    check_specs = [
+    return [
         dg.AssetCheckSpec(BUDGET_CHECK, asset=split_key, partitions_def=partitions_def,
                           description="WARN when the train budget cannot be filled."),
         dg.AssetCheckSpec(SURVIVORS_CHECK, asset=split_key, blocking=True, partitions_def=partitions_def,
@@ -208,6 +212,14 @@ def build_persona_assets(kind: PersonaKind, datasets_per_run: int = DATASETS_PER
                          "(the steering vector would learn what the prompt already says)."),
         ),
     ]
+
+
+def _persona_datasets_asset(kind: PersonaKind, datasets_per_run: int) -> dg.AssetsDefinition:
+    partitions_def = PARTITIONS_BY_KIND[kind.name]
+    rollouts_key = rollouts_asset_key(kind)
+    dataset_key = dg.AssetKey([kind.name, "persona_dataset"])
+    split_key = dg.AssetKey([kind.name, "persona_training_split"])
+    group = f"{kind.name}_personas"
 
     # Dataset and training split are one op so that a backfill chunk (one run, many personas,
     # one process start and one tokenizer load) builds both per persona and reports each
@@ -243,7 +255,7 @@ def build_persona_assets(kind: PersonaKind, datasets_per_run: int = DATASETS_PER
                 ),
             ),
         ],
-        check_specs=check_specs,
+        check_specs=_split_check_specs(split_key, partitions_def),
         partitions_def=partitions_def,
         can_subset=True,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=datasets_per_run),
@@ -274,7 +286,7 @@ def build_persona_assets(kind: PersonaKind, datasets_per_run: int = DATASETS_PER
             return
         yield from _chunk_results(context, kind, keys, results, failures)
 
-    return [persona_rollouts, persona_datasets]
+    return persona_datasets
 
 
 def _materialize_one(context, kind, key, rollouts, store, model_source, config, selected) -> dict:

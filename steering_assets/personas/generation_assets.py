@@ -56,15 +56,19 @@ def _samples(rows: Sequence[dict], count: int = 3) -> dg.MetadataValue:
 
 
 def build_generation_assets(kind: PersonaKind) -> list:
-    partitions_def = PARTITIONS_BY_KIND[kind.name]
-    generated_key = dg.AssetKey([kind.name, "generated_rollouts"])
-    scores_key = rollout_scores_key(kind)
-    group = f"{kind.name}_rollouts"
-    policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=GENERATION_CHUNK)
+    """One persona kind's rollouts generated from its instruction files, and the judge's scores of them."""
+    return [_generated_rollouts_asset(kind), _rollout_scores_asset(kind)]
 
+
+def _generation_asset_args(kind: PersonaKind) -> dict:
+    return {"partitions_def": PARTITIONS_BY_KIND[kind.name], "group_name": f"{kind.name}_rollouts", "code_version": "1",
+            "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=GENERATION_CHUNK)}
+
+
+def _generated_rollouts_asset(kind: PersonaKind) -> dg.AssetsDefinition:
     @dg.asset(
-        key=generated_key, deps=[PERSONA_MODEL_KEY], partitions_def=partitions_def, group_name=group, pool="gpu",
-        kinds={"pytorch", "jsonl"}, code_version="1", backfill_policy=policy,
+        key=[kind.name, "generated_rollouts"], deps=[PERSONA_MODEL_KEY], pool="gpu", **_generation_asset_args(kind),
+        kinds={"pytorch", "jsonl"},
         description=(
             f"Replies of the persona model to every instruction x question of the {kind.column}'s instruction file "
             "(assistant-axis stage 1: temperature 0.7, top-p 0.9), written in the rollout layout the persona datasets "
@@ -110,11 +114,15 @@ def build_generation_assets(kind: PersonaKind) -> list:
 
         yield from materialize_chunk(context, kind, materialize, metadata)
 
+    return generated_rollouts
+
+
+def _rollout_scores_asset(kind: PersonaKind) -> dg.AssetsDefinition:
     scale = "0-3 role adherence (assistant-axis: 3 = fully in role)" if kind is ROLES else "0-100 trait expression, or REFUSAL"
 
     @dg.asset(
-        key=scores_key, deps=[generated_key], partitions_def=partitions_def, group_name=group, kinds={"openai", "json"},
-        code_version="1", backfill_policy=policy,
+        key=rollout_scores_key(kind), deps=[dg.AssetKey([kind.name, "generated_rollouts"])], kinds={"openai", "json"},
+        **_generation_asset_args(kind),
         description=(f"The judge's {scale} rating of every generated reply, with the instruction file's eval_prompt "
                      "(assistant-axis stage 3), written as the score file persona_dataset filters on. Unscored replies "
                      "are left out and counted; the judgment cache re-asks only them."),
@@ -146,14 +154,17 @@ def build_generation_assets(kind: PersonaKind) -> list:
                     scores_path(rollouts.root, kind, ref.source_model, ref.name), model_name, log=context.log.info)
             return results
 
-        def metadata(outcome) -> dict:
-            if outcome.not_scored:
-                return {"scored": 0, "not_scored": outcome.not_scored, "judge": judge.judge_name}
-            return {"scored": outcome.scored, "refusals": outcome.refusals, "unscored": len(outcome.unscored),
-                    "unscored_examples": dg.MetadataValue.json(dict(list(outcome.unscored.items())[:5])),
-                    "score_distribution": dg.MetadataValue.md(md_table(["score", "replies"], sorted(outcome.distribution.items(), key=lambda kv: float(kv[0]) if kv[0] != "REFUSAL" else -1))),
-                    "judge": judge.judge_name, "scores_file": dg.MetadataValue.path(str(outcome.path))}
+        yield from materialize_chunk(context, kind, metadata=lambda outcome: _scores_metadata(outcome, judge.judge_name),
+                                     materialize=materialize)
 
-        yield from materialize_chunk(context, kind, metadata=metadata, materialize=materialize)
+    return rollout_scores
 
-    return [generated_rollouts, rollout_scores]
+
+def _scores_metadata(outcome, judge_name: str) -> dict:
+    if outcome.not_scored:
+        return {"scored": 0, "not_scored": outcome.not_scored, "judge": judge_name}
+    distribution = sorted(outcome.distribution.items(), key=lambda kv: float(kv[0]) if kv[0] != "REFUSAL" else -1)
+    return {"scored": outcome.scored, "refusals": outcome.refusals, "unscored": len(outcome.unscored),
+            "unscored_examples": dg.MetadataValue.json(dict(list(outcome.unscored.items())[:5])),
+            "score_distribution": dg.MetadataValue.md(md_table(["score", "replies"], distribution)),
+            "judge": judge_name, "scores_file": dg.MetadataValue.path(str(outcome.path))}

@@ -1,5 +1,6 @@
 """Dagster wrappers for steering vectors: one vector per persona, trained K personas at a time."""
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import dagster as dg
@@ -231,24 +232,68 @@ def rows_table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
     return dg.MetadataValue.md(md_table(list(rows[0]) if rows else ["persona"], [list(r.values()) for r in rows]))
 
 
-def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PER_RUN) -> list:
-    partitions_def = PARTITIONS_BY_KIND[kind.name]
-    split_key = dg.AssetKey([kind.name, "persona_training_split"])
+@dataclass(frozen=True)
+class SteeringKeys:
+    """The asset keys one persona kind's steering assets use, and what they share."""
 
-    # Model assets: one persona per partition, 8 per run (one model load), one at a time on the device.
-    model_asset = {
-        "partitions_def": partitions_def,
-        "group_name": f"{kind.name}_steering",
-        "pool": "gpu",
-        "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=personas_per_run),
-        "code_version": "1",
-    }
+    kind: PersonaKind
+    personas_per_run: int
+
+    def key(self, name: str) -> dg.AssetKey:
+        return dg.AssetKey([self.kind.name, name])
+
+    @property
+    def partitions_def(self) -> dg.DynamicPartitionsDefinition:
+        return PARTITIONS_BY_KIND[self.kind.name]
+
+    @property
+    def group(self) -> str:
+        return f"{self.kind.name}_steering"
+
+    @property
+    def split(self) -> dg.AssetKey:
+        return self.key("persona_training_split")
+
+    @property
+    def dataset(self) -> dg.AssetKey:
+        # Negatives come from the baseline files (baseline_dataset) and from each persona's own
+        # baseline rows (roles "default", traits "neutral"), which live in its persona_dataset.
+        return self.key("persona_dataset")
+
+    baseline = dg.AssetKey(["roles", "baseline_dataset"])
+
+    def model_asset(self) -> dict[str, Any]:
+        """Model assets: one persona per partition, K per run (one model load), one at a time on the device."""
+        return {
+            "partitions_def": self.partitions_def,
+            "group_name": self.group,
+            "pool": "gpu",
+            "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=self.personas_per_run),
+            "code_version": "1",
+        }
+
+    def every_persona(self, context: dg.AssetExecutionContext) -> list[PersonaRef]:
+        return [PersonaRef.from_partition_key(self.kind, k)
+                for k in context.instance.get_dynamic_partitions(self.partitions_def.name)]
+
+
+def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PER_RUN) -> list:
+    """One persona kind's steering assets: trained and activation vectors, the persona classifier, the
+    classifier-scored and judge-scored evaluations and their summary tables."""
+    keys = SteeringKeys(kind, personas_per_run)
+    return [builder(keys) for builder in (
+        _steering_vector_asset, _persona_classifier_asset, _activation_vector_asset, _steering_eval_asset,
+        _eval_summary_asset, _judged_eval_asset, _method_comparison_asset)]
+
+
+def _steering_vector_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
+    kind = keys.kind
 
     @dg.asset(
-        key=[kind.name, "steering_vector"],
-        deps=[split_key, PERSONA_MODEL_KEY],
+        key=keys.key("steering_vector"),
+        deps=[keys.split, PERSONA_MODEL_KEY],
         kinds={"pytorch", "safetensors"},
-        **model_asset,
+        **keys.model_asset(),
         description=(
             "One trained steering vector per persona: a single vector added to the residual stream at one layer "
             "of the frozen model, learned with TRL's SFTTrainer on the training split. A backfill chunk trains "
@@ -273,23 +318,16 @@ def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PE
             vector_metadata,
         )
 
-    def every_persona(context: dg.AssetExecutionContext) -> list[PersonaRef]:
-        return [PersonaRef.from_partition_key(kind, k) for k in context.instance.get_dynamic_partitions(partitions_def.name)]
+    return steering_vector
 
-    vector_key = dg.AssetKey([kind.name, "steering_vector"])
-    activation_key = dg.AssetKey([kind.name, "persona_activation_vector"])
-    classifier_key = dg.AssetKey([kind.name, "persona_classifier"])
-    eval_key = dg.AssetKey([kind.name, "steering_eval"])
-    baseline_key = dg.AssetKey(["roles", "baseline_dataset"])
-    # Negatives come from the baseline files (baseline_dataset) and from each persona's own
-    # baseline rows (roles "default", traits "neutral"), which live in its persona_dataset.
-    dataset_key = dg.AssetKey([kind.name, "persona_dataset"])
-    group = f"{kind.name}_steering"
+
+def _persona_classifier_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
+    kind = keys.kind
 
     @dg.asset(
-        key=classifier_key,
-        deps=[split_key, dataset_key, baseline_key],
-        group_name=group,
+        key=keys.key("persona_classifier"),
+        deps=[keys.split, keys.dataset, keys.baseline],
+        group_name=keys.group,
         kinds={"sklearn"},
         code_version="1",
         description=(
@@ -305,34 +343,39 @@ def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PE
         from steering_assets.steering.eval_pipeline import materialize_persona_classifier
 
         store = storage.store()
-        refs = []
-        for key in context.instance.get_dynamic_partitions(partitions_def.name):
-            ref = PersonaRef.from_partition_key(kind, key)
-            if (split_folder(store, ref) / "manifest.json").is_file():
-                refs.append(ref)
+        refs = [ref for ref in keys.every_persona(context) if (split_folder(store, ref) / "manifest.json").is_file()]
         with reported_as_failure(kind.name):
             result = materialize_persona_classifier(
                 kind, refs, store, sentence_encoder.get_encoder(), sentence_encoder.model_path or "all-MiniLM-L6-v2"
             )
-        return dg.MaterializeResult(
-            metadata={
-                "held_out_accuracy": dg.MetadataValue.float(result.details["held_out_accuracy"]),
-                "classes": dg.MetadataValue.json(result.details["classes"]),
-                "examples": result.details["examples"],
-                **{
-                    key: dg.MetadataValue.json(result.details[key]) if isinstance(result.details[key], dict) else result.details[key]
-                    for key in ("held_out_examples", "examples_per_class", "split") if key in result.details
-                },
-                **(baselines_metadata(result.details["baselines"]) if "baselines" in result.details else {}),
-                "reused_existing_artifact": result.skipped,
-            }
-        )
+        return dg.MaterializeResult(metadata=classifier_metadata(result))
+
+    return persona_classifier
+
+
+def classifier_metadata(result: ArtifactResult) -> dict[str, Any]:
+    details = result.details
+    return {
+        "held_out_accuracy": dg.MetadataValue.float(details["held_out_accuracy"]),
+        "classes": dg.MetadataValue.json(details["classes"]),
+        "examples": details["examples"],
+        **{
+            key: dg.MetadataValue.json(details[key]) if isinstance(details[key], dict) else details[key]
+            for key in ("held_out_examples", "examples_per_class", "split") if key in details
+        },
+        **(baselines_metadata(details["baselines"]) if "baselines" in details else {}),
+        "reused_existing_artifact": result.skipped,
+    }
+
+
+def _activation_vector_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
+    kind = keys.kind
 
     @dg.asset(
-        key=activation_key,
-        deps=[vector_key, dataset_key, baseline_key, PERSONA_MODEL_KEY],
+        key=keys.key("persona_activation_vector"),
+        deps=[keys.key("steering_vector"), keys.dataset, keys.baseline, PERSONA_MODEL_KEY],
         kinds={"pytorch"},
-        **model_asset,
+        **keys.model_asset(),
         description=(
             "The classic difference-of-means vector: mean residual activation over the persona's replies minus the "
             "mean over the baseline assistant's (the source model's baseline files and the persona's own baseline "
@@ -357,11 +400,18 @@ def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PE
             activation_metadata,
         )
 
+    return persona_activation_vector
+
+
+def _steering_eval_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
+    kind = keys.kind
+
     @dg.asset(
-        key=eval_key,
-        deps=[vector_key, activation_key, classifier_key, split_key, dataset_key, baseline_key, PERSONA_MODEL_KEY],
+        key=keys.key("steering_eval"),
+        deps=[keys.key("steering_vector"), keys.key("persona_activation_vector"), keys.key("persona_classifier"),
+              keys.split, keys.dataset, keys.baseline, PERSONA_MODEL_KEY],
         kinds={"pytorch", "sklearn"},
-        **model_asset,
+        **keys.model_asset(),
         description=(
             "The vector as a linear probe (held-out replies vs baseline; trait score regression), validation "
             "perplexity with the vector vs a zero vector, steered generations scored by the persona classifier "
@@ -387,17 +437,21 @@ def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PE
             eval_metadata,
         )
 
+    return steering_eval
+
+
+def _eval_summary_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
     @dg.asset(
-        key=[kind.name, "steering_eval_summary"],
-        deps=[eval_key],
-        group_name=group,
+        key=keys.key("steering_eval_summary"),
+        deps=[keys.key("steering_eval")],
+        group_name=keys.group,
         code_version="1",
         description="Every evaluated persona in one table: probe quality, perplexity, steering effect, cosine.",
     )
     def steering_eval_summary(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
         from steering_assets.steering.eval_pipeline import evaluation_table
 
-        rows = evaluation_table(storage.store(), every_persona(context))
+        rows = evaluation_table(storage.store(), keys.every_persona(context))
         return dg.MaterializeResult(
             metadata={
                 "summary": rows_table(rows),
@@ -406,13 +460,18 @@ def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PE
             }
         )
 
-    judged_key = dg.AssetKey([kind.name, "steering_judged_eval"])
+    return steering_eval_summary
+
+
+def _judged_eval_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
+    kind = keys.kind
 
     @dg.asset(
-        key=judged_key,
-        deps=[vector_key, activation_key, split_key, dataset_key, baseline_key, PERSONA_MODEL_KEY],
+        key=keys.key("steering_judged_eval"),
+        deps=[keys.key("steering_vector"), keys.key("persona_activation_vector"), keys.split, keys.dataset,
+              keys.baseline, PERSONA_MODEL_KEY],
         kinds={"pytorch"},
-        **model_asset,
+        **keys.model_asset(),
         description=(
             "The trained vector against the activation vector, the persona's own system prompt and no steering, on "
             "held-out instructions: the judge rates each greedy generation 0-2 for the persona, the instruction and "
@@ -442,17 +501,21 @@ def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PE
             judged_eval_metadata,
         )
 
+    return steering_judged_eval
+
+
+def _method_comparison_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
     @dg.asset(
-        key=[kind.name, "steering_method_comparison"],
-        deps=[judged_key],
-        group_name=group,
+        key=keys.key("steering_method_comparison"),
+        deps=[keys.key("steering_judged_eval")],
+        group_name=keys.group,
         code_version="1",
         description="Every judged persona in one table: trained vs activation vs prompted vs unsteered, and wins per method.",
     )
     def steering_method_comparison(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
         from steering_assets.steering.judged_eval import comparison_table
 
-        rows, wins = comparison_table(storage.store(), every_persona(context))
+        rows, wins = comparison_table(storage.store(), keys.every_persona(context))
         return dg.MaterializeResult(
             metadata={
                 "comparison": rows_table(rows),
@@ -462,5 +525,4 @@ def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PE
             }
         )
 
-    return [steering_vector, persona_classifier, persona_activation_vector, steering_eval, steering_eval_summary,
-            steering_judged_eval, steering_method_comparison]
+    return steering_method_comparison

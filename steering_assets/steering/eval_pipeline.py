@@ -322,10 +322,7 @@ def evaluate_persona(
     ``negatives`` (default ``persona_negatives``) give the probe's negative replies and the
     neutral prompts the steered generations start from.
     """
-    import torch
-
     from steering_assets.models.hooks import attach_steering
-    from steering_assets.steering.judged_eval import random_direction, typical_residual_norm
     from steering_assets.steering.vectors import check_fits, read_vector
 
     vector, vector_config = read_vector(vector_folder(store, ref))
@@ -337,34 +334,9 @@ def evaluate_persona(
         negatives = persona_negatives(store, ref)
     baseline = negatives.conversations
     held_out = held_out_rows(store, ref)
-    seed = config.seed
     result: dict[str, Any] = {"layer": layer, "vector_norm": float(np.linalg.norm(direction)), "baselines": negatives.summary()}
 
-    if ref.kind is ROLES:
-        selection = store.load_manifest(split_folder(store, ref), verify=False)["details"]["selection"]
-        # Only rows of the trained labels: in-file baseline rows are scored too (default_p{i}_q{j}).
-        kept = held_out.filter(
-            (pl.col("extract_score") >= selection["min_score"]) & pl.col("label").is_in(list(selection["keep_labels"]))
-        ).to_dicts()
-        positives = _sample([r["messages"] for r in kept], config.held_out_rows, seed)
-        if len(positives) < MIN_PROBE_ROWS:
-            # Every kept reply went into training (a persona short of its budget): an honest probe is impossible.
-            result["probe"] = {"skipped": f"only {len(positives)} held-out replies (training used the rest)"}
-        else:
-            probe_negatives = _sample(baseline, len(positives), seed)
-            result["baselines"]["probe_negatives"] = len(probe_negatives)
-            result["probe"] = projection_classifier(
-                assistant_mean_hidden(model, tokenizer, positives, layer, config.batch_size),
-                assistant_mean_hidden(model, tokenizer, probe_negatives, layer, config.batch_size),
-                direction, seed,
-            )
-    else:
-        rows = _sample(held_out.to_dicts(), config.held_out_rows, seed)
-        if len(rows) < 2 * MIN_PROBE_ROWS:
-            result["probe"] = {"skipped": f"only {len(rows)} held-out scored replies"}
-        else:
-            hidden = assistant_mean_hidden(model, tokenizer, [r["messages"] for r in rows], layer, config.batch_size)
-            result["probe"] = projection_regression(hidden, np.array([r["extract_score"] for r in rows], dtype=float), direction, seed)
+    result["probe"] = _probe(ref, store, model, tokenizer, held_out, baseline, direction, layer, config, result["baselines"])
 
     _, validation = load_training_split(store, ref)
     perplexity_rows = validation["messages"].to_list() or [r["messages"] for r in held_out.head(32).to_dicts()]
@@ -374,9 +346,51 @@ def evaluate_persona(
         zero_ppl = assistant_perplexity(model, tokenizer, perplexity_rows, config.batch_size)
     result["perplexity"] = {"with_vector": steered_ppl, "zero_vector": zero_ppl, "rows": len(perplexity_rows)}
 
+    result["steering"] = _steering_sweep(ref, model, tokenizer, baseline, vector, layer, classifier, encoder, config,
+                                         model_name, result["baselines"])
+    result["cosine_with_activation_vector"] = cosine(direction, activation)
+    return result
+
+def _probe(ref: PersonaRef, store: ArtifactStore, model: Any, tokenizer: Any, held_out: pl.DataFrame,
+           baseline: list, direction: np.ndarray, layer: int, config: EvaluationConfig, baselines: dict) -> dict:
+    """The vector as a probe on held-out replies: roles against baseline replies (AUC), traits against their scores."""
+    seed = config.seed
+    if ref.kind is ROLES:
+        selection = store.load_manifest(split_folder(store, ref), verify=False)["details"]["selection"]
+        # Only rows of the trained labels: in-file baseline rows are scored too (default_p{i}_q{j}).
+        kept = held_out.filter(
+            (pl.col("extract_score") >= selection["min_score"]) & pl.col("label").is_in(list(selection["keep_labels"]))
+        ).to_dicts()
+        positives = _sample([r["messages"] for r in kept], config.held_out_rows, seed)
+        if len(positives) < MIN_PROBE_ROWS:
+            # Every kept reply went into training (a persona short of its budget): an honest probe is impossible.
+            return {"skipped": f"only {len(positives)} held-out replies (training used the rest)"}
+        probe_negatives = _sample(baseline, len(positives), seed)
+        baselines["probe_negatives"] = len(probe_negatives)
+        return projection_classifier(
+            assistant_mean_hidden(model, tokenizer, positives, layer, config.batch_size),
+            assistant_mean_hidden(model, tokenizer, probe_negatives, layer, config.batch_size),
+            direction, seed,
+        )
+    rows = _sample(held_out.to_dicts(), config.held_out_rows, seed)
+    if len(rows) < 2 * MIN_PROBE_ROWS:
+        return {"skipped": f"only {len(rows)} held-out scored replies"}
+    hidden = assistant_mean_hidden(model, tokenizer, [r["messages"] for r in rows], layer, config.batch_size)
+    return projection_regression(hidden, np.array([r["extract_score"] for r in rows], dtype=float), direction, seed)
+
+
+def _steering_sweep(ref: PersonaRef, model: Any, tokenizer: Any, baseline: list, vector: Any, layer: int, classifier: Any,
+                    encoder: Any, config: EvaluationConfig, model_name: str, baselines: dict) -> dict:
+    """Steered generations over the coefficient sweep, against a random direction of the same norm, scored by the
+    persona classifier."""
+    import torch
+
+    from steering_assets.steering.judged_eval import random_direction, typical_residual_norm
+
+    seed = config.seed
     questions = list(dict.fromkeys(c[-2]["content"] for c in baseline if len(c) >= 2 and c[-2]["role"] == "user"))
     prompts = questions[: config.n_prompts]
-    result["baselines"]["prompt_questions"] = len(prompts)
+    baselines["prompt_questions"] = len(prompts)
     # Coefficients are in units of the layer's typical residual norm: the vector is rescaled to that norm.
     residual_norm = typical_residual_norm(model, tokenizer, _sample(baseline, 32, seed), layer, model_name=model_name)
     unit = vector.float() / (vector.float().norm() or 1.0)
@@ -387,7 +401,7 @@ def evaluate_persona(
                                              model_name=model_name)
     effect = steering_effect(generations, ref.partition_key, classifier, encoder, random_generations,
                              config.effect_min_probability, config.effect_min_ratio)
-    result["steering"] = {
+    return {
         "units": "typical residual-stream norm at the vector's layer",
         "residual_norm": residual_norm,
         "vector_norm_in_residual_norms": float(vector.float().norm()) / residual_norm,
@@ -404,8 +418,6 @@ def evaluate_persona(
         "prompts": len(prompts),
         "examples": {str(c): texts for c, texts in effect.examples.items()},
     }
-    result["cosine_with_activation_vector"] = cosine(direction, activation)
-    return result
 
 
 def materialize_steering_evals(

@@ -403,6 +403,23 @@ def evaluate_judged(
             examples.append({"setting": setting.label, "instruction": instructions[index], "reply": reply[:300],
                              **({c: round(getattr(rating, c), 2) for c in CRITERIA} if rating.ok else {"error": rating.error})})
 
+    curves, table = _results_table(settings, by_setting, system_prompt, prompted_why, jobs, flaws, len(selection))
+    return JudgedEvaluation(
+        layer=layer, residual_norm=residual_norm,
+        vector_norms={m: float(np.linalg.norm(v)) for m, v in vectors.items()},
+        instructions={"selection": len(selection), "report": len(report)},
+        prompted={"system_prompt": system_prompt, "why": prompted_why},
+        curves=curves, table=table, item_errors=errors, examples=examples,
+        generations=len(replies), judge_calls=judge_calls, unscored_judgments=unscored, records=records,
+    )
+
+
+def _results_table(settings: Sequence[Setting], by_setting: dict, system_prompt: str | None, prompted_why: str,
+                   jobs: Sequence[tuple[Setting, int]], flaws: Sequence[str | None], n_selection: int
+                   ) -> tuple[dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]]]:
+    """Each vector method's curve over factors (selection half), then one row per method on the report half:
+    the vector methods at their chosen factor, prompting, no steering, with degenerate replies counted and
+    each vector's gain over the random direction."""
     curves: dict[str, dict[str, dict[str, Any]]] = {}
     table: list[dict[str, Any]] = []
     for method in VECTOR_METHODS:
@@ -421,20 +438,13 @@ def evaluate_judged(
     for row in table:
         if "n/a" not in row:  # report-half replies of the row's setting that were degenerate text
             row["degenerate"] = sum(1 for (s, i), flaw in zip(jobs, flaws) if flaw and s.method == row["method"]
-                                    and s.factor == row.get("factor") and i >= len(selection))
+                                    and s.factor == row.get("factor") and i >= n_selection)
     random_row = next(row for row in table if row["method"] == RANDOM)
     for row in table:
         if row["method"] in (TRAINED, ACTIVATION) and all(
                 isinstance(r.get(c), float) and not math.isnan(r[c]) for r in (row, random_row) for c in ("concept", "harmonic_mean")):
             row["above_random"] = {c: row[c] - random_row[c] for c in ("concept", "harmonic_mean")}
-    return JudgedEvaluation(
-        layer=layer, residual_norm=residual_norm,
-        vector_norms={m: float(np.linalg.norm(v)) for m, v in vectors.items()},
-        instructions={"selection": len(selection), "report": len(report)},
-        prompted={"system_prompt": system_prompt, "why": prompted_why},
-        curves=curves, table=table, item_errors=errors, examples=examples,
-        generations=len(replies), judge_calls=judge_calls, unscored_judgments=unscored, records=records,
-    )
+    return curves, table
 
 
 def winner(table: Sequence[dict[str, Any]]) -> str | None:

@@ -30,6 +30,7 @@ continues with the exact next batch.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import zlib
@@ -179,184 +180,197 @@ def per_persona_token_losses(logits: torch.Tensor, labels: torch.Tensor, persona
     return sums, counts
 
 
-def _build_trainer_class():
+class _PerPersonaGradClip:
+    """Clip each persona's gradient row on its own, just before the optimiser step (mixed into a
+    ``transformers.TrainerCallback`` by ``_build_trainer_class``)."""
+
+    def __init__(self, parameter: torch.nn.Parameter, max_norm: float):
+        self.parameter, self.max_norm = parameter, max_norm
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        grad = self.parameter.grad
+        if grad is not None and self.max_norm > 0:
+            norms = grad.norm(dim=1, keepdim=True)
+            grad.mul_((self.max_norm / (norms + 1e-6)).clamp(max=1.0))
+
+
+class _SteeringTrainerMethods:
+    """One steering vector per persona trained in the same forward passes: per-persona token-mean losses,
+    validation, early stopping and checkpoints of the steering state only. Mixed into TRL's ``SFTTrainer``
+    by ``_build_trainer_class`` (so trl loads only when a run trains)."""
+
+    grad_clip_class: type = _PerPersonaGradClip
+
+    def __init__(self, *args, steering_handle: SteeringHandle, persona_names: list[str], persona_sizes: list[int], meta: dict, config: SteeringTrainingConfig, **kwargs):
+        self.handle = steering_handle
+        self.names = persona_names
+        self.persona_sizes = persona_sizes
+        self.meta = meta
+        self.steering_config = config
+        k = len(persona_names)
+        self.best_vectors = torch.zeros_like(steering_handle.steering.vectors.data)
+        self.best_loss = torch.full((k,), float("inf"))
+        self.best_step = torch.full((k,), -1, dtype=torch.long)
+        self.bad_evals = torch.zeros(k, dtype=torch.long)
+        self.history: dict[str, list] = {"train": [[] for _ in range(k)], "validation": [[] for _ in range(k)]}
+        self.trained_tokens = 0
+        # Reply tokens of each persona over the current optimizer step (all accumulated micro-batches).
+        self.window_counts: torch.Tensor | None = None
+        super().__init__(*args, **kwargs)
+        # compute_loss divides by the whole accumulation window's token counts: the Trainer must not divide again.
+        self.loss_is_scaled_for_ga = True
+        self.add_callback(self.grad_clip_class(steering_handle.steering.vectors, config.max_grad_norm))
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # The Trainer fetches every micro-batch of an optimizer step before the first forward:
+        # count each persona's loss tokens over all of them, the denominator of its mean loss.
+        batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        counts = torch.zeros(len(self.names))
+        for batch in batch_samples:
+            counts += per_persona_token_counts(batch["labels"], batch["persona_index"], len(self.names)).cpu()
+        self.window_counts = counts
+        return batch_samples, num_items
+
+    # ---- data ----
+    def _row_lookup(self, dataset) -> list[dict[int, int]]:
+        lookup: list[dict[int, int]] = [{} for _ in self.names]
+        for row, (k, source) in enumerate(zip(dataset["persona_index"], dataset["source_row"])):
+            lookup[k][source] = row
+        return lookup
+
+    def get_train_dataloader(self):
+        steps = self.args.max_steps * self.args.gradient_accumulation_steps
+        batches = StepBatches(
+            self.train_dataset, self._row_lookup(self.train_dataset), self.persona_sizes, self.names,
+            self.args.per_device_train_batch_size, steps, self.steering_config.seed, self.data_collator,
+        )
+        # batch_size=1 + unwrap (not batch_size=None) so accelerate can skip batches on resume.
+        return torch.utils.data.DataLoader(batches, batch_size=1, shuffle=False, collate_fn=_only_item)
+
+    # ---- loss ----
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        persona_index = inputs.pop("persona_index")
+        labels = inputs.pop("labels")
+        self.handle.steering.set_persona_index(persona_index)
+        try:
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
+        finally:
+            self.handle.steering.set_persona_index(None)
+        sums, counts = per_persona_token_losses(outputs.logits, labels, persona_index, len(self.names))
+        present = counts > 0
+        if not torch.isfinite(sums[present]).all():
+            self._stop_on_non_finite(sums / counts.clamp(min=1))
+        window = self.window_counts.to(sums.device) if self.window_counts is not None else counts
+        # Persona k's loss is the mean over its reply tokens in the whole optimizer step; this
+        # micro-batch contributes its token-loss sum over that step's count.
+        contributions = sums / window.clamp(min=1)
+        step = self.state.global_step
+        for k, value in zip(present.nonzero().flatten().tolist(), contributions[present].detach().tolist()):
+            self.history["train"][k].append((step, value))
+        self.trained_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else labels.numel()
+        loss = contributions[present].sum()
+        return (loss, outputs) if return_outputs else loss
+
+    def _stop_on_non_finite(self, per_persona: torch.Tensor) -> None:
+        bad = [self.names[k] for k, v in enumerate(per_persona.tolist()) if not math.isfinite(v)]
+        path = Path(self.args.output_dir) / LAST_GOOD_FILE
+        # The vectors have not been updated with this step's gradient yet: they are the last good ones.
+        _save_tensors({"vectors": self.handle.steering.vectors.detach(), "best_vectors": self.best_vectors}, path)
+        raise NonFiniteLossError(
+            f"training loss became NaN/inf at step {self.state.global_step} for {', '.join(bad)}; training "
+            f"stopped. The last good vectors are in {path}; lower the learning rate or check the data."
+        )
+
+    # ---- validation and early stopping ----
+    @torch.no_grad()
+    def persona_validation_losses(self) -> torch.Tensor:
+        dataset = self.eval_dataset
+        sums = torch.zeros(len(self.names))
+        counts = torch.zeros(len(self.names))
+        if dataset is None or len(dataset) == 0:
+            return torch.full((len(self.names),), float("nan"))
+        was_training = self.model.training
+        self.model.eval()
+        size = self.args.per_device_eval_batch_size
+        device = self.handle.steering.vectors.device
+        for start in range(0, len(dataset), size):
+            rows = [dataset[i] for i in range(start, min(start + size, len(dataset)))]
+            batch = self.data_collator([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
+            index = torch.tensor([r["persona_index"] for r in rows], device=device)
+            self.handle.steering.set_persona_index(index)
+            try:
+                logits = self.model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+            finally:
+                self.handle.steering.set_persona_index(None)
+            s, c = per_persona_token_losses(logits, batch["labels"].to(device), index, len(self.names))
+            sums += s.cpu()
+            counts += c.cpu()
+        if was_training:
+            self.model.train()
+        return torch.where(counts > 0, sums / counts.clamp(min=1), torch.full_like(sums, float("nan")))
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        losses = self.persona_validation_losses()
+        step = self.state.global_step
+        vectors = self.handle.steering.vectors.detach().cpu()
+        patience = self.steering_config.early_stopping_patience
+        for k, value in enumerate(losses.tolist()):
+            if math.isnan(value):
+                continue
+            self.history["validation"][k].append((step, value))
+            if value < self.best_loss[k]:
+                self.best_loss[k], self.best_step[k], self.bad_evals[k] = value, step, 0
+                self.best_vectors[k] = vectors[k]
+            else:
+                self.bad_evals[k] += 1
+        finite = losses[~torch.isnan(losses)]
+        metrics = {f"{metric_key_prefix}_loss": float(finite.mean()) if len(finite) else float("nan")}
+        self.log(metrics)
+        if patience and len(finite) and bool((self.bad_evals[~torch.isnan(losses)] >= patience).all()):
+            self.control.should_training_stop = True
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # ---- checkpoints: the steering state only, never the frozen base model ----
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        folder = Path(output_dir or self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        _save_tensors(
+            {
+                "vectors": self.handle.steering.vectors.detach(),
+                "best_vectors": self.best_vectors,
+                "best_loss": self.best_loss,
+                "best_step": self.best_step,
+                "bad_evals": self.bad_evals,
+            },
+            folder / STATE_FILE,
+        )
+        (folder / META_FILE).write_text(json.dumps(self.meta, indent=2))
+        (folder / HISTORY_FILE).write_text(json.dumps(self.history))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        from safetensors.torch import load_file
+
+        folder = Path(resume_from_checkpoint)
+        check_checkpoint_meta(folder, self.meta)
+        state = load_file(str(folder / STATE_FILE))
+        with torch.no_grad():
+            self.handle.steering.vectors.copy_(state["vectors"])
+        self.best_vectors, self.best_loss = state["best_vectors"], state["best_loss"]
+        self.best_step, self.bad_evals = state["best_step"], state["bad_evals"]
+        if (folder / HISTORY_FILE).is_file():
+            self.history = json.loads((folder / HISTORY_FILE).read_text())
+
+
+@functools.cache
+def _build_trainer_class() -> type:
+    """``SteeringTrainer``: the methods above on TRL's ``SFTTrainer``, with the clipping callback on
+    ``transformers.TrainerCallback``; built on first use, so importing this module loads neither."""
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
-    class PerPersonaGradClip(TrainerCallback):
-        """Clip each persona's gradient row on its own, just before the optimiser step."""
-
-        def __init__(self, parameter: torch.nn.Parameter, max_norm: float):
-            self.parameter, self.max_norm = parameter, max_norm
-
-        def on_pre_optimizer_step(self, args, state, control, **kwargs):
-            grad = self.parameter.grad
-            if grad is not None and self.max_norm > 0:
-                norms = grad.norm(dim=1, keepdim=True)
-                grad.mul_((self.max_norm / (norms + 1e-6)).clamp(max=1.0))
-
-    class SteeringTrainer(SFTTrainer):
-        def __init__(self, *args, steering_handle: SteeringHandle, persona_names: list[str], persona_sizes: list[int], meta: dict, config: SteeringTrainingConfig, **kwargs):
-            self.handle = steering_handle
-            self.names = persona_names
-            self.persona_sizes = persona_sizes
-            self.meta = meta
-            self.steering_config = config
-            k = len(persona_names)
-            self.best_vectors = torch.zeros_like(steering_handle.steering.vectors.data)
-            self.best_loss = torch.full((k,), float("inf"))
-            self.best_step = torch.full((k,), -1, dtype=torch.long)
-            self.bad_evals = torch.zeros(k, dtype=torch.long)
-            self.history: dict[str, list] = {"train": [[] for _ in range(k)], "validation": [[] for _ in range(k)]}
-            self.trained_tokens = 0
-            # Reply tokens of each persona over the current optimizer step (all accumulated micro-batches).
-            self.window_counts: torch.Tensor | None = None
-            super().__init__(*args, **kwargs)
-            # compute_loss divides by the whole accumulation window's token counts: the Trainer must not divide again.
-            self.loss_is_scaled_for_ga = True
-            self.add_callback(PerPersonaGradClip(steering_handle.steering.vectors, config.max_grad_norm))
-
-        def get_batch_samples(self, epoch_iterator, num_batches, device):
-            # The Trainer fetches every micro-batch of an optimizer step before the first forward:
-            # count each persona's loss tokens over all of them, the denominator of its mean loss.
-            batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
-            counts = torch.zeros(len(self.names))
-            for batch in batch_samples:
-                counts += per_persona_token_counts(batch["labels"], batch["persona_index"], len(self.names)).cpu()
-            self.window_counts = counts
-            return batch_samples, num_items
-
-        # ---- data ----
-        def _row_lookup(self, dataset) -> list[dict[int, int]]:
-            lookup: list[dict[int, int]] = [{} for _ in self.names]
-            for row, (k, source) in enumerate(zip(dataset["persona_index"], dataset["source_row"])):
-                lookup[k][source] = row
-            return lookup
-
-        def get_train_dataloader(self):
-            steps = self.args.max_steps * self.args.gradient_accumulation_steps
-            batches = StepBatches(
-                self.train_dataset, self._row_lookup(self.train_dataset), self.persona_sizes, self.names,
-                self.args.per_device_train_batch_size, steps, self.steering_config.seed, self.data_collator,
-            )
-            # batch_size=1 + unwrap (not batch_size=None) so accelerate can skip batches on resume.
-            return torch.utils.data.DataLoader(batches, batch_size=1, shuffle=False, collate_fn=_only_item)
-
-        # ---- loss ----
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            persona_index = inputs.pop("persona_index")
-            labels = inputs.pop("labels")
-            self.handle.steering.set_persona_index(persona_index)
-            try:
-                outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
-            finally:
-                self.handle.steering.set_persona_index(None)
-            sums, counts = per_persona_token_losses(outputs.logits, labels, persona_index, len(self.names))
-            present = counts > 0
-            if not torch.isfinite(sums[present]).all():
-                self._stop_on_non_finite(sums / counts.clamp(min=1))
-            window = self.window_counts.to(sums.device) if self.window_counts is not None else counts
-            # Persona k's loss is the mean over its reply tokens in the whole optimizer step; this
-            # micro-batch contributes its token-loss sum over that step's count.
-            contributions = sums / window.clamp(min=1)
-            step = self.state.global_step
-            for k, value in zip(present.nonzero().flatten().tolist(), contributions[present].detach().tolist()):
-                self.history["train"][k].append((step, value))
-            self.trained_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else labels.numel()
-            loss = contributions[present].sum()
-            return (loss, outputs) if return_outputs else loss
-
-        def _stop_on_non_finite(self, per_persona: torch.Tensor) -> None:
-            bad = [self.names[k] for k, v in enumerate(per_persona.tolist()) if not math.isfinite(v)]
-            path = Path(self.args.output_dir) / LAST_GOOD_FILE
-            # The vectors have not been updated with this step's gradient yet: they are the last good ones.
-            _save_tensors({"vectors": self.handle.steering.vectors.detach(), "best_vectors": self.best_vectors}, path)
-            raise NonFiniteLossError(
-                f"training loss became NaN/inf at step {self.state.global_step} for {', '.join(bad)}; training "
-                f"stopped. The last good vectors are in {path}; lower the learning rate or check the data."
-            )
-
-        # ---- validation and early stopping ----
-        @torch.no_grad()
-        def persona_validation_losses(self) -> torch.Tensor:
-            dataset = self.eval_dataset
-            sums = torch.zeros(len(self.names))
-            counts = torch.zeros(len(self.names))
-            if dataset is None or len(dataset) == 0:
-                return torch.full((len(self.names),), float("nan"))
-            was_training = self.model.training
-            self.model.eval()
-            size = self.args.per_device_eval_batch_size
-            device = self.handle.steering.vectors.device
-            for start in range(0, len(dataset), size):
-                rows = [dataset[i] for i in range(start, min(start + size, len(dataset)))]
-                batch = self.data_collator([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
-                index = torch.tensor([r["persona_index"] for r in rows], device=device)
-                self.handle.steering.set_persona_index(index)
-                try:
-                    logits = self.model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-                finally:
-                    self.handle.steering.set_persona_index(None)
-                s, c = per_persona_token_losses(logits, batch["labels"].to(device), index, len(self.names))
-                sums += s.cpu()
-                counts += c.cpu()
-            if was_training:
-                self.model.train()
-            return torch.where(counts > 0, sums / counts.clamp(min=1), torch.full_like(sums, float("nan")))
-
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            losses = self.persona_validation_losses()
-            step = self.state.global_step
-            vectors = self.handle.steering.vectors.detach().cpu()
-            patience = self.steering_config.early_stopping_patience
-            for k, value in enumerate(losses.tolist()):
-                if math.isnan(value):
-                    continue
-                self.history["validation"][k].append((step, value))
-                if value < self.best_loss[k]:
-                    self.best_loss[k], self.best_step[k], self.bad_evals[k] = value, step, 0
-                    self.best_vectors[k] = vectors[k]
-                else:
-                    self.bad_evals[k] += 1
-            finite = losses[~torch.isnan(losses)]
-            metrics = {f"{metric_key_prefix}_loss": float(finite.mean()) if len(finite) else float("nan")}
-            self.log(metrics)
-            if patience and len(finite) and bool((self.bad_evals[~torch.isnan(losses)] >= patience).all()):
-                self.control.should_training_stop = True
-            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-            return metrics
-
-        # ---- checkpoints: the steering state only, never the frozen base model ----
-        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-            folder = Path(output_dir or self.args.output_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            _save_tensors(
-                {
-                    "vectors": self.handle.steering.vectors.detach(),
-                    "best_vectors": self.best_vectors,
-                    "best_loss": self.best_loss,
-                    "best_step": self.best_step,
-                    "bad_evals": self.bad_evals,
-                },
-                folder / STATE_FILE,
-            )
-            (folder / META_FILE).write_text(json.dumps(self.meta, indent=2))
-            (folder / HISTORY_FILE).write_text(json.dumps(self.history))
-
-        def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-            from safetensors.torch import load_file
-
-            folder = Path(resume_from_checkpoint)
-            check_checkpoint_meta(folder, self.meta)
-            state = load_file(str(folder / STATE_FILE))
-            with torch.no_grad():
-                self.handle.steering.vectors.copy_(state["vectors"])
-            self.best_vectors, self.best_loss = state["best_vectors"], state["best_loss"]
-            self.best_step, self.bad_evals = state["best_step"], state["bad_evals"]
-            if (folder / HISTORY_FILE).is_file():
-                self.history = json.loads((folder / HISTORY_FILE).read_text())
-
-    return SteeringTrainer
+    clip = type("PerPersonaGradClip", (_PerPersonaGradClip, TrainerCallback), {})
+    return type("SteeringTrainer", (_SteeringTrainerMethods, SFTTrainer), {"grad_clip_class": clip})
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -408,8 +422,59 @@ def train_steering_vectors(
     """
     import datasets
     from transformers import PrinterCallback
-    from trl import SFTConfig
 
+    _check_training_inputs(tokenizer, personas, model_name)
+    names = [p.name for p in personas]
+    datasets.disable_progress_bars()
+    freeze(model)
+    layer = check_layer(model, config.layer if config.layer is not None else default_layer(model))
+    output_dir = Path(output_dir)
+    meta = {"model": model_name, "layer": layer, "hidden_size": hidden_size(model), "personas": names,
+            "assistant_mask": mask_method(tokenizer)}
+    resume_from = last_checkpoint(output_dir) if resume else None
+    if resume_from:
+        check_checkpoint_meta(Path(resume_from), meta)
+
+    # Fail before any work when batches cannot be padded or the replies cannot be located.
+    padding_token_id(tokenizer, model_name)
+    method = mask_method(tokenizer)
+    max_steps = config.steps_for(max(len(p.train) for p in personas))
+    train_rows, validation_rows = _training_rows(tokenizer, method, personas, config, max_steps * config.gradient_accumulation_steps)
+    args = _sft_config(config, output_dir, max_steps, method, validate=any(p.validation for p in personas),
+                       use_cpu=next(model.parameters()).device.type == "cpu")
+    handle = attach_steering(model, layer, n_vectors=len(personas))
+    try:
+        # Right padding with the pad token, or EOS for tokenizers without one (restored afterwards).
+        with padded_batches(tokenizer, "right", model_name):
+            trainer = _build_trainer_class()(
+                model=model,
+                args=args,
+                train_dataset=datasets.Dataset.from_list(train_rows),
+                eval_dataset=datasets.Dataset.from_list(validation_rows) if validation_rows else None,
+                processing_class=tokenizer,
+                steering_handle=handle,
+                persona_names=names,
+                persona_sizes=[len(p.train) for p in personas],
+                meta=meta,
+                config=config,
+            )
+            trainer.remove_callback(PrinterCallback)
+            share = _loss_token_share(trainer.train_dataset)
+            skipped = _rows_without_loss_tokens(trainer, train_rows, names, config.max_length, log)
+            if log is not None:
+                log(f"loss mask: {method}; loss tokens are {share:.1%} of the training tokens")
+                trainer.add_callback(_log_callback(log, max_steps))
+            for callback in callbacks:
+                trainer.add_callback(callback)
+            result = trainer.train(resume_from_checkpoint=resume_from)
+        runtime = max(result.metrics.get("train_runtime", 0.0), 1e-9)
+        return TrainingOutcome(_trained_vectors(trainer, handle, names), layer, trainer.trained_tokens / runtime,
+                               resume_from, method, share, skipped)
+    finally:
+        handle.remove()
+
+
+def _check_training_inputs(tokenizer: Any, personas: Sequence[PersonaData], model_name: str) -> None:
     from steering_assets.personas.budget import ChatTemplateMissingError
 
     if not getattr(tokenizer, "chat_template", None):
@@ -426,21 +491,10 @@ def train_steering_vectors(
     names = [p.name for p in personas]
     if len(set(names)) != len(names):
         raise ValueError(f"persona names must be unique, got {names}")
-    datasets.disable_progress_bars()
-    freeze(model)
-    layer = check_layer(model, config.layer if config.layer is not None else default_layer(model))
-    output_dir = Path(output_dir)
-    meta = {"model": model_name, "layer": layer, "hidden_size": hidden_size(model), "personas": names,
-            "assistant_mask": mask_method(tokenizer)}
-    resume_from = last_checkpoint(output_dir) if resume else None
-    if resume_from:
-        check_checkpoint_meta(Path(resume_from), meta)
 
-    # Fail before any work when batches cannot be padded or the replies cannot be located.
-    padding_token_id(tokenizer, model_name)
-    method = mask_method(tokenizer)
-    max_steps = config.steps_for(max(len(p.train) for p in personas))
-    micro_steps = max_steps * config.gradient_accumulation_steps
+
+def _training_rows(tokenizer: Any, method: str, personas: Sequence[PersonaData], config: SteeringTrainingConfig,
+                   micro_steps: int) -> tuple[list[dict], list[dict]]:
     train_rows, validation_rows = [], []
     for k, persona in enumerate(personas):
         # Only the rows the schedule will draw are tokenised: short runs skip most of a large split.
@@ -449,9 +503,14 @@ def train_steering_vectors(
                        for i in needed]
         validation_rows += [{**_row(tokenizer, method, m, persona.name, "validation", i), "persona_index": k}
                             for i, m in enumerate(persona.validation)]
+    return train_rows, validation_rows
 
-    use_cpu = next(model.parameters()).device.type == "cpu"
-    args = SFTConfig(
+
+def _sft_config(config: SteeringTrainingConfig, output_dir: Path, max_steps: int, method: str, validate: bool,
+                use_cpu: bool):
+    from trl import SFTConfig
+
+    return SFTConfig(
         output_dir=str(output_dir),
         max_steps=max_steps,
         per_device_train_batch_size=config.per_device_batch_size,
@@ -463,7 +522,7 @@ def train_steering_vectors(
         weight_decay=config.weight_decay,
         max_grad_norm=0.0,  # clipped per persona by PerPersonaGradClip
         # Without any validation rows there is nothing to validate on: keep the final vector.
-        eval_strategy="steps" if any(p.validation for p in personas) else "no",
+        eval_strategy="steps" if validate else "no",
         eval_steps=config.eval_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -483,61 +542,43 @@ def train_steering_vectors(
         disable_tqdm=True,
         dataset_num_proc=None,
     )
-    handle = attach_steering(model, layer, n_vectors=len(personas))
-    try:
-        # Right padding with the pad token, or EOS for tokenizers without one (restored afterwards).
-        with padded_batches(tokenizer, "right", model_name):
-            trainer_class = _build_trainer_class()
-            trainer = trainer_class(
-                model=model,
-                args=args,
-                train_dataset=datasets.Dataset.from_list(train_rows),
-                eval_dataset=datasets.Dataset.from_list(validation_rows) if validation_rows else None,
-                processing_class=tokenizer,
-                steering_handle=handle,
-                persona_names=names,
-                persona_sizes=[len(p.train) for p in personas],
-                meta=meta,
-                config=config,
+
+
+def _rows_without_loss_tokens(trainer: Any, train_rows: list[dict], names: list[str], max_length: int,
+                              log: Callable[[str], None] | None) -> dict[str, int]:
+    """Rows TRL dropped because their reply starts beyond ``max_length``, per persona; raises when a persona has none left."""
+    kept = trainer._row_lookup(trainer.train_dataset)
+    requested = [sum(1 for row in train_rows if row["persona_index"] == k) for k in range(len(names))]
+    skipped = {name: requested[k] - len(kept[k]) for k, name in enumerate(names) if requested[k] > len(kept[k])}
+    nothing = [name for k, name in enumerate(names) if not kept[k]]
+    if nothing:
+        raise EmptyTrainingSplitError(
+            f"no training row of {', '.join(nothing)} has reply tokens within max_length={max_length}: "
+            "the prompt (system header, user turn, template boilerplate) fills it; raise max_length"
+        )
+    if skipped and log is not None:
+        log(f"rows whose reply starts beyond max_length={max_length} (no loss tokens, skipped): {skipped}")
+    return skipped
+
+
+def _trained_vectors(trainer: Any, handle: SteeringHandle, names: list[str]) -> list[TrainedVector]:
+    """Each persona's best validated vector (its final one when it was never validated), with its loss history."""
+    final = handle.steering.vectors.detach().cpu().clone()
+    vectors = []
+    for k, name in enumerate(names):
+        validated = int(trainer.best_step[k]) >= 0
+        vectors.append(
+            TrainedVector(
+                name=name,
+                vector=trainer.best_vectors[k].clone() if validated else final[k],
+                best_validation_loss=float(trainer.best_loss[k]) if validated else None,
+                best_step=int(trainer.best_step[k]) if validated else None,
+                steps=trainer.state.global_step,
+                train_loss=_per_step_total(trainer.history["train"][k]),
+                validation_loss=[tuple(x) for x in trainer.history["validation"][k]],
             )
-            trainer.remove_callback(PrinterCallback)
-            share = _loss_token_share(trainer.train_dataset)
-            kept = trainer._row_lookup(trainer.train_dataset)
-            requested = [sum(1 for row in train_rows if row["persona_index"] == k) for k in range(len(names))]
-            skipped = {name: requested[k] - len(kept[k]) for k, name in enumerate(names) if requested[k] > len(kept[k])}
-            nothing = [name for k, name in enumerate(names) if not kept[k]]
-            if nothing:
-                raise EmptyTrainingSplitError(
-                    f"no training row of {', '.join(nothing)} has reply tokens within max_length={config.max_length}: "
-                    "the prompt (system header, user turn, template boilerplate) fills it; raise max_length"
-                )
-            if skipped and log is not None:
-                log(f"rows whose reply starts beyond max_length={config.max_length} (no loss tokens, skipped): {skipped}")
-            if log is not None:
-                log(f"loss mask: {method}; loss tokens are {share:.1%} of the training tokens")
-                trainer.add_callback(_log_callback(log, max_steps))
-            for callback in callbacks:
-                trainer.add_callback(callback)
-            result = trainer.train(resume_from_checkpoint=resume_from)
-        final = handle.steering.vectors.detach().cpu().clone()
-        vectors = []
-        for k, name in enumerate(names):
-            validated = int(trainer.best_step[k]) >= 0
-            vectors.append(
-                TrainedVector(
-                    name=name,
-                    vector=trainer.best_vectors[k].clone() if validated else final[k],
-                    best_validation_loss=float(trainer.best_loss[k]) if validated else None,
-                    best_step=int(trainer.best_step[k]) if validated else None,
-                    steps=trainer.state.global_step,
-                    train_loss=_per_step_total(trainer.history["train"][k]),
-                    validation_loss=[tuple(x) for x in trainer.history["validation"][k]],
-                )
-            )
-        runtime = max(result.metrics.get("train_runtime", 0.0), 1e-9)
-        return TrainingOutcome(vectors, layer, trainer.trained_tokens / runtime, resume_from, method, share, skipped)
-    finally:
-        handle.remove()
+        )
+    return vectors
 
 
 def _row(tokenizer: Any, method: str, conversation: list[dict[str, str]], persona: str, split: str, index: int) -> dict:
