@@ -17,7 +17,7 @@ from steering_assets.partitions.personas import sync_partitions
 from steering_assets.personas.assets import BUDGET_CHECK, SURVIVORS_CHECK
 from steering_assets.personas.budget import SelectionConfig, chat_token_lengths, select_training_rows
 from steering_assets.personas.dataset import build_persona_dataset
-from steering_assets.personas.pipeline import TRAIN_FILE, VALIDATION_FILE
+from steering_assets.personas.materialize import TRAIN_FILE, VALIDATION_FILE
 from tests.world import SOURCE_MODEL
 
 

@@ -10,7 +10,7 @@ from steering_assets.core.artifacts import ArtifactIntegrityError, ArtifactStore
 def summary_table(store: ArtifactStore, data_root: Path) -> list[tuple]:
     """One row per persona: dataset rows and the training split's rows and tokens."""
     from steering_assets.formats.rollouts import PERSONA_KINDS, discover_personas
-    from steering_assets.personas.pipeline import dataset_folder, split_folder
+    from steering_assets.personas.materialize import dataset_folder, split_folder
 
     rows = []
     for kind in PERSONA_KINDS.values():
@@ -78,7 +78,7 @@ def print_vetting(store: ArtifactStore, scenarios_root: Path, traits: list[str],
 
     from steering_assets.formats.scenarios import read_trait_scenarios, read_verdicts
     from steering_assets.vetting.calibration import calibrate, calibration_row, read_calibration
-    from steering_assets.vetting.pipeline import RESPONSES_FILE, STAGES, pass_rate, read_report, trait_folder
+    from steering_assets.vetting.materialize import RESPONSES_FILE, STAGES, pass_rate, read_report, trait_folder
     from steering_assets.vetting.reports import Thresholds
 
     rates, scenario_rows, completion_rows, calibration_rows, judges = [], [], [], [], set()
@@ -132,7 +132,7 @@ def print_vetting(store: ArtifactStore, scenarios_root: Path, traits: list[str],
 
 def print_evaluations(store: ArtifactStore, data_root: Path) -> None:
     from steering_assets.formats.rollouts import PERSONA_KINDS, discover_personas
-    from steering_assets.steering.eval_pipeline import evaluation_table
+    from steering_assets.steering.classifier_eval import evaluation_table
 
     refs = [ref for kind in PERSONA_KINDS.values() for ref in discover_personas(data_root, kind).personas]
     rows = evaluation_table(store, refs)

@@ -46,7 +46,7 @@ def sentence_features(
     context: dg.AssetExecutionContext, storage: ArtifactStorage, language_model: LanguageModelResource,
     sentence_encoder: SentenceEncoderResource, saes: SAEResource, concepts: ConceptSentences,
 ) -> dg.MaterializeResult:
-    from steering_assets.features.pipeline import materialize_sentence_features
+    from steering_assets.features.materialize import materialize_sentence_features
 
     concept = context.partition_key
     with reported_as_failure(concept):
@@ -74,7 +74,7 @@ def sentence_features(
     code_version="1", description="SAE features ranked against the labels (Pearson, standardised gap, TPR-FPR), monotonic ones only.",
 )
 def top_features(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
-    from steering_assets.features.pipeline import materialize_top_features
+    from steering_assets.features.materialize import materialize_top_features
 
     with reported_as_failure(context.partition_key):
         result = materialize_top_features(context.partition_key, storage.store())
@@ -91,7 +91,7 @@ def top_features(context: dg.AssetExecutionContext, storage: ArtifactStorage) ->
     code_version="1", description="The top features' mean activation along the prefixes, one line per label (PNG).",
 )
 def feature_activation_graphs(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
-    from steering_assets.features.pipeline import materialize_activation_graphs
+    from steering_assets.features.materialize import materialize_activation_graphs
 
     with reported_as_failure(context.partition_key):
         result = materialize_activation_graphs(context.partition_key, storage.store())
@@ -106,7 +106,7 @@ def feature_activation_graphs(context: dg.AssetExecutionContext, storage: Artifa
 )
 def classifier_datasets(context: dg.AssetExecutionContext, config: ClassifierDatasetsConfig, storage: ArtifactStorage) -> dg.MaterializeResult:
     from steering_assets.features.datasets import DatasetSpec
-    from steering_assets.features.pipeline import materialize_classifier_datasets
+    from steering_assets.features.materialize import materialize_classifier_datasets
 
     with reported_as_failure(context.partition_key):
         specs = [DatasetSpec(**spec.model_dump()) for spec in config.specs] or None
@@ -124,7 +124,7 @@ def classifier_datasets(context: dg.AssetExecutionContext, config: ClassifierDat
     description="Every classifier on every dataset, stratified k-fold CV with in-fold normalisation; comparison table.",
 )
 def trait_classifiers(context: dg.AssetExecutionContext, config: TraitClassifiersConfig, storage: ArtifactStorage) -> dg.MaterializeResult:
-    from steering_assets.features.pipeline import materialize_trait_classifiers
+    from steering_assets.features.materialize import materialize_trait_classifiers
 
     with reported_as_failure(context.partition_key):
         result = materialize_trait_classifiers(context.partition_key, storage.store(), config.models, config.folds, config.seed)

@@ -19,7 +19,7 @@ from steering_assets.partitions.personas import PARTITIONS_BY_KIND, rollout_scor
 from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 from steering_assets.personas.budget import BudgetConfig, SelectionConfig, SelectionError, check_selection
 from steering_assets.personas.dataset import dataset_schema
-from steering_assets.personas.pipeline import DATASET_FILE, materialize_persona_dataset, materialize_training_split
+from steering_assets.personas.materialize import DATASET_FILE, materialize_persona_dataset, materialize_training_split
 from steering_assets.resources.language_model import ModelSource
 from steering_assets.resources.rollouts import PersonaRollouts
 from steering_assets.resources.storage import ArtifactStorage

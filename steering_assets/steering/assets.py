@@ -306,7 +306,7 @@ def _steering_vector_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
         storage: ArtifactStorage,
         language_model: LanguageModelResource,
     ):
-        from steering_assets.steering.pipeline import materialize_steering_vectors
+        from steering_assets.steering.trained_vectors import materialize_steering_vectors
 
         yield from materialize_chunk(
             context,
@@ -339,8 +339,8 @@ def _persona_classifier_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
     def persona_classifier(
         context: dg.AssetExecutionContext, storage: ArtifactStorage, sentence_encoder: SentenceEncoderResource
     ) -> dg.MaterializeResult:
-        from steering_assets.personas.pipeline import split_folder
-        from steering_assets.steering.eval_pipeline import materialize_persona_classifier
+        from steering_assets.personas.materialize import split_folder
+        from steering_assets.steering.persona_classifier import materialize_persona_classifier
 
         store = storage.store()
         refs = [ref for ref in keys.every_persona(context) if (split_folder(store, ref) / "manifest.json").is_file()]
@@ -388,7 +388,7 @@ def _activation_vector_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
         storage: ArtifactStorage,
         language_model: LanguageModelResource,
     ):
-        from steering_assets.steering.eval_pipeline import materialize_activation_vectors
+        from steering_assets.steering.activation_vectors import materialize_activation_vectors
 
         yield from materialize_chunk(
             context,
@@ -425,7 +425,7 @@ def _steering_eval_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
         language_model: LanguageModelResource,
         sentence_encoder: SentenceEncoderResource,
     ):
-        from steering_assets.steering.eval_pipeline import materialize_steering_evals
+        from steering_assets.steering.classifier_eval import materialize_steering_evals
 
         yield from materialize_chunk(
             context,
@@ -449,7 +449,7 @@ def _eval_summary_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
         description="Every evaluated persona in one table: probe quality, perplexity, steering effect, cosine.",
     )
     def steering_eval_summary(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
-        from steering_assets.steering.eval_pipeline import evaluation_table
+        from steering_assets.steering.classifier_eval import evaluation_table
 
         rows = evaluation_table(storage.store(), keys.every_persona(context))
         return dg.MaterializeResult(

@@ -44,3 +44,12 @@ class SteeringTrainingConfig:
         for name in ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "eval_steps", "save_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+# The steering-evaluation stage (persona classifier, activation vectors, steering_eval): its artifacts'
+# code version (2: block-output layers, the last layer no longer reads the final norm; reply masks shared
+# with training) and file names.
+EVAL_CODE_VERSION = "4"
+CLASSIFIER_FILE = "classifier.npz"
+ACTIVATION_FILE = "activation_vector.npy"
+EVAL_FILE = "evaluation.json"
+MIN_PROBE_ROWS = 5

@@ -505,15 +505,10 @@ def materialize_judged_evals(
     """
     from steering_assets.models.loading import padding_token_id
     from steering_assets.models.pretrained import injected_system_prompt
-    from steering_assets.personas.pipeline import load_persona_dataset, load_training_split, split_folder
-    from steering_assets.steering.eval_pipeline import (
-        _sample,
-        activation_folder,
-        baseline_file_negatives,
-        load_activation_vector,
-        persona_negatives,
-    )
-    from steering_assets.steering.pipeline import vector_folder
+    from steering_assets.personas.materialize import load_persona_dataset, load_training_split, split_folder
+    from steering_assets.steering.activation_vectors import activation_folder, load_activation_vector
+    from steering_assets.steering.negatives import baseline_file_negatives, persona_negatives, sample
+    from steering_assets.steering.trained_vectors import vector_folder
     from steering_assets.steering.vectors import check_fits, read_vector
 
     padding_token_id(tokenizer, model_name)  # before any work: batches need a pad (or EOS) token
@@ -546,7 +541,7 @@ def materialize_judged_evals(
         trained, vector_config = read_vector(vector_folder(store, ref))
         layer = int(vector_config["layer"])
         check_fits(trained, layer, model, str(vector_folder(store, ref)))
-        residual_norm = typical_residual_norm(model, tokenizer, _sample(negatives.conversations, config.norm_rows, config.seed),
+        residual_norm = typical_residual_norm(model, tokenizer, sample(negatives.conversations, config.norm_rows, config.seed),
                                               layer, model_name=model_name)
         persona = f"{ref.name.replace('_', ' ')}: {system_prompt}" if system_prompt else ref.name.replace("_", " ")
         evaluation = evaluate_judged(

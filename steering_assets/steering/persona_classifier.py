@@ -12,13 +12,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from steering_assets.core.artifacts import ArtifactResult, ArtifactStore, fingerprint
+from steering_assets.formats.rollouts import PersonaKind, PersonaRef
 from steering_assets.models.encoder import SentenceEncoder
+from steering_assets.personas.materialize import load_training_split
+from steering_assets.steering.config import CLASSIFIER_FILE, EVAL_CODE_VERSION
+from steering_assets.steering.negatives import answers, kind_negatives, sample, split_print
 
 BASELINE_CLASS = "<baseline>"
-
-
-
-
 
 
 class PersonaClassifier:
@@ -76,3 +77,46 @@ class PersonaClassifier:
     def load(cls, path: Path) -> "PersonaClassifier":
         with np.load(path, allow_pickle=False) as data:
             return cls([str(c) for c in data["classes"]], data["coef"], data["intercept"])
+
+
+def classifier_folder(store: ArtifactStore, kind: PersonaKind) -> Path:
+    return store.folder(kind.name, "persona_classifier")
+
+
+def materialize_persona_classifier(
+    kind: PersonaKind, refs: Sequence[PersonaRef], store: ArtifactStore, encoder: Any, encoder_name: str,
+    per_class: int = 80, seed: int = 0,
+) -> ArtifactResult:
+    """Which persona wrote this? Trained on each persona's training answers and the baselines' answers.
+
+    The baseline class samples ``per_class`` answers from ``kind_negatives`` (baseline files
+    and the personas' own baseline rows); raises MissingBaselineError when a source model has neither.
+    """
+    negatives = kind_negatives(store, refs)
+    key = fingerprint({
+        "code": EVAL_CODE_VERSION, "splits": {r.partition_key: split_print(store, r) for r in refs},
+        "baselines": negatives.prints, "encoder": encoder_name, "per_class": per_class, "seed": seed,
+    })
+    folder = classifier_folder(store, kind)
+    existing = store.current_manifest(folder, key)
+    if existing is not None:
+        return ArtifactResult(folder, existing, skipped=True)
+    texts = {ref.partition_key: sample(answers(load_training_split(store, ref)[0]["messages"].to_list()), per_class, seed) for ref in refs}
+    texts = {name: answers for name, answers in texts.items() if answers}
+    texts[BASELINE_CLASS] = sample(answers(negatives.conversations), per_class, seed)
+    classifier, info = PersonaClassifier.fit(texts, encoder, seed=seed)
+    info["baselines"] = negatives.summary(used=len(texts[BASELINE_CLASS]))
+    manifest = store.write_artifact(folder, {CLASSIFIER_FILE: lambda p: _save_npz(classifier, p)}, fingerprint_value=key, details=info)
+    return ArtifactResult(folder, manifest, skipped=False)
+
+
+def _save_npz(classifier: PersonaClassifier, path: Path) -> None:
+    # np.savez appends ".npz" to names without it; write through a handle to keep the temp name.
+    with open(path, "wb") as handle:
+        classifier.save(handle)
+
+
+def load_persona_classifier(store: ArtifactStore, kind: PersonaKind) -> tuple[PersonaClassifier, str]:
+    folder = classifier_folder(store, kind)
+    manifest = store.load_manifest(folder)
+    return PersonaClassifier.load(folder / CLASSIFIER_FILE), manifest["fingerprint"]

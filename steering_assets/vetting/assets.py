@@ -73,7 +73,7 @@ def _report_result(context, stage_asset: str, store, result, scenarios, verdicts
         read_calibration,
         verdicts_digest,
     )
-    from steering_assets.vetting.pipeline import RESPONSES_FILE, STAGES, pass_rate, plot_title
+    from steering_assets.vetting.materialize import RESPONSES_FILE, STAGES, pass_rate, plot_title
     from steering_assets.vetting.reports import Thresholds, report_is_complete
 
     thresholds = Thresholds(config.pos_threshold, config.neg_threshold)
@@ -141,7 +141,7 @@ def _report_result(context, stage_asset: str, store, result, scenarios, verdicts
 
 
 def _folder(context, scenarios: ScenarioSource) -> Path:
-    from steering_assets.vetting.pipeline import trait_folder
+    from steering_assets.vetting.materialize import trait_folder
 
     return trait_folder(Path(scenarios.root), context.partition_key)
 
@@ -151,7 +151,7 @@ def _folder(context, scenarios: ScenarioSource) -> Path:
                                         "the data version is a hash of the files vetting reads.")
 def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) -> dg.DataVersionsByPartition:
     from steering_assets.formats.scenarios import scenario_files_digest
-    from steering_assets.vetting.pipeline import trait_folder
+    from steering_assets.vetting.materialize import trait_folder
 
     keys = context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name)
     return dg.DataVersionsByPartition({k: scenario_files_digest(trait_folder(Path(scenarios.root), k))[:32] for k in keys})
@@ -195,7 +195,7 @@ def _vetting_asset(name: str, deps: list, description: str):
                 "(positive) or its opposite (negative); writes scenario_scores.json.")
 def scenario_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
                      scenarios: ScenarioSource) -> dg.MaterializeResult:
-    from steering_assets.vetting.pipeline import vet_scenarios
+    from steering_assets.vetting.materialize import vet_scenarios
 
     return _judge_stage(context, "scenario_vetting", config, storage, judge, scenarios, vet_scenarios)
 
@@ -206,7 +206,7 @@ def scenario_vetting(context: dg.AssetExecutionContext, config: VettingConfig, s
                       "batched, greedy or seeded sampling.")
 def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfig, storage: ArtifactStorage,
                        scenarios: ScenarioSource, language_model: LanguageModelResource) -> dg.MaterializeResult:
-    from steering_assets.vetting.pipeline import generate_responses
+    from steering_assets.vetting.materialize import generate_responses
 
     with reported_as_failure(context.partition_key):
         result = generate_responses(_folder(context, scenarios), storage.store(), language_model.get_model(),
@@ -223,7 +223,7 @@ def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfi
                 "Stage 2: the judge scores each completion against the definition; writes response_scores.json.")
 def response_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
                      scenarios: ScenarioSource) -> dg.MaterializeResult:
-    from steering_assets.vetting.pipeline import vet_responses
+    from steering_assets.vetting.materialize import vet_responses
 
     return _judge_stage(context, "response_vetting", config, storage, judge, scenarios, vet_responses)
 

@@ -112,7 +112,7 @@ def vetted(smollm2_loaded, tmp_path_factory):
     from steering_assets.core.artifacts import ArtifactStore
     from steering_assets.judge.likelihood import LikelihoodJudge
     from steering_assets.vetting.calibration import calibrate
-    from steering_assets.vetting.pipeline import read_report, vet_scenarios
+    from steering_assets.vetting.materialize import read_report, vet_scenarios
     from steering_assets.vetting.reports import Thresholds
 
     model, tokenizer = smollm2_loaded

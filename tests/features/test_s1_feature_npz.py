@@ -10,7 +10,7 @@ import pytest
 from steering_assets import cli
 from steering_assets.core.artifacts import ArtifactStore
 from steering_assets.features.datasets import DatasetSpec, DatasetSpecError, build_classifier_dataset, load_dataset
-from steering_assets.features.pipeline import materialize_classifier_datasets
+from steering_assets.features.materialize import materialize_classifier_datasets
 from steering_assets.features.prefixes import SentenceFeatures
 
 # SAE configurations as in its gemma_scope_16k_configurations.json, a non-contiguous subset:

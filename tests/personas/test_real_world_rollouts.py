@@ -32,7 +32,7 @@ from steering_assets.personas.budget import (
 )
 from steering_assets.personas.dataset import baseline_rows, build_persona_dataset
 from steering_assets.personas.loading import read_responses, read_scores, read_scores_with_report
-from steering_assets.personas.pipeline import (
+from steering_assets.personas.materialize import (
     load_baseline_rows,
     load_training_split,
     materialize_persona_dataset,

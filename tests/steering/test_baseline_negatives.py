@@ -14,14 +14,9 @@ from steering_assets.definitions import build_definitions, persona_job_name, ste
 from steering_assets.formats.rollouts import ROLES, TRAITS, PersonaRef
 from steering_assets.models.errors import MissingBaselineError
 from steering_assets.partitions.personas import sync_partitions
-from steering_assets.personas.pipeline import load_baseline_rows, load_training_split, materialize_persona_dataset
-from steering_assets.steering.eval_pipeline import (
-    ACTIVATION_FILE,
-    BASELINE_FILE,
-    IN_FILE_ROWS,
-    kind_negatives,
-    persona_negatives,
-)
+from steering_assets.personas.materialize import load_baseline_rows, load_training_split, materialize_persona_dataset
+from steering_assets.steering.config import ACTIVATION_FILE
+from steering_assets.steering.negatives import BASELINE_FILE, IN_FILE_ROWS, kind_negatives, persona_negatives
 from tests.conftest import response_row, write_persona
 from tests.runner import run_partition_chunks
 from tests.world import SOURCE_MODEL

@@ -197,9 +197,9 @@ def test_vector_artifact_records_the_fallback_mask_with_each_real_template(famil
     from steering_assets.core.artifacts import ArtifactStore
     from steering_assets.formats.rollouts import ROLES, PersonaRef
     from steering_assets.personas.budget import BudgetConfig
-    from steering_assets.personas.pipeline import materialize_persona_dataset, materialize_training_split
+    from steering_assets.personas.materialize import materialize_persona_dataset, materialize_training_split
     from steering_assets.steering.export import GGUF_FILE, LAYER_STACK_FILE, LM_EVAL_FILE
-    from steering_assets.steering.pipeline import materialize_steering_vectors
+    from steering_assets.steering.trained_vectors import materialize_steering_vectors
     from tests.chat_tokenizers import build_tokenizer, templates_present, tiny_qwen3
 
     if not templates_present():

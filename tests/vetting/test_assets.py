@@ -245,7 +245,7 @@ def test_a_single_digit_judge_scores_right_or_is_refused_before_any_call(demo_wo
 def test_jsonl_scenarios_system_prompts_reach_generation_and_the_judge(demo_workspace, tmp_path, monkeypatch):
     import shutil
 
-    from steering_assets.vetting import pipeline
+    from steering_assets.vetting import materialize as pipeline
 
     source = REAL_WORLD / "scenarios" / "jsonl" / "pv_instruction" / "evil"
     if not source.is_dir():

@@ -6,7 +6,7 @@ import pytest
 from steering_assets.core.artifacts import ArtifactStore
 from steering_assets.formats.rollouts import ROLES, PersonaRef
 from steering_assets.personas.budget import BudgetConfig, SelectionConfig
-from steering_assets.personas.pipeline import (
+from steering_assets.personas.materialize import (
     DATASET_FILE,
     load_training_split,
     materialize_persona_dataset,

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from steering_assets.core.artifacts import ArtifactResult, ArtifactStore, fingerprint
 from steering_assets.core.plots import line_plot_png
 from steering_assets.formats.rollouts import PersonaRef
-from steering_assets.personas.pipeline import load_training_split, split_folder
+from steering_assets.personas.materialize import load_training_split, split_folder
 from steering_assets.steering.config import (
     CONFIG_FILE,
     INTEROP_FILE,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from steering_assets.core.artifacts import ArtifactStore
-from steering_assets.features import pipeline
+from steering_assets.features import materialize as pipeline
 from steering_assets.formats.concepts import read_concept_sentences
 from steering_assets.models.sae import load_sae_set
 
