@@ -111,3 +111,16 @@ def test_slug_is_githubs():
     )
     assert slug("Scale-out: Postgres, Celery, Kubernetes") == "scale-out-postgres-celery-kubernetes"
     assert slug("What `make demo` runs") == "what-make-demo-runs"
+
+
+def test_the_readme_graph_is_rendered_from_the_definitions():
+    import re
+
+    from steering_assets.cli.graph import asset_graph_mermaid
+    from steering_assets.core.settings import Settings
+    from steering_assets.definitions import build_definitions
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```mermaid\n(.*?)\n```", readme, flags=re.S).group(1)
+    assert block == asset_graph_mermaid(build_definitions(settings=Settings())), (
+        "README.md's asset graph is stale: replace it with the output of python -m steering_assets.cli.graph")
