@@ -3,8 +3,15 @@
 The demo runs SmolLM2-135M-Instruct on two CPU cores inside ten minutes, so every stage is cut to
 the least that still reads: short replies, few questions, short training. The step times behind
 these numbers are in notes/REAL_MODELS_NOTES.md (about 0.7 s a 48-token reply at batch 16, 35 s
-for 20 training steps at batch 4). Real runs use the defaults.
+for 20 training steps at batch 4). Real runs use the defaults. Each setting is the product's own run config class for an asset, turned
+into Dagster run config by ``steering_assets.definitions.asset_run_config`` (no op names here).
 """
+
+from steering_assets.definitions import asset_run_config
+from steering_assets.features.assets import TraitClassifiersConfig
+from steering_assets.personas.assets import TrainingSplitConfig
+from steering_assets.personas.generation_assets import RolloutGenerationConfig
+from steering_assets.steering.assets import ActivationVectorConfig, JudgedEvalConfig, SteeringEvalConfig, SteeringVectorConfig
 
 # Generation: 12 extraction questions per role instruction (2 instructions, so 24 replies a role and 24
 # default replies), every question of a trait (10, each asked under its pos and its neg instruction, and
@@ -15,7 +22,7 @@ DEMO_ROLE_QUESTIONS = 12
 
 def generation_run_config(kind_name: str) -> dict:
     questions = {"questions": DEMO_ROLE_QUESTIONS} if kind_name == "roles" else {}
-    return {"ops": {f"{kind_name}__generated_rollouts": {"config": {**DEMO_GENERATION, **questions}}}}
+    return asset_run_config({(kind_name, "generated_rollouts"): RolloutGenerationConfig(**DEMO_GENERATION, **questions)})
 
 
 # Roles: 6 of the 12 questions held out, never trained on, for the judged evaluation (3 choose the factor,
@@ -30,7 +37,7 @@ DEMO_SPLITS = {
 
 
 def dataset_run_config(kind_name: str) -> dict:
-    return {"ops": {f"{kind_name}__persona_training_split": {"config": DEMO_SPLITS[kind_name]}}}
+    return asset_run_config({(kind_name, "persona_training_split"): TrainingSplitConfig(**DEMO_SPLITS[kind_name])})
 
 
 # 12 steps at batch 4 on 96-token examples: about 20 s a persona. The vector's direction is what the
@@ -51,13 +58,11 @@ DEMO_EVALUATION = {"held_out_rows": 16, "n_prompts": 4, "coefficients": [0.0, 0.
 
 
 def steering_run_config(kind_name: str) -> dict:
-    return {
-        "ops": {
-            f"{kind_name}__steering_vector": {"config": DEMO_STEERING_TRAINING},
-            f"{kind_name}__persona_activation_vector": {"config": DEMO_ACTIVATION},
-            f"{kind_name}__steering_eval": {"config": DEMO_EVALUATION},
-        }
-    }
+    return asset_run_config({
+        (kind_name, "steering_vector"): SteeringVectorConfig(**DEMO_STEERING_TRAINING),
+        (kind_name, "persona_activation_vector"): ActivationVectorConfig(**DEMO_ACTIVATION),
+        (kind_name, "steering_eval"): SteeringEvalConfig(**DEMO_EVALUATION),
+    })
 
 
 # The judge-scored comparison: 6 held-out instructions (3 choose the factor, 3 report), 40-token greedy
@@ -67,7 +72,7 @@ DEMO_JUDGED_EVALUATION = {"instructions": 6, "max_new_tokens": 40, "factors": [0
 
 
 def judged_run_config(kind_name: str) -> dict:
-    return {"ops": {f"{kind_name}__steering_judged_eval": {"config": DEMO_JUDGED_EVALUATION}}}
+    return asset_run_config({(kind_name, "steering_judged_eval"): JudgedEvalConfig(**DEMO_JUDGED_EVALUATION)})
 
 
 # The concept classifiers: logistic and ridge regression only (the linear SVM and the MLP took most of the
@@ -76,4 +81,4 @@ DEMO_CLASSIFIERS = {"models": ["logistic", "ridge"]}
 
 
 def feature_run_config() -> dict:
-    return {"ops": {"concepts__trait_classifiers": {"config": DEMO_CLASSIFIERS}}}
+    return asset_run_config({("concepts", "trait_classifiers"): TraitClassifiersConfig(**DEMO_CLASSIFIERS)})

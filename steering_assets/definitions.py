@@ -7,6 +7,9 @@ data root is only scanned by the discovery sensors.
 
 from __future__ import annotations
 
+import functools
+from typing import Any, Mapping, Sequence
+
 import dagster as dg
 
 from steering_assets.core.progress import progress_logger
@@ -56,6 +59,28 @@ def build_definitions(
             loggers={"console": dg.colored_console_logger, "progress": progress_logger},
         ),
     )
+
+
+@functools.cache
+def _default_definitions() -> dg.Definitions:
+    return build_definitions(settings=Settings())
+
+
+def asset_run_config(configs: Mapping[Sequence[str] | dg.AssetKey, dg.Config],
+                     defs: dg.Definitions | None = None) -> dict[str, Any]:
+    """Run config from each asset's key and its ``Config`` (e.g. ``SteeringVectorConfig(max_steps=12)``).
+
+    The op that computes each asset is looked up in ``defs`` (default: the definitions with default
+    settings), so a caller names assets, never Dagster's op names; only the fields the caller set are
+    passed, so every other field keeps its default. Raises ``KeyError`` for an asset the definitions lack.
+    """
+    defs = defs or _default_definitions()
+    ops: dict[str, Any] = {}
+    for key, config in configs.items():
+        asset_key = key if isinstance(key, dg.AssetKey) else dg.AssetKey(list(key))
+        op_name = defs.resolve_assets_def(asset_key).node_def.name
+        ops.setdefault(op_name, {"config": {}})["config"].update(config.model_dump(exclude_unset=True))
+    return {"ops": ops}
 
 
 @dg.definitions

@@ -194,3 +194,17 @@ def test_observing_rollouts_versions_every_partition_by_file_content(demo_worksp
         after = observe(instance)
     assert after["SmolLM2-135M-Instruct.Q4_1/pirate"] != before["SmolLM2-135M-Instruct.Q4_1/pirate"]
     assert after["SmolLM2-135M-Instruct.Q4_1/chef"] == before["SmolLM2-135M-Instruct.Q4_1/chef"]
+
+
+def test_run_config_is_built_from_asset_keys_and_the_products_config_classes():
+    from steering_assets.definitions import asset_run_config
+    from steering_assets.personas.assets import TrainingSplitConfig
+    from steering_assets.steering.assets import SteeringVectorConfig
+
+    config = asset_run_config({("roles", "steering_vector"): SteeringVectorConfig(max_steps=3),
+                               ("traits", "persona_training_split"): TrainingSplitConfig(min_score=60)})
+    # The persona datasets are one multi-asset op; only the fields set are passed.
+    assert config == {"ops": {"roles__steering_vector": {"config": {"max_steps": 3}},
+                              "traits__persona_training_split": {"config": {"min_score": 60}}}}
+    with pytest.raises(Exception, match="no_such_asset"):
+        asset_run_config({("roles", "no_such_asset"): SteeringVectorConfig()})
