@@ -47,10 +47,10 @@ def main() -> None:
         SelectionConfig,
         budget_split,
         build_training_split,
-        chat_token_lengths_one_by_one,
         select_training_rows,
     )
     from steering_assets.personas.dataset import build_persona_dataset
+    from tests.reference import chat_token_lengths_one_by_one
 
     root = recorded_root(args.workspace)
     data_root = root / "data"

@@ -28,11 +28,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from benchmarks._recorded import describe, recorded_root, sentences, smollm2_folder
-    from steering_assets.features.prefixes import (
-        prefix_hidden_states,
-        prefix_hidden_states_one_by_one,
-        tokenize_sentences,
-    )
+    from steering_assets.features.prefixes import prefix_hidden_states, tokenize_sentences
+    from tests.reference import prefix_hidden_states_one_by_one
 
     root = recorded_root(args.workspace)
     folder = smollm2_folder()

@@ -58,10 +58,10 @@ def main() -> None:
         Setting,
         chat_prompt,
         generate_batched,
-        generate_per_setting,
         scaled_direction,
         typical_residual_norm,
     )
+    from tests.reference import generate_per_setting
 
     all_threads = max(1, torch.get_num_threads())
     folder = smollm2_folder()

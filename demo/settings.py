@@ -11,7 +11,12 @@ from steering_assets.definitions import asset_run_config
 from steering_assets.features.assets import TraitClassifiersConfig
 from steering_assets.personas.assets import TrainingSplitConfig
 from steering_assets.personas.generation_assets import RolloutGenerationConfig
-from steering_assets.steering.assets import ActivationVectorConfig, JudgedEvalConfig, SteeringEvalConfig, SteeringVectorConfig
+from steering_assets.steering.assets import (
+    ActivationVectorConfig,
+    JudgedEvalConfig,
+    SteeringEvalConfig,
+    SteeringVectorConfig,
+)
 
 # Generation: 12 extraction questions per role instruction (2 instructions, so 24 replies a role and 24
 # default replies), every question of a trait (10, each asked under its pos and its neg instruction, and

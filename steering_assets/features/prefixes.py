@@ -122,23 +122,6 @@ def prefix_hidden_states(model: Any, sentences: Sequence[SentenceTokens], batch_
     return results
 
 
-def prefix_hidden_states_one_by_one(model: Any, sentences: Sequence[SentenceTokens]) -> list[np.ndarray]:
-    """The reference way: one forward pass per fragment, keeping every block's output at its last position."""
-    import torch
-
-    from steering_assets.models.hooks import input_device
-    from steering_assets.models.residual import all_block_outputs
-
-    device = input_device(model)
-    results = []
-    with torch.no_grad():
-        for item in (_as_tokens(s) for s in sentences):
-            per_prefix = []
-            for end in range(item.start + 1, len(item.ids) + 1):
-                stacked = all_block_outputs(model, input_ids=torch.tensor([item.ids[:end]], device=device))
-                per_prefix.append(stacked[:, 0, -1].float().cpu().numpy())
-            results.append(np.stack(per_prefix, axis=1))
-    return results
 
 
 @dataclass

@@ -172,14 +172,6 @@ def chat_token_lengths(tokenizer: Any, conversations: Sequence[list[dict[str, st
     return lengths
 
 
-def chat_token_lengths_one_by_one(tokenizer: Any, conversations: Sequence[list[dict[str, str]]]) -> list[int]:
-    """The reference way: one ``apply_chat_template(tokenize=True)`` call per conversation."""
-    _require_chat_template(tokenizer)
-    lengths = []
-    for conversation in conversations:
-        encoded = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)
-        lengths.append(len(encoded["input_ids"]))
-    return lengths
 
 
 class BudgetFiller:

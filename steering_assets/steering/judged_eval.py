@@ -228,30 +228,6 @@ def generate_batched(model: Any, tokenizer: Any, prompts: Sequence[str], rows: S
     return replies
 
 
-def generate_per_setting(model: Any, tokenizer: Any, prompts_by_setting: dict[Setting, list[str]], layer: int,
-                         vector_by_setting: dict[Setting, Any], max_new_tokens: int,
-                         model_name: str = "the target model") -> dict[Setting, list[str]]:
-    """The plain way: one greedy ``generate`` call per setting over its prompts, with one steering vector attached.
-
-    The reference ``generate_batched`` is checked against (the same text) and benchmarked against.
-    """
-    import torch
-
-    from steering_assets.models.hooks import attach_steering, input_device
-    from steering_assets.models.loading import padded_batches
-
-    device = input_device(model)
-    outputs: dict[Setting, list[str]] = {}
-    with torch.no_grad():
-        for setting, prompts in prompts_by_setting.items():
-            with attach_steering(model, layer, 1, vector_by_setting[setting][None].float()):
-                with padded_batches(tokenizer, "left", model_name) as pad_id:
-                    batch = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-                    generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
-                                               temperature=None, top_p=None, top_k=None)
-            outputs[setting] = [r.strip() for r in tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:],
-                                                                            skip_special_tokens=True)]
-    return outputs
 
 
 def scaled_direction(vector: np.ndarray, factor: float, residual_norm: float) -> np.ndarray:

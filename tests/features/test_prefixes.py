@@ -6,12 +6,12 @@ from steering_assets.features.prefixes import (
     NonFiniteHiddenStatesError,
     SentenceFeatures,
     prefix_hidden_states,
-    prefix_hidden_states_one_by_one,
     prefix_texts,
     sentence_features,
     tokenize_sentences,
 )
 from steering_assets.models.sae import train_small_sae
+from tests.reference import prefix_hidden_states_one_by_one
 
 SENTENCES = [
     "Arr, matey! Hoist the sails.",

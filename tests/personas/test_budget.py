@@ -12,11 +12,11 @@ from steering_assets.personas.budget import (
     budget_split,
     build_training_split,
     chat_token_lengths,
-    chat_token_lengths_one_by_one,
     select_training_rows,
 )
 from steering_assets.personas.dataset import build_persona_dataset
 from tests.conftest import response_row, write_persona
+from tests.reference import chat_token_lengths_one_by_one
 from tests.world import ROLES as RECORDED_ROLES
 from tests.world import SOURCE_MODEL
 

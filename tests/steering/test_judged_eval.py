@@ -22,7 +22,6 @@ from steering_assets.steering.judged_eval import (
     choose_factor,
     evaluate_judged,
     generate_batched,
-    generate_per_setting,
     held_out_instructions,
     persona_system_prompt,
     scaled_direction,
@@ -37,6 +36,7 @@ from steering_assets.steering.ratings import (
     harmonic_mean,
     ratings_from_judgments,
 )
+from tests.reference import generate_per_setting
 
 
 def test_harmonic_mean_matches_the_formula_and_zero_sinks_it():
