@@ -19,9 +19,14 @@ Prints the seconds per persona of each and the cosine of theirs with ours. Run: 
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+# The demo's instruction files come from the checkout (demo/ is not installed with the package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ arrow that runs back up.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -182,6 +183,14 @@ def test_resources_and_partitions_import_as_steering_assets_subpackages():
 
     assert Path(steering_assets.resources.storage.__file__).parent == ROOT / "resources"
     assert Path(steering_assets.partitions.personas.__file__).parent == ROOT / "partitions"
+
+
+def test_benchmarks_that_use_the_demo_or_test_helpers_find_them_in_the_checkout():
+    """demo/ and tests/ are not installed: a benchmark run as ``python benchmarks/x.py`` puts the root on sys.path."""
+    missing = [path.name for path in sorted((ROOT / "benchmarks").glob("*.py"))
+               if re.search(r"^\s*(from|import) (demo|tests)\b", path.read_text(), flags=re.M)
+               and "sys.path.insert(0" not in path.read_text()]
+    assert not missing, missing
 
 
 if __name__ == "__main__":
