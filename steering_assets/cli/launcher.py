@@ -118,10 +118,12 @@ def failed_partitions(outcome) -> int:
 
 
 def backfill_persona_datasets(launcher: Launcher, kind_name: str, keys: list[str], run_config: dict | None = None) -> int:
+    """The kind's persona-dataset job (its assets as the definitions select them) over ``keys``, on CPU workers."""
     from steering_assets.deployment.tags import cpu_run_tags
+    from steering_assets.personas.jobs import persona_job_name
 
     outcome = launcher.backfill(
-        [[kind_name, "persona_dataset"], [kind_name, "persona_training_split"]], keys,
+        [list(k.path) for k in job_assets(launcher, persona_job_name(kind_name))], keys,
         title=f"{kind_name} persona datasets", tags=cpu_run_tags(), run_config=run_config,
     )
     return failed_partitions(outcome)
@@ -138,10 +140,10 @@ def steering_stage(launcher: Launcher, kind_name: str, keys: list[str], run_conf
     for prerequisite in (["roles", "baseline_dataset"], [kind_name, "persona_classifier"]):
         if not run_assets(launcher, prerequisite):
             return len(keys)
-    outcome = launcher.backfill(
-        [[kind_name, "steering_vector"], [kind_name, "persona_activation_vector"], [kind_name, "steering_eval"]], keys,
-        title=f"{kind_name} steering", run_config=run_config,
-    )
+    from steering_assets.steering.jobs import steering_job_name
+
+    outcome = launcher.backfill([list(k.path) for k in job_assets(launcher, steering_job_name(kind_name))], keys,
+                                title=f"{kind_name} steering", run_config=run_config)
     run_assets(launcher, [kind_name, "steering_eval_summary"])
     return failed_partitions(outcome)
 

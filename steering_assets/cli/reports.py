@@ -9,29 +9,21 @@ from steering_assets.core.artifacts import ArtifactIntegrityError, ArtifactStore
 
 def summary_table(store: ArtifactStore, data_root: Path) -> list[tuple]:
     """One row per persona: dataset rows and the training split's rows and tokens."""
-    from steering_assets.formats.rollouts import PERSONA_KINDS, discover_personas
+    from steering_assets.formats.rollouts import discover_every_persona
     from steering_assets.personas.materialize import dataset_folder, split_folder
 
     rows = []
-    for kind in PERSONA_KINDS.values():
-        for ref in discover_personas(data_root, kind).personas:
-            try:
-                dataset = store.load_manifest(dataset_folder(store, ref), verify=False)["details"]
-                split = store.load_manifest(split_folder(store, ref), verify=False)["details"]
-            except ArtifactIntegrityError:
-                rows.append((kind.name, ref.partition_key, "-", "-", "-", "-", "not materialised"))
-                continue
-            rows.append(
-                (
-                    kind.name,
-                    ref.partition_key,
-                    dataset["rows"],
-                    f"{split['train_rows']}/{split['validation_rows']}",
-                    split["train_tokens"],
-                    split["validation_tokens"],
-                    "yes" if split["train_budget_reached"] else "NO (warned)",
-                )
-            )
+    for ref in discover_every_persona(data_root):
+        try:
+            dataset = store.load_manifest(dataset_folder(store, ref), verify=False)["details"]
+            split = store.load_manifest(split_folder(store, ref), verify=False)["details"]
+        except ArtifactIntegrityError:
+            rows.append((ref.kind.name, ref.partition_key, "-", "-", "-", "-", "not materialised"))
+            continue
+        rows.append((
+            ref.kind.name, ref.partition_key, dataset["rows"], f"{split['train_rows']}/{split['validation_rows']}",
+            split["train_tokens"], split["validation_tokens"], "yes" if split["train_budget_reached"] else "NO (warned)",
+        ))
     return rows
 
 
@@ -131,26 +123,25 @@ def print_vetting(store: ArtifactStore, scenarios_root: Path, traits: list[str],
 
 
 def print_evaluations(store: ArtifactStore, data_root: Path) -> None:
-    from steering_assets.formats.rollouts import PERSONA_KINDS, discover_personas
-    from steering_assets.steering.classifier_eval import evaluation_table
+    from steering_assets.formats.rollouts import discover_every_persona
+    from steering_assets.steering.classifier_eval import effect_bar_text, evaluation_table
 
-    refs = [ref for kind in PERSONA_KINDS.values() for ref in discover_personas(data_root, kind).personas]
+    refs = discover_every_persona(data_root)
     rows = evaluation_table(store, refs)
     if not rows:
         print("(no evaluations)")
         return
     print_table(list(rows[0]), [[str(v) for v in row.values()] for row in rows])
     roles = [r for r in rows if r["persona"] in {ref.partition_key for ref in refs if ref.kind.name == "roles"}]
-    print(f"steering effect (p >= 0.5, >= 2x unsteered and >= 2x a random direction of the same norm) for "
-          f"{sum(r['effect'] == 'yes' for r in roles)} of {len(roles)} roles")
+    print(f"steering effect ({effect_bar_text(store, refs)}) for {sum(r['effect'] == 'yes' for r in roles)} of {len(roles)} roles")
 
 
 def print_method_comparison(store: ArtifactStore, data_root: Path) -> None:
     """Per persona: each method's reported harmonic mean (chosen factors in brackets), the winner, and wins per method."""
-    from steering_assets.formats.rollouts import PERSONA_KINDS, discover_personas
+    from steering_assets.formats.rollouts import discover_every_persona
     from steering_assets.steering.judged_eval import METHODS, comparison_table
 
-    refs = [ref for kind in PERSONA_KINDS.values() for ref in discover_personas(data_root, kind).personas]
+    refs = discover_every_persona(data_root)
     rows, wins = comparison_table(store, refs)
     if not rows:
         print("(no judged evaluations)")

@@ -299,6 +299,11 @@ def discover_personas(data_root: Path | str, kind: PersonaKind) -> Discovery:
     return Discovery(personas, baselines, rejected, layouts)
 
 
+def discover_every_persona(data_root: Path | str) -> list[PersonaRef]:
+    """Every role and trait persona under ``data_root`` (baselines excluded), roles first."""
+    return [ref for kind in PERSONA_KINDS.values() for ref in discover_personas(data_root, kind).personas]
+
+
 def data_root_problem(data_root: Path | str) -> str | None:
     """Why ``data_root`` holds no rollouts in any layout, or None when it holds some.
 

@@ -192,6 +192,22 @@ def materialize_steering_evals(
     return results
 
 
+def effect_bar_text(store: ArtifactStore, refs: Sequence[PersonaRef]) -> str:
+    """The effect bar the evaluations of ``refs`` were judged by, in words (several bars are each named)."""
+    bars = []
+    for ref in refs:
+        try:
+            bar = store.load_manifest(eval_folder(store, ref), verify=False)["details"]["steering"].get("effect_bar")
+        except ArtifactIntegrityError:
+            continue
+        bar = bar or {"min_probability": 0.5, "min_ratio": 2.0}  # evaluations recorded before the bar was stored
+        text = (f"p >= {bar['min_probability']:g}, >= {bar['min_ratio']:g}x unsteered and >= {bar['min_ratio']:g}x "
+                "a random direction of the same norm")
+        if text not in bars:
+            bars.append(text)
+    return "; ".join(bars) or "no evaluations"
+
+
 def evaluation_table(store: ArtifactStore, refs: Sequence[PersonaRef]) -> list[dict[str, Any]]:
     """One row per evaluated persona (the summary shown in the UI and by `make demo`)."""
     rows = []
