@@ -79,8 +79,7 @@ def new_path(root: Path, workspace: Path) -> tuple[float, float]:
     import io
 
     from demo.settings import dataset_run_config
-    from steering_assets.cli import backfill_persona_datasets, run_assets
-    from steering_assets.cli.launcher import Launcher
+    from steering_assets.cli.launcher import Launcher, backfill_persona_datasets, run_assets
     from steering_assets.partitions.personas import PARTITIONS_BY_KIND, sync_partitions
 
     home = _home(root, "new")

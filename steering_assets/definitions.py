@@ -46,6 +46,9 @@ def build_definitions(
     (``steering_judged_eval``): omitted, it is ``judge`` when that is given, else the
     PERSONA_STEERING_JUDGE_* settings (falling back to PERSONA_JUDGE_*).
     """
+    from steering_assets.core.known_warnings import silence_known_warnings
+
+    silence_known_warnings()  # the named, explained Dagster warnings that building the assets raises
     overrides = dict(data_root=data_root, artifact_root=artifact_root, model=model, concepts_root=concepts_root,
                      sae_config=sae_config, scenarios_root=scenarios_root, instructions_root=instructions_root)
     env_backed = settings is None and not any(v is not None for v in overrides.values())
@@ -85,7 +88,4 @@ def asset_run_config(configs: Mapping[Sequence[str] | dg.AssetKey, dg.Config],
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    from steering_assets.core.known_warnings import silence_known_warnings
-
-    silence_known_warnings()
     return build_definitions()

@@ -9,6 +9,7 @@ arrow that runs back up.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import sys
 from collections import defaultdict
@@ -190,6 +191,22 @@ def test_benchmarks_that_use_the_demo_or_test_helpers_find_them_in_the_checkout(
     missing = [path.name for path in sorted((ROOT / "benchmarks").glob("*.py"))
                if re.search(r"^\s*(from|import) (demo|tests)\b", path.read_text(), flags=re.M)
                and "sys.path.insert(0" not in path.read_text()]
+    assert not missing, missing
+
+
+def test_every_name_a_benchmark_imports_from_the_project_exists():
+    """A moved function must not leave a benchmark importing it from its old place (they run outside the suite)."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT))
+    missing = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] in (
+                    "steering_assets", "demo", "tests"):
+                module = importlib.import_module(node.module)
+                missing += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                            if not hasattr(module, a.name) and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
     assert not missing, missing
 
 

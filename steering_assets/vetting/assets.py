@@ -146,15 +146,18 @@ def _folder(context, scenarios: ScenarioSource) -> Path:
     return trait_folder(Path(scenarios.root), context.partition_key)
 
 
-@dg.observable_source_asset(key=SCENARIO_FILES_KEY, partitions_def=VETTING_PARTITIONS, group_name=GROUP,
-                            description="Scenario files of each trait (definition.txt and each polarity's .jsonl or .txt); "
-                                        "the data version is a hash of the files vetting reads.")
-def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) -> dg.DataVersionsByPartition:
-    from steering_assets.formats.scenarios import scenario_files_digest
-    from steering_assets.vetting.materialize import trait_folder
+def _scenario_files_asset() -> dg.AssetsDefinition:
+    @dg.observable_source_asset(key=SCENARIO_FILES_KEY, partitions_def=VETTING_PARTITIONS, group_name=GROUP,
+                                description="Scenario files of each trait (definition.txt and each polarity's .jsonl or .txt); "
+                                            "the data version is a hash of the files vetting reads.")
+    def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) -> dg.DataVersionsByPartition:
+        from steering_assets.formats.scenarios import scenario_files_digest
+        from steering_assets.vetting.materialize import trait_folder
 
-    keys = context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name)
-    return dg.DataVersionsByPartition({k: scenario_files_digest(trait_folder(Path(scenarios.root), k))[:32] for k in keys})
+        keys = context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name)
+        return dg.DataVersionsByPartition({k: scenario_files_digest(trait_folder(Path(scenarios.root), k))[:32] for k in keys})
+
+    return scenario_files
 
 
 def _judge_stage(context, stage_asset: str, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
@@ -191,41 +194,52 @@ def _vetting_asset(name: str, deps: list, description: str):
     )
 
 
-@_vetting_asset("scenario_vetting", [SCENARIO_FILES_KEY], "Stage 0: the judge scores whether each scenario sets up the trait "
-                "(positive) or its opposite (negative); writes scenario_scores.json.")
-def scenario_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
-                     scenarios: ScenarioSource) -> dg.MaterializeResult:
-    from steering_assets.vetting.materialize import vet_scenarios
+def _scenario_vetting_asset() -> dg.AssetsDefinition:
+    @_vetting_asset("scenario_vetting", [SCENARIO_FILES_KEY], "Stage 0: the judge scores whether each scenario sets up the trait "
+                    "(positive) or its opposite (negative); writes scenario_scores.json.")
+    def scenario_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
+                         scenarios: ScenarioSource) -> dg.MaterializeResult:
+        from steering_assets.vetting.materialize import vet_scenarios
 
-    return _judge_stage(context, "scenario_vetting", config, storage, judge, scenarios, vet_scenarios)
+        return _judge_stage(context, "scenario_vetting", config, storage, judge, scenarios, vet_scenarios)
 
-
-@dg.asset(key=["vetting", "scenario_responses"], deps=[SCENARIO_FILES_KEY, PERSONA_MODEL_KEY], partitions_def=VETTING_PARTITIONS, group_name=GROUP,
-          pool="gpu", code_version="2", automation_condition=dg.AutomationCondition.eager(),
-          description="Stage 1: a base model continues every scenario (no chat template; a system prompt goes first), "
-                      "batched, greedy or seeded sampling.")
-def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfig, storage: ArtifactStorage,
-                       scenarios: ScenarioSource, language_model: LanguageModelResource) -> dg.MaterializeResult:
-    from steering_assets.vetting.materialize import generate_responses
-
-    with reported_as_failure(context.partition_key):
-        result = generate_responses(_folder(context, scenarios), storage.store(), language_model.get_model(),
-                                    language_model.get_tokenizer(), language_model.model_name, **config.model_dump())
-    examples = json.loads((result.folder / "responses.json").read_text(encoding="utf-8"))
-    return dg.MaterializeResult(metadata={
-        "completions": dg.MetadataValue.json(result.details["count"]),
-        "examples": dg.MetadataValue.md(md_table(["polarity", "completion"], [(s, t[:120]) for s in examples for t in examples[s][:2]])),
-        "path": dg.MetadataValue.path(str(result.folder)), "reused_existing_artifact": result.skipped,
-    })
+    return scenario_vetting
 
 
-@_vetting_asset("response_vetting", [dg.AssetKey(["vetting", "scenario_responses"])],
-                "Stage 2: the judge scores each completion against the definition; writes response_scores.json.")
-def response_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
-                     scenarios: ScenarioSource) -> dg.MaterializeResult:
-    from steering_assets.vetting.materialize import vet_responses
+def _scenario_responses_asset() -> dg.AssetsDefinition:
+    @dg.asset(key=["vetting", "scenario_responses"], deps=[SCENARIO_FILES_KEY, PERSONA_MODEL_KEY], partitions_def=VETTING_PARTITIONS, group_name=GROUP,
+              pool="gpu", code_version="2", automation_condition=dg.AutomationCondition.eager(),
+              description="Stage 1: a base model continues every scenario (no chat template; a system prompt goes first), "
+                          "batched, greedy or seeded sampling.")
+    def scenario_responses(context: dg.AssetExecutionContext, config: ResponsesConfig, storage: ArtifactStorage,
+                           scenarios: ScenarioSource, language_model: LanguageModelResource) -> dg.MaterializeResult:
+        from steering_assets.vetting.materialize import generate_responses
 
-    return _judge_stage(context, "response_vetting", config, storage, judge, scenarios, vet_responses)
+        with reported_as_failure(context.partition_key):
+            result = generate_responses(_folder(context, scenarios), storage.store(), language_model.get_model(),
+                                        language_model.get_tokenizer(), language_model.model_name, **config.model_dump())
+        examples = json.loads((result.folder / "responses.json").read_text(encoding="utf-8"))
+        return dg.MaterializeResult(metadata={
+            "completions": dg.MetadataValue.json(result.details["count"]),
+            "examples": dg.MetadataValue.md(md_table(["polarity", "completion"], [(s, t[:120]) for s in examples for t in examples[s][:2]])),
+            "path": dg.MetadataValue.path(str(result.folder)), "reused_existing_artifact": result.skipped,
+        })
+
+    return scenario_responses
 
 
-VETTING_ASSETS = [scenario_files, scenario_vetting, scenario_responses, response_vetting]
+def _response_vetting_asset() -> dg.AssetsDefinition:
+    @_vetting_asset("response_vetting", [dg.AssetKey(["vetting", "scenario_responses"])],
+                    "Stage 2: the judge scores each completion against the definition; writes response_scores.json.")
+    def response_vetting(context: dg.AssetExecutionContext, config: VettingConfig, storage: ArtifactStorage, judge: JudgeResource,
+                         scenarios: ScenarioSource) -> dg.MaterializeResult:
+        from steering_assets.vetting.materialize import vet_responses
+
+        return _judge_stage(context, "response_vetting", config, storage, judge, scenarios, vet_responses)
+
+    return response_vetting
+
+
+def build_vetting_assets() -> list:
+    """The per-trait vetting assets: the scenario files (observed), stage 0, the completions and stage 2."""
+    return [_scenario_files_asset(), _scenario_vetting_asset(), _scenario_responses_asset(), _response_vetting_asset()]

@@ -5,13 +5,13 @@ import dagster as dg
 
 from steering_assets.core.settings import Settings
 from steering_assets.partitions.scenarios import build_scenario_discovery_sensor
-from steering_assets.vetting.assets import VETTING_ASSETS
+from steering_assets.vetting.assets import build_vetting_assets
 from steering_assets.vetting.jobs import build_automation_sensor, build_revetting_schedule, vetting_job
 
 
 def definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=VETTING_ASSETS,
+        assets=build_vetting_assets(),
         jobs=[vetting_job],
         schedules=[build_revetting_schedule(settings.revet_cron)],
         sensors=[build_automation_sensor(settings.automation_seconds),
