@@ -25,7 +25,8 @@ def main() -> None:
 
     import subprocess
 
-    from steering_assets.judge.openai_judge import JudgmentCache, OpenAIJudge
+    from steering_assets.judge.judgments import JudgmentCache
+    from steering_assets.judge.openai_judge import OpenAIJudge
 
     prompts = [f"item {i} score:{i % 101}" for i in range(args.items)]
     # The server runs in its own process, as a real judge endpoint would.

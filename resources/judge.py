@@ -51,7 +51,7 @@ class JudgeResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Fail before any work when the judge cannot run (the key itself is never shown).
-        from steering_assets.judge.openai_judge import NUMBER_SCALES, JudgeConfigurationError
+        from steering_assets.judge.judgments import NUMBER_SCALES, JudgeConfigurationError
 
         if self.backend not in BACKENDS:
             raise JudgeConfigurationError(f"judge backend {self.backend!r} is not one of {list(BACKENDS)}")
@@ -89,8 +89,9 @@ class JudgeResource(dg.ConfigurableResource):
     def judge(self, cache_dir: Path) -> Any:
         """The scorer for this run, with its judgment cache under ``cache_dir``."""
         from steering_assets.core.artifacts import fingerprint
+        from steering_assets.judge.judgments import JudgmentCache
         from steering_assets.judge.local import LocalJudge
-        from steering_assets.judge.openai_judge import JudgmentCache, OpenAIJudge
+        from steering_assets.judge.openai_judge import OpenAIJudge
 
         if self._judge is None:
             cache = JudgmentCache(Path(cache_dir) / f"judgments-{fingerprint(self.judge_name)[:16]}.jsonl")

@@ -37,13 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from steering_assets.core.artifacts import fingerprint
-from steering_assets.judge.openai_judge import (
-    JudgeConfigurationError,
-    JudgeItem,
-    Judgment,
-    JudgmentCache,
-    ScoringSettings,
-)
+from steering_assets.judge.judgments import JudgeConfigurationError, JudgeItem, Judgment, JudgmentCache, ScoringSettings
 
 LIKELIHOOD_JUDGE_VERSION = 2
 # A question no reply of the demo answers: the instruction criterion's contrast.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Sequence
 
-from steering_assets.judge.openai_judge import (
+from steering_assets.judge.judgments import (
     NUMBER_SCALES,
     JudgeConfigurationError,
     JudgeItem,

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from steering_assets.core.artifacts import write_json_atomic
 from steering_assets.formats.instructions import InstructionSet, fill
 from steering_assets.formats.rollouts import ROLES, PersonaKind
-from steering_assets.judge.openai_judge import JudgeItem
+from steering_assets.judge.judgments import JudgeItem
 from steering_assets.personas.loading import read_responses
 
 ROLE_SCALE_TOP = 3

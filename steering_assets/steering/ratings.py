@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from steering_assets.judge.openai_judge import JudgeItem
+from steering_assets.judge.judgments import JudgeItem
 
 STEERING_RATING_VERSION = "1"
 RATING_TOP = 2  # ratings are 0, 1 or 2

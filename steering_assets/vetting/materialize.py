@@ -32,8 +32,8 @@ from steering_assets.formats.scenarios import (
     scenario_files_digest,
     scenario_input_hashes,
 )
+from steering_assets.judge.judgments import JudgeItem, prompt_text
 from steering_assets.judge.local import complete_scenarios, response_prompt, scenario_prompt
-from steering_assets.judge.openai_judge import JudgeItem, prompt_text
 from steering_assets.vetting.calibration import (
     CALIBRATION_FILE,
     CALIBRATION_PLOT,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from steering_assets.formats.scenarios import TraitScenarios
-from steering_assets.judge.openai_judge import Judgment
+from steering_assets.judge.judgments import Judgment
 
 
 @dataclass(frozen=True)

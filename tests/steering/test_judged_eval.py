@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import torch
 
-from steering_assets.judge.openai_judge import Judgment, failed, prompt_text
+from steering_assets.judge.judgments import Judgment, failed, prompt_text
 from steering_assets.steering.judged_eval import (
     ACTIVATION,
     PROMPTED,

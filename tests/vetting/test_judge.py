@@ -12,18 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from steering_assets.judge.logprobs import AnswerError, decode_token, number_value, read_answer
-from steering_assets.judge.openai_judge import (
-    PROBE_PROMPT,
+from steering_assets.judge.judgments import (
     JudgeConfigurationError,
     JudgeStoppedError,
     Judgment,
     JudgmentCache,
-    OpenAIJudge,
     ScoringSettings,
-    judgment_from_body,
     weighted_score,
 )
+from steering_assets.judge.logprobs import AnswerError, decode_token, number_value, read_answer
+from steering_assets.judge.openai_judge import PROBE_PROMPT, OpenAIJudge, judgment_from_body
 from tests.vetting.fake_openai import FakeJudgeServer
 
 JUDGE_RESPONSES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world" / "judge_responses"

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from steering_assets.judge.judgments import JudgeItem, JudgmentCache
 from steering_assets.judge.likelihood import CALIBRATIONS, LikelihoodJudge, distinct_trigram_share
-from steering_assets.judge.openai_judge import JudgeItem, JudgmentCache
 
 PIRATE = "You are a pirate captain. Speak like a pirate: say arr and matey, and talk of your ship, the sea and treasure."
 QUESTION = "How do you spend a free afternoon?"

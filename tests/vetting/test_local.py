@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from steering_assets.judge.judgments import JudgeConfigurationError, JudgmentCache, ScoringSettings, weighted_score
 from steering_assets.judge.local import (
     LocalJudge,
     complete_scenarios,
@@ -17,7 +18,6 @@ from steering_assets.judge.local import (
     scenario_prompt,
     single_token_numbers,
 )
-from steering_assets.judge.openai_judge import JudgeConfigurationError, JudgmentCache, ScoringSettings, weighted_score
 
 
 @pytest.fixture(scope="module")

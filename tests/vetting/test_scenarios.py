@@ -11,7 +11,7 @@ from steering_assets.formats.scenarios import (
     read_verdicts,
     scan_scenario_root,
 )
-from steering_assets.judge.openai_judge import Judgment
+from steering_assets.judge.judgments import Judgment
 from steering_assets.vetting.reports import Thresholds, report_is_complete, response_scores_report
 
 REAL_SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_world" / "scenarios"

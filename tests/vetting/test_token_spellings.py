@@ -15,6 +15,7 @@ import math
 
 import pytest
 
+from steering_assets.judge.judgments import JudgeConfigurationError, JudgmentCache
 from steering_assets.judge.logprobs import (
     BYTE_FALLBACK,
     BYTE_LEVEL,
@@ -24,7 +25,7 @@ from steering_assets.judge.logprobs import (
     read_token,
     undo_markers,
 )
-from steering_assets.judge.openai_judge import PROBE_PROMPT, JudgeConfigurationError, JudgmentCache, OpenAIJudge
+from steering_assets.judge.openai_judge import PROBE_PROMPT, OpenAIJudge
 from tests.vetting.fake_openai import FakeJudgeServer
 
 
