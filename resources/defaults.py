@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from steering_assets.core.settings import Settings
+from steering_assets.core.settings import Settings, env_name
 from steering_assets.resources.concepts import ConceptSentences
 from steering_assets.resources.encoder import SentenceEncoderResource
 from steering_assets.resources.instructions import InstructionSource
@@ -23,10 +23,6 @@ from steering_assets.resources.rollouts import PersonaRollouts
 from steering_assets.resources.sae import SAEResource
 from steering_assets.resources.scenarios import ScenarioSource
 from steering_assets.resources.storage import ArtifactStorage
-
-ENV = {"data_root": "PERSONA_DATA_ROOT", "artifact_root": "PERSONA_ARTIFACT_ROOT", "model": "PERSONA_MODEL",
-       "sae_config": "PERSONA_SAE_CONFIG", "concepts_root": "PERSONA_CONCEPTS_ROOT", "scenarios_root": "PERSONA_SCENARIOS_ROOT"}
-
 
 def default_language_model(source: ModelSource, settings: Settings) -> LanguageModelResource:
     """The target model, loaded as PERSONA_DEVICE, PERSONA_DEVICE_MAP, PERSONA_DTYPE and PERSONA_QUANTIZATION say."""
@@ -63,7 +59,7 @@ def build_resources(settings: Settings, env_backed: bool, judge: JudgeResource |
                     steering_judge: JudgeResource | None = None) -> dict[str, Any]:
     def root(name: str) -> Any:
         value = getattr(settings, name)
-        return dg.EnvVar(ENV[name]) if env_backed or value is None else value
+        return dg.EnvVar(env_name(name)) if env_backed or value is None else value
 
     source = ModelSource(model_name_or_path=root("model"))
     return {

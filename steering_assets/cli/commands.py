@@ -19,16 +19,13 @@ from steering_assets.core.artifacts import ArtifactStore
 
 def _env(name: str) -> str:
     """A setting the command needs (read through ``Settings``); exits naming it when unset."""
-    from dataclasses import fields
-
-    from steering_assets.core.settings import Settings, SettingsError
+    from steering_assets.core.settings import Settings, SettingsError, field_of
 
     try:
         settings = Settings.from_env()
     except SettingsError as err:
         sys.exit(f"error: {err}")
-    field = next(f.name for f in fields(Settings) if f.metadata["env"] == name)
-    value = getattr(settings, field)
+    value = getattr(settings, field_of(name))
     if not value:
         sys.exit(f"{name} is not set; see .env.example and docs/settings.md for the settings the platform reads")
     return value

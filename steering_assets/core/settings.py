@@ -150,7 +150,7 @@ class Settings:
         for spec in fields(cls):
             raw = (environ.get(spec.metadata["env"]) or "").strip()
             if raw:
-                values[spec.name] = spec.metadata["parse"](spec.metadata["env"], raw)
+                values[spec.name] = _parsed(spec, raw)
         return cls(**values)
 
     def with_values(self, **values: Any) -> "Settings":
@@ -164,11 +164,25 @@ class Settings:
         return getattr(self, f"judge_{name}") if value is None else value
 
 
+def _parsed(spec: Any, raw: str) -> Any:
+    return spec.metadata["parse"](spec.metadata["env"], raw)
+
+
 def read_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
     """One setting by field name, parsed (for code that needs a single value at call time, e.g. a cache folder)."""
     spec = next(f for f in fields(Settings) if f.name == name)
     raw = ((os.environ if environ is None else environ).get(spec.metadata["env"]) or "").strip()
-    return spec.metadata["parse"](spec.metadata["env"], raw) if raw else spec.default
+    return _parsed(spec, raw) if raw else spec.default
+
+
+def env_name(name: str) -> str:
+    """The environment variable of the setting ``name`` (a field of ``Settings``)."""
+    return next(f.metadata["env"] for f in fields(Settings) if f.name == name)
+
+
+def field_of(env: str) -> str:
+    """The ``Settings`` field that the environment variable ``env`` sets."""
+    return next(f.name for f in fields(Settings) if f.metadata["env"] == env)
 
 
 def env_names() -> list[str]:
