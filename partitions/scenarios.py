@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from steering_assets.formats.scenarios import scan_scenario_root, scenario_files_digest
+from steering_assets.formats.scenarios import scan_scenario_root, scenario_data_version
 from steering_assets.resources.scenarios import ScenarioSource
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def scan_scenarios(instance: dg.DagsterInstance, root: Path | str, seen: dict[st
         key = f"{folder.parent.name}/{folder.name}"
         if key not in existing:
             result.new_keys.append(key)
-        version = scenario_files_digest(folder)[:32]
+        version = scenario_data_version(folder)
         if result.seen.get(key) != version:
             result.seen[key] = version
             result.observations.append(

@@ -229,3 +229,8 @@ def scenario_input_hashes(folder: Path) -> dict[str, str]:
 def scenario_files_digest(folder: Path) -> str:
     """Hash of the files a trait's vetting reads (definition and each polarity's chosen file)."""
     return fingerprint(scenario_input_hashes(folder))
+
+
+def scenario_data_version(folder: Path) -> str:
+    """The data version of a trait's scenario files (``vetting/scenario_files``), as the asset and the sensor record it."""
+    return scenario_files_digest(folder)[:32]

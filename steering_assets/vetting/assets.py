@@ -151,11 +151,11 @@ def _scenario_files_asset() -> dg.AssetsDefinition:
                                 description="Scenario files of each trait (definition.txt and each polarity's .jsonl or .txt); "
                                             "the data version is a hash of the files vetting reads.")
     def scenario_files(context: dg.OpExecutionContext, scenarios: ScenarioSource) -> dg.DataVersionsByPartition:
-        from steering_assets.formats.scenarios import scenario_files_digest
+        from steering_assets.formats.scenarios import scenario_data_version
         from steering_assets.vetting.materialize import trait_folder
 
         keys = context.instance.get_dynamic_partitions(VETTING_PARTITIONS.name)
-        return dg.DataVersionsByPartition({k: scenario_files_digest(trait_folder(Path(scenarios.root), k))[:32] for k in keys})
+        return dg.DataVersionsByPartition({k: scenario_data_version(trait_folder(Path(scenarios.root), k)) for k in keys})
 
     return scenario_files
 
