@@ -84,6 +84,7 @@ bench: install-deploy
 	$(PY) benchmarks/demo_launch.py --workspace "$(DEMO_DIR)"
 	$(PY) benchmarks/backfill.py --baseline-sample 20
 	$(PY) benchmarks/bytecode_cache.py
+	$(PY) benchmarks/persona_space_fanin.py
 	$(PY) benchmarks/rollout_generation.py
 	$(PY) benchmarks/activation_vectors.py
 

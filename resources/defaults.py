@@ -15,7 +15,7 @@ import dagster as dg
 from steering_assets.core.settings import Settings, env_name
 from steering_assets.resources.concepts import ConceptSentences
 from steering_assets.resources.encoder import SentenceEncoderResource
-from steering_assets.resources.instructions import InstructionSource
+from steering_assets.resources.instructions import ConversationSource, InstructionSource
 from steering_assets.resources.judge import JudgeResource
 from steering_assets.resources.language_model import LanguageModelResource, ModelSource
 from steering_assets.resources.rollout_generation import RolloutGeneratorResource
@@ -69,6 +69,7 @@ def build_resources(settings: Settings, env_backed: bool, judge: JudgeResource |
         "language_model": default_language_model(source, settings),
         "rollout_generator": default_rollout_generator(source, settings),
         "instructions": InstructionSource(root=settings.instructions_root, model_name=settings.rollout_model_name),
+        "conversations": ConversationSource(root=settings.conversations_root),
         "sentence_encoder": SentenceEncoderResource(),
         "saes": SAEResource(config_path=root("sae_config")),
         "concepts": ConceptSentences(root=root("concepts_root")),

@@ -31,3 +31,20 @@ class InstructionSource(dg.ConfigurableResource):
         if not folder.is_dir():
             raise MissingInputError(f"PERSONA_INSTRUCTIONS_ROOT {folder} is not a folder")
         return folder
+
+
+class ConversationSource(dg.ConfigurableResource):
+    """Multi-turn conversations to watch for persona drift (``steering_assets.persona_space.drift``)."""
+
+    root: Optional[str] = Field(default=None, description="Folder of *.jsonl conversations (env PERSONA_CONVERSATIONS_ROOT).")
+
+    def folder(self) -> Path:
+        from steering_assets.core.errors import MissingInputError
+
+        if not self.root:
+            raise MissingInputError("PERSONA_CONVERSATIONS_ROOT is not set: point it at a folder of *.jsonl files, one "
+                                    "conversation (a JSON list of {role, content} messages) a line, to monitor persona drift")
+        folder = Path(self.root)
+        if not folder.is_dir():
+            raise MissingInputError(f"PERSONA_CONVERSATIONS_ROOT {folder} is not a folder")
+        return folder

@@ -17,6 +17,7 @@ from steering_assets.core.settings import Settings
 from steering_assets.features.definitions import definitions as feature_definitions
 from steering_assets.persona_model.definitions import definitions as persona_model_definitions
 from steering_assets.personas.definitions import definitions as persona_definitions
+from steering_assets.persona_space.definitions import definitions as persona_space_definitions
 from steering_assets.personas.jobs import persona_job_name  # noqa: F401 (the job names, for callers of the root)
 from steering_assets.resources.defaults import build_resources
 from steering_assets.resources.judge import JudgeResource
@@ -24,7 +25,8 @@ from steering_assets.steering.definitions import definitions as steering_definit
 from steering_assets.steering.jobs import steering_job_name  # noqa: F401
 from steering_assets.vetting.definitions import definitions as vetting_definitions
 
-CONCEPTS = (persona_model_definitions, persona_definitions, steering_definitions, feature_definitions, vetting_definitions)
+CONCEPTS = (persona_model_definitions, persona_definitions, steering_definitions, persona_space_definitions, feature_definitions,
+            vetting_definitions)
 
 
 def build_definitions(

@@ -51,6 +51,7 @@ def test_code_location_loads_every_asset_without_heavy_imports():
     expected += [f"concepts/{a}" for a in ("classifier_datasets", "feature_activation_graphs", "sentence_features", "top_features", "trait_classifiers")]
     expected += [f"vetting/{a}" for a in ("response_vetting", "scenario_files", "scenario_responses", "scenario_vetting")]
     expected += ["models/persona_model"] + [f"{k}/{a}" for k in ("roles", "traits") for a in ("generated_rollouts", "rollout_scores")]
+    expected += ["roles/role_vector"] + [f"persona_space/{a}" for a in ("assistant_axis", "capping_config", "capping_eval", "persona_drift", "persona_pca")]
     assert out[0] == str(sorted(expected))
     assert out[1] == "False False"
 

@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("concept: persona_model", ("steering_assets.persona_model",)),
     ("concept: personas", ("steering_assets.personas",)),
     ("concept: steering", ("steering_assets.steering",)),
+    ("concept: persona_space", ("steering_assets.persona_space",)),
     ("concept: features", ("steering_assets.features",)),
     ("concept: vetting", ("steering_assets.vetting",)),
     ("definitions", ("steering_assets.definitions",)),

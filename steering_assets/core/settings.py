@@ -71,6 +71,10 @@ class Settings:
     scenarios_root: str | None = _setting(
         "PERSONA_SCENARIOS_ROOT", "Scenario folders `{category}/{trait}/{positive,negative}.{jsonl,txt}` and "
         "`definition.txt`, for vetting.", group="inputs")
+    conversations_root: str | None = _setting(
+        "PERSONA_CONVERSATIONS_ROOT", "Folder of `*.jsonl` multi-turn conversations (one JSON list of chat messages a "
+        "line) whose persona drift `persona_space/persona_drift` projects on the assistant axis; unset: no drift asset run.",
+        group="inputs")
     artifact_cache: str | None = _setting(
         "PERSONA_ARTIFACT_CACHE", "Where a worker mirrors artifacts of an object-storage root "
         "(default `$XDG_CACHE_HOME/steering-assets/artifacts`, else `~/.cache/...`).", group="inputs")

@@ -158,3 +158,32 @@ def assistant_masks(tokenizer: Any, conversations: Sequence[list[dict[str, str]]
     method = method or mask_method(tokenizer)
     build = {GENERATION_TAGS: tagged_mask, RENDERED_REPLY: rendered_reply_mask}[method]
     return [build(tokenizer, conversation, index) for index, conversation in enumerate(conversations)]
+
+
+def reply_token_masks(tokenizer: Any, conversations: Sequence[list[dict[str, str]]], max_length: int):
+    """Token ids of each conversation and its assistant-reply mask, by the same method as training.
+
+    Tagged templates use their ``{% generation %}`` tags; any other template has the reply
+    located in its rendering (``assistant_mask``), so template boilerplate such as Qwen3's
+    empty ``<think></think>`` block never counts as reply.
+    """
+    masked = assistant_masks(tokenizer, conversations)
+    return [m.input_ids[:max_length] for m in masked], [m.assistant_mask[:max_length] for m in masked]
+
+
+def reply_batches(ids: list[list[int]], masks: list[list[int]], batch_size: int, pad_id: int, device):
+    """Right-padded batches of ``reply_token_masks``'s output: ``input_ids`` and ``attention_mask`` ``[b, s]`` (long)
+    and the reply-token mask ``[b, s]`` (bool), on ``device``."""
+    import torch
+
+    for begin in range(0, len(ids), batch_size):
+        chunk = ids[begin : begin + batch_size]
+        width = max(len(x) for x in chunk)
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        assistant = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for row, (tokens, mask) in enumerate(zip(chunk, masks[begin : begin + batch_size])):
+            input_ids[row, : len(tokens)] = torch.tensor(tokens)
+            attention[row, : len(tokens)] = 1
+            assistant[row, : len(tokens)] = torch.tensor(mask, dtype=torch.bool)
+        yield input_ids.to(device), attention.to(device), assistant.to(device)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from steering_assets.models.assistant_mask import assistant_masks
+from steering_assets.models.assistant_mask import reply_batches, reply_token_masks
 from steering_assets.models.hooks import attach_steering, check_layer, hidden_size, input_device
 from steering_assets.models.loading import padded_batches, padding_token_id
 from steering_assets.models.residual import block_outputs
@@ -40,32 +40,6 @@ class EvaluationConfig:
     effect_min_ratio: float = 2.0
 
 
-def _assistant_masks(tokenizer: Any, conversations: Sequence[list[dict[str, str]]], max_length: int):
-    """Token ids of each conversation and its assistant-reply mask, by the same method as training.
-
-    Tagged templates use their ``{% generation %}`` tags; any other template has the reply
-    located in its rendering (``assistant_mask``), so template boilerplate such as Qwen3's
-    empty ``<think></think>`` block never counts as reply.
-    """
-    masked = assistant_masks(tokenizer, conversations)
-    return [m.input_ids[:max_length] for m in masked], [m.assistant_mask[:max_length] for m in masked]
-
-
-def _batches(ids: list[list[int]], masks: list[list[int]], batch_size: int, pad_id: int, device):
-    """Right-padded batches: input ids, attention mask, assistant mask."""
-    for begin in range(0, len(ids), batch_size):
-        chunk = ids[begin : begin + batch_size]
-        width = max(len(x) for x in chunk)
-        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(chunk), width), dtype=torch.long)
-        assistant = torch.zeros((len(chunk), width), dtype=torch.bool)
-        for row, (tokens, mask) in enumerate(zip(chunk, masks[begin : begin + batch_size])):
-            input_ids[row, : len(tokens)] = torch.tensor(tokens)
-            attention[row, : len(tokens)] = 1
-            assistant[row, : len(tokens)] = torch.tensor(mask, dtype=torch.bool)
-        yield input_ids.to(device), attention.to(device), assistant.to(device)
-
-
 @torch.no_grad()
 def assistant_mean_hidden(model, tokenizer, conversations, layer: int, batch_size: int = 16, max_length: int = 1024,
                           model_name: str = "the target model") -> np.ndarray:
@@ -76,10 +50,10 @@ def assistant_mean_hidden(model, tokenizer, conversations, layer: int, batch_siz
     """
     check_layer(model, layer)
     pad_id = padding_token_id(tokenizer, model_name)
-    ids, masks = _assistant_masks(tokenizer, conversations, max_length)
+    ids, masks = reply_token_masks(tokenizer, conversations, max_length)
     device = input_device(model)
     rows = []
-    for input_ids, attention, assistant in _batches(ids, masks, batch_size, pad_id, device):
+    for input_ids, attention, assistant in reply_batches(ids, masks, batch_size, pad_id, device):
         hidden = block_outputs(model, [layer], input_ids=input_ids, attention_mask=attention)[layer]
         mask = assistant.to(hidden.device).unsqueeze(-1).to(hidden.dtype)
         means = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
@@ -95,10 +69,10 @@ def assistant_perplexity(model, tokenizer, conversations, batch_size: int = 16, 
                          model_name: str = "the target model") -> float:
     """exp(mean next-token loss over the assistant replies' tokens), the same tokens training computes its loss on."""
     pad_id = padding_token_id(tokenizer, model_name)
-    ids, masks = _assistant_masks(tokenizer, conversations, max_length)
+    ids, masks = reply_token_masks(tokenizer, conversations, max_length)
     device = input_device(model)
     total, count = 0.0, 0
-    for input_ids, attention, assistant in _batches(ids, masks, batch_size, pad_id, device):
+    for input_ids, attention, assistant in reply_batches(ids, masks, batch_size, pad_id, device):
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
         targets = input_ids[:, 1:].to(logits.device)
         mask = assistant[:, 1:].to(logits.device)

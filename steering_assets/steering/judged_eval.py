@@ -171,13 +171,13 @@ def typical_residual_norm(model: Any, tokenizer: Any, conversations: Sequence[li
     from steering_assets.models.hooks import input_device
     from steering_assets.models.loading import padding_token_id
     from steering_assets.models.residual import block_outputs
-    from steering_assets.steering.evaluation import _assistant_masks, _batches
+    from steering_assets.models.assistant_mask import reply_batches, reply_token_masks
 
     pad_id = padding_token_id(tokenizer, model_name)
-    ids, masks = _assistant_masks(tokenizer, conversations, max_length)
+    ids, masks = reply_token_masks(tokenizer, conversations, max_length)
     norms = []
     with torch.no_grad():
-        for input_ids, attention, assistant in _batches(ids, masks, batch_size, pad_id, input_device(model)):
+        for input_ids, attention, assistant in reply_batches(ids, masks, batch_size, pad_id, input_device(model)):
             hidden = block_outputs(model, [layer], input_ids=input_ids, attention_mask=attention)[layer]
             norms.append(hidden.float().norm(dim=-1)[assistant.to(hidden.device)].cpu())
     values = torch.cat(norms) if norms else torch.zeros(0)

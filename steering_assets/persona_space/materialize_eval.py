@@ -1,0 +1,83 @@
+"""The capping evaluation as a stored artifact: prompts from the role datasets, the default replies as neutral text."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from steering_assets.core.artifacts import ArtifactResult, ArtifactStore, fingerprint, write_json_atomic
+from steering_assets.formats.rollouts import ROLES, PersonaRef
+from steering_assets.persona_space.capping_eval import METHODS, CappingEvalSettings, drift_prompts, evaluate_capping
+from steering_assets.persona_space.materialize import (
+    CAPPING_FILE,
+    CODE_VERSION,
+    default_conversations,
+    read_axis,
+    space_folder,
+)
+
+EVAL_FILE = "capping_eval.json"
+
+
+def role_prompts(store: ArtifactStore, source_model: str, roles: list[str], settings: CappingEvalSettings) -> list:
+    """Role-play and multi-turn prompts of every role the axis was computed from (their kept replies' questions)."""
+    import polars as pl
+
+    from steering_assets.personas.materialize import load_persona_dataset
+    from steering_assets.steering.judged_eval import persona_system_prompt
+
+    prompts = []
+    for name in roles:
+        frame = load_persona_dataset(store, PersonaRef.from_partition_key(ROLES, f"{source_model}/{name}"))
+        kept = frame.filter(pl.col("label").is_in(list(ROLES.default_keep_labels))).sort("extract_score", descending=True, nulls_last=True)
+        instruction, _ = persona_system_prompt(kept, ROLES.default_keep_labels)
+        if instruction is None:
+            continue
+        rows = [{"question": q, "messages": m} for q, m in zip(kept["question"].to_list(), kept["messages"].to_list())]
+        prompts += drift_prompts(name, instruction, rows, settings.questions_per_role)
+    return prompts
+
+
+def materialize_capping_eval(store: ArtifactStore, source_model: str, model: Any, tokenizer: Any, model_name: str, judge: Any,
+                             settings: CappingEvalSettings = CappingEvalSettings(),
+                             log: Callable[[str], None] = print) -> ArtifactResult:
+    from steering_assets.models.hooks import hidden_size, n_layers
+    from steering_assets.persona_space.capping import read_capping_config
+    from steering_assets.steering.judged_eval import typical_residual_norm
+
+    axis, axis_manifest = read_axis(store, source_model)
+    capping = space_folder(store, "capping_config", source_model)
+    capping_manifest = store.load_manifest(capping)
+    plan = read_capping_config(capping / CAPPING_FILE, n_layers(model), hidden_size(model))
+    prompts = role_prompts(store, source_model, axis_manifest["details"]["roles"], settings)
+    neutral_text = default_conversations(store, source_model, tokenizer)
+    questions = list(dict.fromkeys(c[-2]["content"] for c in neutral_text if len(c) >= 2 and c[-2]["role"] == "user"))
+    layer = plan.layers[len(plan.layers) // 2]
+    norm = typical_residual_norm(model, tokenizer, neutral_text, layer, model_name=model_name)
+    log(f"capping eval: {len(prompts)} role prompts, {min(len(questions), settings.neutral_prompts)} neutral prompts, "
+        f"addition at layer {layer} x{settings.addition_factor:g} of the residual norm {norm:.1f}")
+    result = evaluate_capping(model, tokenizer, plan, axis.unit(layer), norm, prompts, questions[:settings.neutral_prompts],
+                              neutral_text, judge, settings, model_name=model_name, log=log)
+    details = _details(result, prompts, plan, settings)
+    folder = space_folder(store, "capping_eval", source_model)
+    key = fingerprint({"code": CODE_VERSION, "capping": capping_manifest["fingerprint"], "settings": settings.__dict__})
+    manifest = store.write_artifact(folder, {EVAL_FILE: lambda p: write_json_atomic(details, p)}, fingerprint_value=key, details=details)
+    return ArtifactResult(folder, manifest, skipped=False)
+
+
+def _details(result: Any, prompts: list, plan: Any, settings: CappingEvalSettings) -> dict[str, Any]:
+    means = {kind: {m: _round(result.mean_score(m, None if kind == "all" else kind, prompts)) for m in METHODS}
+             for kind in ("all", "role-play", "multi-turn")}
+    samples = [{"role": p.role, "kind": p.kind, "question": p.question, "capped_positions": result.capped_positions[i],
+                **{m: result.replies[m][i] for m in METHODS}, **{f"{m}_score": _round(result.role_scores[m][i]) for m in METHODS}}
+               for i, p in enumerate(prompts)]
+    uncapped = [n for n in result.neutral if n["capped_positions"] == 0]
+    return {"experiment": plan.experiment_id, "layers": list(plan.layers), "mean_role_score": means, "samples": samples,
+            "neutral": result.neutral, "neutral_prompts": len(result.neutral),
+            "neutral_equal": sum(n["equal"] for n in result.neutral), "neutral_uncapped": len(uncapped),
+            "neutral_uncapped_equal": sum(n["equal"] for n in uncapped), "perplexity": {k: round(v, 4) for k, v in result.perplexity.items()},
+            "perplexity_ratio": result.perplexity["capped"] / result.perplexity["unsteered"],
+            "perplexity_bound": settings.max_perplexity_ratio, "addition_factor": settings.addition_factor}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)

@@ -1,0 +1,130 @@
+"""Persona space in Dagster: role vectors per partition, fan-ins that read stored vectors only, a new role costs one role."""
+
+import shutil
+
+import dagster as dg
+import numpy as np
+import pytest
+import torch
+
+from steering_assets.core.settings import Settings
+from steering_assets.definitions import build_definitions, persona_job_name
+from steering_assets.partitions.personas import sync_partitions
+from steering_assets.persona_space.assets import AXIS_KEY, CAPPING_KEY, DRIFT_KEY, PCA_KEY, ROLE_VECTOR_KEY
+from tests.world import SOURCE_MODEL
+
+ROLE_CONFIG = {"ops": {"roles__role_vector": {"config": {"min_replies": 4, "batch_size": 4, "min_score": 2}}},
+               "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+FANIN_CONFIG = {"ops": {"persona_space__persona_pca": {"config": {"n_components": 2}},
+                        "persona_space__capping_config": {"config": {"layers": [2, 3]}}}}
+
+
+@pytest.fixture
+def env(demo_workspace, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_workspace.data_root, data)
+    artifacts = tmp_path / "artifacts"
+    conversations = tmp_path / "conversations"
+    conversations.mkdir()
+    (conversations / "drift.jsonl").write_text(
+        '[{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi, how can I help?"}, '
+        '{"role": "user", "content": "Be a pirate now."}, {"role": "assistant", "content": "Arr, matey, the sea!"}]\n')
+    defs = build_definitions(settings=Settings(data_root=str(data), artifact_root=str(artifacts), model=str(demo_workspace.model_path),
+                                               conversations_root=str(conversations)))
+    with dg.instance_for_test() as instance:
+        sync_partitions(instance, data)
+        # The default assistant's partition, as default.json makes it in the instruction flow.
+        instance.add_dynamic_partitions("roles", [f"{SOURCE_MODEL}/default"])
+        job = defs.resolve_job_def(persona_job_name("roles"))
+        for role in ("chef", "detective", "pirate"):
+            assert job.execute_in_process(instance=instance, partition_key=f"{SOURCE_MODEL}/{role}").success
+        everything = defs.resolve_implicit_global_asset_job_def()
+        assert everything.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(["roles", "baseline_dataset"])]).success
+        yield defs, instance, artifacts, data
+
+
+def _count_forwards(monkeypatch):
+    import steering_assets.models.residual as residual
+
+    calls = []
+    original = residual.block_outputs
+
+    def counting(model, layers, **kwargs):
+        calls.append(kwargs["input_ids"].shape[0])
+        return original(model, layers, **kwargs)
+
+    monkeypatch.setattr(residual, "block_outputs", counting)
+    return calls
+
+
+def _materialize(defs, instance, keys, partition=None, config=None):
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, asset_selection=keys, partition_key=partition, run_config=config or {},
+                                    raise_on_error=False)
+    return result
+
+
+def test_a_new_role_costs_one_roles_forward_passes_and_the_fan_ins_read_only_stored_vectors(env, monkeypatch):
+    defs, instance, artifacts, data = env
+    for role in ("default", "chef", "detective"):
+        assert _materialize(defs, instance, [ROLE_VECTOR_KEY], f"{SOURCE_MODEL}/{role}", ROLE_CONFIG).success
+    assert _materialize(defs, instance, [AXIS_KEY], config=FANIN_CONFIG).success
+    first = torch.load(artifacts / "persona_space" / "assistant_axis" / SOURCE_MODEL / "assistant_axis.pt", weights_only=True)
+    assert (first["n_default"], first["n_roles"]) == (1, 2)
+
+    calls = _count_forwards(monkeypatch)
+    assert _materialize(defs, instance, [ROLE_VECTOR_KEY], f"{SOURCE_MODEL}/pirate", ROLE_CONFIG).success
+    pirate = instance.fetch_materializations(ROLE_VECTOR_KEY, limit=1).records[0].asset_materialization.metadata
+    replies = pirate["replies"].value
+    assert calls == [4] * (replies // 4) + ([replies % 4] if replies % 4 else [])  # the pirate's replies, in batches of 4
+    forwards_for_one_role = len(calls)
+    # The fan-ins never read a rollout: remove them all, and they still run.
+    shutil.rmtree(data)
+    assert _materialize(defs, instance, [AXIS_KEY, PCA_KEY], config=FANIN_CONFIG).success
+    assert len(calls) == forwards_for_one_role
+    axis = torch.load(artifacts / "persona_space" / "assistant_axis" / SOURCE_MODEL / "assistant_axis.pt", weights_only=True)
+    assert (axis["n_default"], axis["n_roles"]) == (1, 3)
+    vectors = {r: torch.load(artifacts / "roles" / "role_vector" / SOURCE_MODEL / r / f"{r}.pt", weights_only=True)
+               for r in ("default", "chef", "detective", "pirate")}
+    assert vectors["pirate"]["type"] == "pos_3" and vectors["default"]["type"] == "mean" and vectors["chef"]["role"] == "chef"
+    expected = vectors["default"]["vector"] - torch.stack([vectors[r]["vector"] for r in ("chef", "detective", "pirate")]).mean(0)
+    assert torch.allclose(axis["axis"], expected, atol=1e-5)
+    pca = instance.fetch_materializations(PCA_KEY, limit=1).records[0].asset_materialization.metadata
+    assert 0 <= pca["pc1_axis_cosine"].value <= 1 and pca["variance_explained"].value.startswith("![variance](data:image/png")
+
+
+def test_capping_config_and_drift_materialise_from_the_axis(env):
+    defs, instance, artifacts, _ = env
+    for role in ("default", "chef", "pirate"):
+        assert _materialize(defs, instance, [ROLE_VECTOR_KEY], f"{SOURCE_MODEL}/{role}", ROLE_CONFIG).success
+    result = _materialize(defs, instance, [AXIS_KEY, CAPPING_KEY, DRIFT_KEY], config=FANIN_CONFIG)
+    assert result.success
+    config = torch.load(artifacts / "persona_space" / "capping_config" / SOURCE_MODEL / "capping_config.pt", weights_only=False)
+    assert [e["id"] for e in config["experiments"]] == ["layers_2:3-p0.25"] and sorted(config["vectors"]) == ["layer_2", "layer_3"]
+    drift = instance.fetch_materializations(DRIFT_KEY, limit=1).records[0].asset_materialization.metadata
+    assert drift["layer"].value == 3 and drift["conversations"].value == 1 and np.isfinite(drift["floor"].value)
+    assert "turns below the floor" in drift["turns"].value
+
+
+def test_the_axis_refuses_a_role_vector_from_another_model_naming_both(env):
+    import json
+
+    defs, instance, artifacts, _ = env
+    for role in ("default", "chef"):
+        assert _materialize(defs, instance, [ROLE_VECTOR_KEY], f"{SOURCE_MODEL}/{role}", ROLE_CONFIG).success
+    manifest_path = artifacts / "roles" / "role_vector" / SOURCE_MODEL / "chef" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["details"]["model"] = "other-model@abc"
+    manifest_path.write_text(json.dumps(manifest))
+    result = _materialize(defs, instance, [AXIS_KEY])
+    assert not result.success
+    message = str([e for e in result.all_events if e.is_step_failure][0].event_specific_data.error)
+    assert "computed with model 'other-model@abc'" in message and "tiny-qwen3" in message
+
+
+def test_the_axis_says_it_needs_the_default_partition(env):
+    defs, instance, _, _ = env
+    assert _materialize(defs, instance, [ROLE_VECTOR_KEY], f"{SOURCE_MODEL}/chef", ROLE_CONFIG).success
+    result = _materialize(defs, instance, [AXIS_KEY])
+    message = str([e for e in result.all_events if e.is_step_failure][0].event_specific_data.error)
+    assert "needs the default assistant's vector" in message
