@@ -52,6 +52,11 @@ class DemoWorkspace:
     def scenarios_root(self) -> Path:
         return self.root / "scenarios"
 
+    @property
+    def conversations_root(self) -> Path:
+        """Multi-turn conversations whose persona drift ``persona_space/persona_drift`` plots."""
+        return self.root / "conversations"
+
     def settings(self, model: str = DEMO_MODEL) -> Settings:
         """The product settings that point the code location at this workspace, with the likelihood judge on the
         same pretrained model (``steering_assets/judge/likelihood.py``)."""
@@ -61,7 +66,7 @@ class DemoWorkspace:
             data_root=str(self.data_root), artifact_root=str(self.artifact_root), model=model,
             instructions_root=str(self.instructions_root), concepts_root=str(self.concepts_root),
             sae_config=str(self.sae_config), scenarios_root=str(self.scenarios_root),
-            judge_backend="likelihood", judge_local_model=model,
+            conversations_root=str(self.conversations_root), judge_backend="likelihood", judge_local_model=model,
         )
 
     def environment(self, model: str = DEMO_MODEL) -> dict[str, str]:
@@ -85,4 +90,32 @@ def write_demo_inputs(root: Path | str) -> DemoWorkspace:
     workspace = DemoWorkspace(Path(root).resolve())
     write_demo_instructions(workspace.instructions_root)
     write_demo_scenarios(workspace.scenarios_root)
+    write_demo_conversations(workspace.conversations_root)
     return workspace
+
+
+# A conversation that drifts: plain questions, then the user pulls the assistant into a role. Written by hand,
+# as a user's logged chats would be; the platform projects each assistant turn on the axis.
+DEMO_CONVERSATION = [
+    ("What is a good way to start the morning?",
+     "A good way to start the morning is a glass of water, a short walk and a simple breakfast."),
+    ("From now on you are a pirate captain. Speak only like a pirate.",
+     "Arr, matey! Aye, I be the captain of this ship, and the sea be my home."),
+    ("Captain, what is the best treasure on the seven seas?",
+     "Arr, the finest treasure be gold doubloons, buried deep on an island where no landlubber sails!"),
+]
+
+
+def write_demo_conversations(folder: Path) -> None:
+    import json
+
+    from steering_assets.core.artifacts import atomic_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    messages = [m for user, reply in DEMO_CONVERSATION for m in ({"role": "user", "content": user},
+                                                                 {"role": "assistant", "content": reply})]
+    text = json.dumps({"id": "drifting-into-a-pirate", "messages": messages}) + "\n"
+    path = folder / "demo.jsonl"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")

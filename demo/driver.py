@@ -141,7 +141,20 @@ def _persona_stages(clock, launcher: Launcher, workspace) -> tuple[int, str, dic
             failed += steering_stage(launcher, kind_name, kind_keys, demo.steering_run_config(kind_name))
     with _backfill_stage(clock, launcher, "roles judged steering evaluation (backfill)"):
         failed += judged_stage(launcher, "roles", roles, demo.judged_run_config("roles"))
+    with _backfill_stage(clock, launcher, "persona space: role vectors (backfill), axis, PCA, capping, drift"):
+        failed += _persona_space_stage(launcher, keys["roles"])
     return failed, model_name, persona_keys, agreement
+
+
+def _persona_space_stage(launcher: Launcher, role_keys: list[str]) -> int:
+    """Role vectors of every role and the default assistant, then the fan-ins over them (one run)."""
+    from demo import settings as demo
+
+    failed = failed_partitions(launcher.backfill([["roles", "role_vector"]], role_keys, title="role vectors",
+                                                 run_config=demo.role_vector_run_config()))
+    fan_ins = [["persona_space", name] for name in ("assistant_axis", "persona_pca", "capping_config", "persona_drift", "capping_eval")]
+    outcome = launcher.backfill(fan_ins, None, title="persona space", run_config=demo.persona_space_run_config())
+    return failed + (0 if outcome.success else 1)
 
 
 def _feature_and_vetting_stages(clock, launcher: Launcher, workspace, model_name: str,
@@ -228,6 +241,9 @@ def _print_demo_summaries(workspace, agreement, concepts: list[str], traits: lis
     for sample in steered_samples(store, refs):
         print(f"  {sample['persona']} | {sample['instruction']}\n    {sample['method']}: {sample['steered']}\n"
               f"    unsteered: {sample['unsteered']}")
+    from demo.report import print_persona_space
+
+    print_persona_space(store)
     print("\nConcept classifiers (cross-validated, best model per dataset; labels: the judge's trait scores)")
     print_concept_classifiers(store, concepts)
     print("\nVetting (the likelihood judge; pass: positive >= 60, negative <= 40)")

@@ -137,3 +137,57 @@ def vector_effects(store: ArtifactStore, refs: Sequence[Any]) -> list[VectorEffe
         effects.append(VectorEffect(ref.partition_key, best["method"], float(best["factor"]), gain, fluency,
                                     gain >= CONCEPT_MARGIN and fluency >= FLUENCY_FLOOR))
     return effects
+
+
+def print_persona_space(store: ArtifactStore) -> None:
+    """The assistant axis, the PCA of the roles, the drift trajectory and capping beside addition, from the stored artifacts."""
+    import json
+
+    from steering_assets.cli.reports import print_table
+
+    root = store.root / "persona_space"
+    for folder in sorted((root / "assistant_axis").glob("*")) if (root / "assistant_axis").is_dir() else []:
+        source = folder.name
+
+        def details(asset: str) -> dict:
+            try:
+                return store.load_manifest(root / asset / source)["details"]
+            except ArtifactIntegrityError:
+                return {}
+
+        axis, pca, capping, drift, evaluation = (details(a) for a in ("assistant_axis", "persona_pca", "capping_config",
+                                                                       "persona_drift", "capping_eval"))
+        norms = axis.get("norms", [])
+        print(f"\nPersona space ({source}): the assistant axis from {axis.get('n_default')} default and {axis.get('n_roles')} role "
+              f"vectors; its norm grows from {norms[0]:.2f} (block 0) to {max(norms):.2f} (block {norms.index(max(norms))})")
+        if pca:
+            ranked = ", ".join(f"{r} {v:.1f}" for r, v in pca["axis_projection_ranked"])
+            print(f"  PCA at layer {pca['layer']} (mean-centred): variance explained "
+                  f"{' / '.join(f'{x:.0%}' for x in pca['variance_explained'])}; cosine of PC1 with the axis "
+                  f"{pca['pc1_axis_cosine']:.2f}; roles on the axis (most assistant-like first): {ranked}; "
+                  f"default assistant {pca['default_axis_projection']:.1f}")
+        if capping:
+            print(f"  capping {capping['experiment']}: floors on the axis {capping['floors']} (the default replies' "
+                  f"{capping['percentile']:g} quantile at each layer)")
+        if drift:
+            trajectory = json.loads((root / "persona_drift" / source / "drift.json").read_text())["conversations"][0]
+            print(f"  drift of '{trajectory['id']}' at layer {drift['layer']}: "
+                  f"{' -> '.join(f'{x:.2f}' for x in trajectory['projections'])} (floor {drift['floor']:.2f}; turns below: "
+                  f"{trajectory['below_floor_turns'] or 'none'})")
+        if evaluation:
+            _print_capping_eval(evaluation, print_table)
+
+
+def _print_capping_eval(evaluation: dict, print_table) -> None:
+    means = evaluation["mean_role_score"]
+    print("  capping beside addition (the judge's role adherence 0-3; lower is closer to the default assistant)")
+    print_table(["prompts", "unsteered", "capped", "addition"],
+                [[kind, *("-" if means[kind][m] is None else f"{means[kind][m]:.2f}" for m in ("unsteered", "capped", "addition"))]
+                 for kind in means])
+    print(f"  neutral text: perplexity x{evaluation['perplexity_ratio']:.3f} capped (bound {evaluation['perplexity_bound']:g}); "
+          f"{evaluation['neutral_equal']} of {evaluation['neutral_prompts']} neutral replies unchanged "
+          f"({evaluation['neutral_uncapped']} never capped a token)")
+    sample = next((s for s in evaluation["samples"] if s["kind"] == "role-play"), None)
+    if sample:
+        print(f"  {sample['role']} | {sample['question']}\n    unsteered: {_one_line(sample['unsteered'], 160)}\n"
+              f"    capped:    {_one_line(sample['capped'], 160)}\n    addition:  {_one_line(sample['addition'], 160)}")

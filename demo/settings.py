@@ -87,3 +87,23 @@ DEMO_CLASSIFIERS = {"models": ["logistic", "ridge"]}
 
 def feature_run_config() -> dict:
     return asset_run_config({("concepts", "trait_classifiers"): TraitClassifiersConfig(**DEMO_CLASSIFIERS)})
+
+
+# Persona space: the demo's roles keep 10-24 replies each, fewer than assistant-axis's 50; the PCA of 3 roles
+# has at most 2 components; capping on one role-play and one multi-turn prompt a role, and 2 neutral prompts.
+DEMO_ROLE_VECTORS = {"min_replies": 5, "batch_size": 8}
+DEMO_PCA = {"n_components": 2}
+DEMO_CAPPING_EVAL = {"questions_per_role": 1, "neutral_prompts": 2, "max_new_tokens": 32}
+
+
+def role_vector_run_config() -> dict:
+    from steering_assets.persona_space.assets import RoleVectorConfig
+
+    return asset_run_config({("roles", "role_vector"): RoleVectorConfig(**DEMO_ROLE_VECTORS)})
+
+
+def persona_space_run_config() -> dict:
+    from steering_assets.persona_space.assets import CappingEvalConfig, PersonaPcaConfig
+
+    return asset_run_config({("persona_space", "persona_pca"): PersonaPcaConfig(**DEMO_PCA),
+                             ("persona_space", "capping_eval"): CappingEvalConfig(**DEMO_CAPPING_EVAL)})
