@@ -22,15 +22,8 @@ class InstructionSource(dg.ConfigurableResource):
         return rollout_model_name(display_name, self.model_name)
 
     def folder(self) -> Path:
-        from steering_assets.core.errors import MissingInputError
-
-        if not self.root:
-            raise MissingInputError("PERSONA_INSTRUCTIONS_ROOT is not set: point it at a folder holding roles/instructions/, "
-                                    "traits/instructions/ and extraction_questions.jsonl to generate rollouts")
-        folder = Path(self.root)
-        if not folder.is_dir():
-            raise MissingInputError(f"PERSONA_INSTRUCTIONS_ROOT {folder} is not a folder")
-        return folder
+        return _folder(self.root, "PERSONA_INSTRUCTIONS_ROOT", "a folder holding roles/instructions/, traits/instructions/ "
+                       "and extraction_questions.jsonl to generate rollouts")
 
 
 class ConversationSource(dg.ConfigurableResource):
@@ -39,12 +32,17 @@ class ConversationSource(dg.ConfigurableResource):
     root: Optional[str] = Field(default=None, description="Folder of *.jsonl conversations (env PERSONA_CONVERSATIONS_ROOT).")
 
     def folder(self) -> Path:
-        from steering_assets.core.errors import MissingInputError
+        return _folder(self.root, "PERSONA_CONVERSATIONS_ROOT", "a folder of *.jsonl files, one conversation (a JSON list "
+                       "of {role, content} messages) a line, to monitor persona drift")
 
-        if not self.root:
-            raise MissingInputError("PERSONA_CONVERSATIONS_ROOT is not set: point it at a folder of *.jsonl files, one "
-                                    "conversation (a JSON list of {role, content} messages) a line, to monitor persona drift")
-        folder = Path(self.root)
-        if not folder.is_dir():
-            raise MissingInputError(f"PERSONA_CONVERSATIONS_ROOT {folder} is not a folder")
-        return folder
+
+def _folder(root: Optional[str], variable: str, what: str) -> Path:
+    """``root`` as an existing folder, else a ``MissingInputError`` naming ``variable`` and what it should point at."""
+    from steering_assets.core.errors import MissingInputError
+
+    if not root:
+        raise MissingInputError(f"{variable} is not set: point it at {what}")
+    folder = Path(root)
+    if not folder.is_dir():
+        raise MissingInputError(f"{variable} {folder} is not a folder")
+    return folder
