@@ -144,14 +144,14 @@ def print_persona_space(store: ArtifactStore) -> None:
     import json
 
     from steering_assets.cli.reports import print_table
+    from steering_assets.persona_space.materialize import DRIFT_FILE, space_folder
 
-    root = store.root / "persona_space"
-    for folder in sorted((root / "assistant_axis").glob("*")) if (root / "assistant_axis").is_dir() else []:
-        source = folder.name
+    axes = store.root / "persona_space" / "assistant_axis"
+    for source in sorted(p.name for p in axes.iterdir()) if axes.is_dir() else []:
 
         def details(asset: str) -> dict:
             try:
-                return store.load_manifest(root / asset / source)["details"]
+                return store.load_manifest(space_folder(store, asset, source))["details"]
             except ArtifactIntegrityError:
                 return {}
 
@@ -170,7 +170,7 @@ def print_persona_space(store: ArtifactStore) -> None:
             print(f"  capping {capping['experiment']}: floors on the axis {capping['floors']} (the default replies' "
                   f"{capping['percentile']:g} quantile at each layer)")
         if drift:
-            trajectory = json.loads((root / "persona_drift" / source / "drift.json").read_text())["conversations"][0]
+            trajectory = json.loads((space_folder(store, "persona_drift", source) / DRIFT_FILE).read_text())["conversations"][0]
             print(f"  drift of '{trajectory['id']}' at layer {drift['layer']}: "
                   f"{' -> '.join(f'{x:.2f}' for x in trajectory['projections'])} (floor {drift['floor']:.2f}; turns below: "
                   f"{trajectory['below_floor_turns'] or 'none'})")

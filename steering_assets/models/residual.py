@@ -11,7 +11,7 @@ exactly as the next block sees them.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -68,3 +68,25 @@ def all_block_outputs(model: torch.nn.Module, **inputs: Any) -> torch.Tensor:
     captured = block_outputs(model, range(count), **inputs)
     device = captured[0].device
     return torch.stack([captured[layer].to(device) for layer in range(count)])
+
+
+def reply_block_outputs(model: torch.nn.Module, tokenizer: Any, conversations: Sequence[list[dict[str, str]]],
+                        layers: Iterable[int], *, batch_size: int = 16, max_length: int = 1024,
+                        model_name: str = "the target model") -> Iterator[tuple[dict[int, torch.Tensor], torch.Tensor]]:
+    """Right-padded batches of ``conversations`` through the model: per batch, ``{layer: block output [b, s, d]}``
+    (``block_outputs``) and the reply-token mask ``[b, s]`` (bool, on the device of the last wanted block).
+
+    Reply tokens are found as training finds them (``assistant_mask.reply_token_masks``); conversations are cut
+    at ``max_length`` tokens. Raises before any forward pass when the tokenizer has no pad (or EOS) token.
+    Gradients are whatever the caller's mode is: call it under ``torch.no_grad()``.
+    """
+    from steering_assets.models.assistant_mask import reply_batches, reply_token_masks
+    from steering_assets.models.hooks import input_device
+    from steering_assets.models.loading import padding_token_id
+
+    wanted = list(layers)
+    pad_id = padding_token_id(tokenizer, model_name)
+    ids, masks = reply_token_masks(tokenizer, conversations, max_length)
+    for input_ids, attention, reply in reply_batches(ids, masks, batch_size, pad_id, input_device(model)):
+        captured = block_outputs(model, wanted, input_ids=input_ids, attention_mask=attention)
+        yield captured, reply.to(captured[max(wanted)].device)

@@ -66,6 +66,13 @@ def _roles(context: dg.AssetExecutionContext) -> list[PersonaRef]:
     return [PersonaRef.from_partition_key(ROLES, k) for k in context.instance.get_dynamic_partitions(ROLE_PARTITIONS.name)]
 
 
+def _source_model(context: dg.AssetExecutionContext, store: Any, config: SourceModelConfig) -> str:
+    """The source model a fan-in after the axis works on: ``config.source_model``, else the only one with role vectors."""
+    from steering_assets.persona_space.materialize import stored_role_vectors
+
+    return stored_role_vectors(store, _roles(context), config.source_model).source_model
+
+
 def _plot(draw, xlabel: str, ylabel: str, title: str, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(png_markdown(line_plot_png(draw, xlabel, ylabel, title), alt))
 
@@ -147,11 +154,11 @@ def _pca_asset() -> dg.AssetsDefinition:
                      "the roles at each end of the first components, PC1's cosine with the axis, roles ranked on the axis."),
     )
     def persona_pca(context: dg.AssetExecutionContext, config: PersonaPcaConfig, storage: ArtifactStorage) -> dg.MaterializeResult:
-        from steering_assets.persona_space.materialize import materialize_persona_pca, stored_role_vectors
+        from steering_assets.persona_space.materialize import materialize_persona_pca
 
         store = storage.store()
         with reported_as_failure("persona_pca"):
-            source = stored_role_vectors(store, _roles(context), config.source_model).source_model
+            source = _source_model(context, store, config)
             result, space = materialize_persona_pca(store, source, config.layer, config.n_components, config.scaling)
         return dg.MaterializeResult(metadata=pca_metadata(result, space))
 
@@ -195,11 +202,11 @@ def _capping_asset() -> dg.AssetsDefinition:
     )
     def capping_config(context: dg.AssetExecutionContext, config: CappingConfigConfig, storage: ArtifactStorage,
                        language_model: LanguageModelResource) -> dg.MaterializeResult:
-        from steering_assets.persona_space.materialize import CAPPING_FILE, materialize_capping_config, stored_role_vectors
+        from steering_assets.persona_space.materialize import CAPPING_FILE, materialize_capping_config
 
         store = storage.store()
         with reported_as_failure("capping_config"):
-            source = stored_role_vectors(store, _roles(context), config.source_model).source_model
+            source = _source_model(context, store, config)
             result, plan = materialize_capping_config(store, source, language_model.get_model(), language_model.get_tokenizer(),
                                                       language_model.model_name, config.layers, config.percentile, log=context.log.info)
         rows = [[layer, f"{tau:.3f}", f"{-tau:.3f}"] for layer, tau in zip(plan.layers, plan.taus)]
@@ -220,32 +227,34 @@ def _drift_asset() -> dg.AssetsDefinition:
     )
     def persona_drift(context: dg.AssetExecutionContext, config: DriftConfig, storage: ArtifactStorage,
                       language_model: LanguageModelResource, conversations: ConversationSource) -> dg.MaterializeResult:
-        from steering_assets.persona_space.materialize import materialize_drift, stored_role_vectors
+        from steering_assets.persona_space.materialize import materialize_drift
 
         store = storage.store()
         with reported_as_failure("persona_drift"):
-            source = stored_role_vectors(store, _roles(context), config.source_model).source_model
-            result, found = materialize_drift(store, source, conversations.folder(), language_model.get_model(),
+            source = _source_model(context, store, config)
+            result, payload = materialize_drift(store, source, conversations.folder(), language_model.get_model(),
                                               language_model.get_tokenizer(), language_model.model_name, config.layer,
                                               log=context.log.info)
-        return dg.MaterializeResult(metadata=drift_metadata(result, found))
+        return dg.MaterializeResult(metadata=drift_metadata(result, payload))
 
     return persona_drift
 
 
-def drift_metadata(result: ArtifactResult, found: list) -> dict[str, Any]:
-    floor = result.details["floor"]
+def drift_metadata(result: ArtifactResult, payload: dict[str, Any]) -> dict[str, Any]:
+    floor = payload["floor"]
+    found = payload["conversations"]
 
     def draw(ax) -> None:
         for t in found:
-            ax.plot(range(1, len(t.projections) + 1), t.projections, marker="o", markersize=3, label=t.conversation.id[:30])
+            ax.plot(range(1, len(t["projections"]) + 1), t["projections"], marker="o", markersize=3, label=t["id"][:30])
         if floor is not None:
             ax.axhline(floor, color="grey", linestyle=":", label="capping floor")
 
-    rows = [[t.conversation.id, " -> ".join(f"{x:.2f}" for x in t.projections), ", ".join(map(str, t.below)) or "-"] for t in found]
-    return {"layer": result.details["layer"], "floor": floor, "conversations": len(found),
-            "flagged_turns": result.details["flagged_turns"],
-            "trajectories": _plot(draw, "assistant turn", "projection on the axis", f"drift at layer {result.details['layer']}", "drift"),
+    rows = [[t["id"], " -> ".join(f"{x:.2f}" for x in t["projections"]), ", ".join(map(str, t["below_floor_turns"])) or "-"]
+            for t in found]
+    return {"layer": payload["layer"], "floor": floor, "conversations": len(found),
+            "flagged_turns": result.details["flagged_turns"], "skipped_unchanged": result.skipped,
+            "trajectories": _plot(draw, "assistant turn", "projection on the axis", f"drift at layer {payload['layer']}", "drift"),
             "turns": dg.MetadataValue.md(md_table(["conversation", "projection per assistant turn", "turns below the floor"], rows)),
             "path": dg.MetadataValue.path(str(result.folder))}
 
@@ -262,16 +271,15 @@ def _capping_eval_asset() -> dg.AssetsDefinition:
     def capping_eval(context: dg.AssetExecutionContext, config: CappingEvalConfig, storage: ArtifactStorage,
                      language_model: LanguageModelResource, judge: JudgeResource):
         from steering_assets.persona_space.capping_eval import CappingEvalSettings
-        from steering_assets.persona_space.materialize import stored_role_vectors
         from steering_assets.persona_space.materialize_eval import materialize_capping_eval
 
         store = storage.store()
         settings = CappingEvalSettings(**config.model_dump(exclude={"source_model"}))
         with reported_as_failure("capping_eval"):
-            source = stored_role_vectors(store, _roles(context), config.source_model).source_model
+            source = _source_model(context, store, config)
             result = materialize_capping_eval(store, source, language_model.get_model(), language_model.get_tokenizer(),
-                                              language_model.model_name, judge.judge(store.folder("judgments")), settings,
-                                              log=context.log.info)
+                                              language_model.model_name, judge.judge(store.folder("judgments")),
+                                              judge.judge_name, settings, log=context.log.info)
         yield dg.MaterializeResult(metadata=capping_eval_metadata(result))
         yield from capping_checks(result.details, settings)
 
@@ -289,7 +297,8 @@ def capping_eval_metadata(result: ArtifactResult) -> dict[str, Any]:
             "perplexity_ratio": round(d["perplexity_ratio"], 4), "perplexity": dg.MetadataValue.json(d["perplexity"]),
             "neutral_unchanged": f"{d['neutral_equal']} of {d['neutral_prompts']} ({d['neutral_uncapped']} never capped)",
             "samples": dg.MetadataValue.md(md_table(["role", "prompt", "question", "unsteered", "capped", "addition"], samples)),
-            "experiment": d["experiment"], "path": dg.MetadataValue.path(str(result.folder))}
+            "experiment": d["experiment"], "roles_left_out": dg.MetadataValue.json(d.get("roles_left_out", {})),
+            "skipped_unchanged": result.skipped, "path": dg.MetadataValue.path(str(result.folder))}
 
 
 def capping_checks(d: dict[str, Any], settings: Any):

@@ -57,6 +57,11 @@ class CappingPlan:
         return [Cap(layer, torch.from_numpy(np.ascontiguousarray(direction)), tau)
                 for layer, direction, tau in zip(self.layers, self.directions, self.taus)]
 
+    @property
+    def middle_layer(self) -> int:
+        """The middle capped layer: where drift is read and the addition baseline adds, by default."""
+        return self.layers[len(self.layers) // 2]
+
     def floor(self, layer: int) -> float | None:
         """The floor on the unit-axis projection at ``layer`` (``-tau``), or None when the layer is not capped."""
         return -self.taus[self.layers.index(layer)] if layer in self.layers else None
@@ -78,17 +83,12 @@ def token_projections(model: Any, tokenizer: Any, conversations: Sequence[list[d
     """Every reply token's projection on ``units[layer]`` ``[d]`` at each layer: ``{layer: [n_tokens]}``."""
     import torch
 
-    from steering_assets.models.assistant_mask import reply_batches, reply_token_masks
-    from steering_assets.models.hooks import input_device
-    from steering_assets.models.loading import padding_token_id
-    from steering_assets.models.residual import block_outputs
+    from steering_assets.models.residual import reply_block_outputs
 
-    pad_id = padding_token_id(tokenizer, model_name)
-    ids, masks = reply_token_masks(tokenizer, conversations, max_length)
     found: dict[int, list[np.ndarray]] = {layer: [] for layer in units}
     with torch.no_grad():
-        for input_ids, attention, reply in reply_batches(ids, masks, batch_size, pad_id, input_device(model)):
-            captured = block_outputs(model, units, input_ids=input_ids, attention_mask=attention)
+        for captured, reply in reply_block_outputs(model, tokenizer, conversations, units, batch_size=batch_size,
+                                                   max_length=max_length, model_name=model_name):
             for layer, unit in units.items():
                 hidden = captured[layer].float()
                 projection = hidden @ torch.as_tensor(unit, dtype=torch.float32, device=hidden.device)
@@ -122,7 +122,7 @@ def save_capping_config(plan: CappingPlan, path: Path, n_layers: int, hidden_siz
 
 
 def read_capping_config(path: Path | str, n_layers: int, hidden_size: int, experiment: str | int = 0,
-                        log: Callable[[str], None] | None = None) -> CappingPlan:
+                        log: Callable[[str], None] = print) -> CappingPlan:
     """One experiment of a ``capping_config.pt`` (ours or assistant-axis's) as a plan for a model of ``n_layers``
     blocks and width ``hidden_size``.
 
@@ -141,7 +141,9 @@ def read_capping_config(path: Path | str, n_layers: int, hidden_size: int, exper
     layers, directions, taus = [], [], []
     for intervention in chosen.get("interventions", []):
         if "cap" not in intervention:
-            continue  # assistant-axis's experiments may mix in non-capping interventions; their builder skips them too
+            # assistant-axis's experiments may mix in non-capping interventions; their builder skips them too.
+            log(f"{path}: experiment {chosen.get('id')!r}: intervention {intervention} has no 'cap'; not applied")
+            continue
         name = intervention["vector"]
         entry = payload["vectors"].get(name)
         if entry is None:

@@ -54,9 +54,9 @@ class CappingEvaluation:
     neutral: list[dict[str, Any]] = field(default_factory=list)  # per neutral prompt: replies, capped positions, equal
     perplexity: dict[str, float] = field(default_factory=dict)  # "unsteered", "capped"
 
-    def mean_score(self, method: str, kind: str | None = None, prompts: Sequence[Prompt] = ()) -> float | None:
-        values = [s for s, p in zip(self.role_scores[method], prompts or [None] * len(self.role_scores[method]))
-                  if s is not None and (kind is None or p is None or p.kind == kind)]
+    def mean_score(self, method: str, prompts: Sequence[Prompt], kind: str | None = None) -> float | None:
+        """The mean 0-3 score of ``method`` over ``prompts`` of ``kind`` (all kinds: None) the judge scored."""
+        values = [s for s, p in zip(self.role_scores[method], prompts) if s is not None and kind in (None, p.kind)]
         return float(np.mean(values)) if values else None
 
 
@@ -114,13 +114,13 @@ def evaluate_capping(model: Any, tokenizer: Any, plan: Any, unit_axis_middle: np
     texts = [render(tokenizer, p.messages) for p in prompts]
     replies: dict[str, list[str]] = {m: [] for m in METHODS}
     capped_positions = []
+    layer = plan.middle_layer
+    offset = torch.as_tensor(unit_axis_middle * settings.addition_factor * residual_norm, dtype=torch.float32)
     for index, text in enumerate(texts):
         replies["unsteered"].append(greedy_reply(model, tokenizer, text, settings.max_new_tokens, model_name))
         with attach_capping(model, plan.caps()) as handle:
             replies["capped"].append(greedy_reply(model, tokenizer, text, settings.max_new_tokens, model_name))
             capped_positions.append(handle.total_capped)
-        layer = plan.layers[len(plan.layers) // 2]
-        offset = torch.as_tensor(unit_axis_middle * settings.addition_factor * residual_norm, dtype=torch.float32)
         with attach_steering(model, layer, 1, offset[None]):
             replies["addition"].append(greedy_reply(model, tokenizer, text, settings.max_new_tokens, model_name))
         log(f"capping eval: {index + 1}/{len(texts)} prompts answered three ways")

@@ -14,15 +14,14 @@ forward passes and then only the cheap fan-ins.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from steering_assets.core.artifacts import ArtifactResult, ArtifactStore, fingerprint, write_json_atomic
-from steering_assets.formats.rollouts import PersonaRef
+from steering_assets.core.artifacts import MANIFEST, ArtifactIntegrityError, ArtifactResult, ArtifactStore, fingerprint, write_json_atomic
+from steering_assets.formats.rollouts import ROLES, PersonaRef
 from steering_assets.persona_space.axis import AssistantAxis, AxisAccumulator, AxisError, load_axis_file
 from steering_assets.persona_space.role_vectors import DEFAULT_TYPE, ROLE_TYPE, RoleVectorError, in_context
 
@@ -58,15 +57,12 @@ def role_conversations(store: ArtifactStore, ref: PersonaRef, settings: RoleVect
     """The replies a role vector averages, in the context they were generated in, and how they were chosen."""
     import polars as pl
 
-    from steering_assets.personas.materialize import dataset_folder, load_persona_dataset
+    from steering_assets.personas.materialize import load_persona_dataset
 
+    frame = load_persona_dataset(store, ref)  # a baseline's rows live in baseline_dataset; the loader knows where
     if ref.is_baseline:
-        folder = dataset_folder(store, ref)
-        store.load_manifest(folder)
-        frame = pl.read_parquet(folder / "dataset.parquet")
         chosen, rule = frame, "every reply (the default assistant)"
     else:
-        frame = load_persona_dataset(store, ref)
         chosen = frame.filter(pl.col("label").is_in(list(ref.kind.default_keep_labels))
                               & (pl.col("extract_score").cast(pl.Float64, strict=False) >= settings.min_score))
         rule = f"label {list(ref.kind.default_keep_labels)}, score >= {settings.min_score}"
@@ -133,12 +129,13 @@ def _save_role_pt(vector: np.ndarray, kind: str, role: str, path: Path) -> None:
 
 
 def read_role_vector(store: ArtifactStore, ref: PersonaRef) -> tuple[np.ndarray, dict[str, Any]]:
-    """A stored role vector ``[n_layers, d]`` and its details; ``ArtifactIntegrityError`` when it is incomplete."""
+    """A stored role vector ``[n_layers, d]`` and its manifest (files verified against it); ``ArtifactIntegrityError``
+    when it is incomplete."""
     from safetensors.numpy import load_file
 
     folder = role_vector_folder(store, ref)
     manifest = store.load_manifest(folder)
-    return load_file(str(folder / ROLE_VECTOR_FILE))["vector"], manifest["details"]
+    return load_file(str(folder / ROLE_VECTOR_FILE))["vector"], manifest
 
 
 @dataclass
@@ -153,11 +150,9 @@ class StoredVectors:
 def stored_role_vectors(store: ArtifactStore, refs: Sequence[PersonaRef], source_model: str | None) -> StoredVectors:
     """The partitions of ``source_model`` (default: the only source model with role partitions) with a complete role
     vector. Raises ``RoleVectorError`` when ``source_model`` is unset and several source models have role vectors."""
-    from steering_assets.core.artifacts import ArtifactIntegrityError
-
     models = sorted({ref.source_model for ref in refs})
     if source_model is None:
-        with_vectors = sorted({r.source_model for r in refs if (role_vector_folder(store, r) / "manifest.json").is_file()})
+        with_vectors = sorted({r.source_model for r in refs if (role_vector_folder(store, r) / MANIFEST).is_file()})
         if len(with_vectors) > 1:
             raise RoleVectorError(f"role vectors exist for several source models {with_vectors}: set source_model to one of them")
         source_model = (with_vectors or models or [None])[0]
@@ -168,7 +163,7 @@ def stored_role_vectors(store: ArtifactStore, refs: Sequence[PersonaRef], source
         if ref.source_model != source_model:
             continue
         try:
-            store.load_manifest(role_vector_folder(store, ref))
+            store.load_manifest(role_vector_folder(store, ref), verify=False)  # read_role_vector verifies the files
             found.refs.append(ref)
         except ArtifactIntegrityError:
             found.missing[ref.partition_key] = "no role vector materialised"
@@ -186,12 +181,13 @@ def materialize_axis(store: ArtifactStore, refs: Sequence[PersonaRef], model_ide
     accumulator = AxisAccumulator()
     prints = {}
     for ref in sorted(stored.refs, key=lambda r: r.name):
-        vector, details = read_role_vector(store, ref)
-        if details.get("model") != model_identity:
-            raise RoleVectorError(f"{role_vector_folder(store, ref)}: role vector computed with model {details.get('model')!r}, "
+        vector, manifest = read_role_vector(store, ref)
+        recorded = manifest["details"].get("model")
+        if recorded != model_identity:
+            raise RoleVectorError(f"{role_vector_folder(store, ref)}: role vector computed with model {recorded!r}, "
                                   f"but the persona model is {model_identity!r}: re-materialise role_vector for {ref.partition_key}")
         accumulator.add(ref.name, vector, ref.is_baseline, where=str(role_vector_folder(store, ref) / ROLE_VECTOR_FILE))
-        prints[ref.partition_key] = store.load_manifest(role_vector_folder(store, ref), verify=False)["fingerprint"]
+        prints[ref.partition_key] = manifest["fingerprint"]
     axis = accumulator.result()
     log(f"{stored.source_model}: assistant axis from {axis.n_default} default and {axis.n_roles} role vectors; "
         f"largest norm {axis.norms().max():.2f} at layer {int(axis.norms().argmax())}")
@@ -211,7 +207,7 @@ def read_axis(store: ArtifactStore, source_model: str) -> tuple[AssistantAxis, d
     folder = space_folder(store, "assistant_axis", source_model)
     try:
         manifest = store.load_manifest(folder)
-    except Exception as err:
+    except ArtifactIntegrityError as err:
         raise AxisError(f"no assistant axis for {source_model}: materialise persona_space/assistant_axis first ({err})") from None
     return load_axis_file(folder / AXIS_FILE), manifest
 
@@ -229,7 +225,7 @@ def materialize_persona_pca(store: ArtifactStore, source_model: str, layer: int 
         raise RoleVectorError(f"layer {layer} is outside the role vectors' {n_layers} layers (0-{n_layers - 1})")
     roles, rows, default_rows = [], [], []
     for name in details_axis["roles"] + details_axis["defaults"]:
-        ref = PersonaRef.from_partition_key(_roles_kind(), f"{source_model}/{name}")
+        ref = PersonaRef.from_partition_key(ROLES, f"{source_model}/{name}")
         vector, _ = read_role_vector(store, ref)
         if ref.is_baseline:
             default_rows.append(vector[layer].copy())
@@ -238,11 +234,14 @@ def materialize_persona_pca(store: ArtifactStore, source_model: str, layer: int 
             rows.append(vector[layer].copy())  # a row, not a view keeping the whole file buffer alive
     space = persona_pca(roles, np.stack(rows), axis.axis[layer], layer, n_components, scaling,
                         np.mean(default_rows, axis=0) if default_rows else None)
-    payload = _space_payload(space)
     folder = space_folder(store, "persona_pca", source_model)
     key = fingerprint({"code": CODE_VERSION, "axis": axis_manifest["fingerprint"], "layer": layer, "k": n_components, "scaling": scaling})
+    existing = store.current_manifest(folder, key)
+    if existing is not None:
+        return ArtifactResult(folder, existing, skipped=True), space
+    payload = _space_payload(space)
     manifest = store.write_artifact(folder, {PCA_FILE: lambda p: write_json_atomic(payload, p)}, fingerprint_value=key,
-                                    details={k: v for k, v in payload.items() if k != "components"})
+                                    details=payload)
     return ArtifactResult(folder, manifest, skipped=False), space
 
 
@@ -259,21 +258,13 @@ def _space_payload(space: Any) -> dict[str, Any]:
     }
 
 
-def _roles_kind():
-    from steering_assets.formats.rollouts import ROLES
-
-    return ROLES
-
-
-def default_conversations(store: ArtifactStore, source_model: str, tokenizer: Any) -> list[list[dict[str, str]]]:
-    """The default assistant's replies (every baseline of the source model), in the context they were generated in."""
-    from steering_assets.formats.rollouts import ROLES
+def default_conversations(store: ArtifactStore, source_model: str, defaults: Sequence[str], tokenizer: Any) -> list[list[dict[str, str]]]:
+    """The replies of the default assistants ``defaults`` (the axis's), in the context they were generated in."""
     from steering_assets.models.generation import supports_system_role
 
-    axis, manifest = read_axis(store, source_model)
     system_role = supports_system_role(tokenizer)
     out = []
-    for name in manifest["details"]["defaults"]:
+    for name in defaults:
         ref = PersonaRef.from_partition_key(ROLES, f"{source_model}/{name}")
         out += role_conversations(store, ref, RoleVectorSettings(), system_role)[0]
     return out
@@ -292,7 +283,7 @@ def materialize_capping_config(store: ArtifactStore, source_model: str, model: A
     layers = sorted(set(layers)) if layers else default_capping_layers(n_layers(model))
     for layer in layers:
         check_layer(model, layer)
-    conversations = default_conversations(store, source_model, tokenizer)
+    conversations = default_conversations(store, source_model, axis_manifest["details"]["defaults"], tokenizer)
     folder = space_folder(store, "capping_config", source_model)
     key = fingerprint({"code": CODE_VERSION, "axis": axis_manifest["fingerprint"], "layers": layers, "p": percentile, "model": model_name})
     existing = store.current_manifest(folder, key)
@@ -315,9 +306,11 @@ def materialize_capping_config(store: ArtifactStore, source_model: str, model: A
 
 
 def materialize_drift(store: ArtifactStore, source_model: str, conversations_root: Path | str, model: Any, tokenizer: Any,
-                      model_name: str, layer: int | None, log: Callable[[str], None] = print) -> tuple[ArtifactResult, list]:
+                      model_name: str, layer: int | None, log: Callable[[str], None] = print) -> tuple[ArtifactResult, dict[str, Any]]:
     """Every conversation's assistant turns on the axis at ``layer`` (default: the middle capping layer), flagged
-    below the capping floor there when the capping config caps that layer."""
+    below the capping floor there when the capping config caps that layer; the artifact and ``drift.json``'s content."""
+    import json
+
     from steering_assets.models.hooks import hidden_size, n_layers
     from steering_assets.persona_space.capping import read_capping_config
     from steering_assets.persona_space.drift import read_conversations, trajectories, turn_projections
@@ -325,30 +318,30 @@ def materialize_drift(store: ArtifactStore, source_model: str, conversations_roo
     axis, axis_manifest = read_axis(store, source_model)
     capping = space_folder(store, "capping_config", source_model)
     plan = None
-    if (capping / "manifest.json").is_file():
+    if (capping / MANIFEST).is_file():
         store.load_manifest(capping)
         plan = read_capping_config(capping / CAPPING_FILE, n_layers(model), hidden_size(model))
     if layer is None:
-        layer = plan.layers[len(plan.layers) // 2] if plan else int(axis.norms().argmax())
+        layer = plan.middle_layer if plan else int(axis.norms().argmax())
     conversations = read_conversations(conversations_root)
+    floor = plan.floor(layer) if plan else None
+    folder = space_folder(store, "persona_drift", source_model)
+    key = fingerprint({"code": CODE_VERSION, "axis": axis_manifest["fingerprint"], "layer": layer, "floor": floor,
+                       "model": model_name, "conversations": [c.messages for c in conversations]})
+    existing = store.current_manifest(folder, key)
+    if existing is not None:
+        return ArtifactResult(folder, existing, skipped=True), json.loads((folder / DRIFT_FILE).read_text(encoding="utf-8"))
     log(f"{source_model}: {len(conversations)} conversations projected on the axis at layer {layer}")
     projections = turn_projections(model, tokenizer, conversations, layer, axis.unit(layer), model_name=model_name,
                                    progress=lambda done, total: log(f"drift: {done}/{total} conversations"))
-    floor = plan.floor(layer) if plan else None
     found = trajectories(conversations, projections, floor)
     payload = {"layer": layer, "floor": floor, "capping_experiment": plan.experiment_id if plan else None,
                "conversations": [{"id": t.conversation.id, "file": t.conversation.file, "line": t.conversation.line,
                                   "projections": [round(x, 4) for x in t.projections], "below_floor_turns": t.below,
                                   "last_user_turn": next((m["content"] for m in reversed(t.conversation.messages) if m["role"] == "user"), "")[:200]}
                                  for t in found]}
-    folder = space_folder(store, "persona_drift", source_model)
-    key = fingerprint({"code": CODE_VERSION, "axis": axis_manifest["fingerprint"], "layer": layer, "floor": floor,
-                       "conversations": [c.messages for c in conversations]})
     manifest = store.write_artifact(folder, {DRIFT_FILE: lambda p: write_json_atomic(payload, p)}, fingerprint_value=key,
                                     details={"layer": layer, "floor": floor, "conversations": len(found),
                                              "flagged_turns": sum(len(t.below) for t in found)})
-    return ArtifactResult(folder, manifest, skipped=False), found
+    return ArtifactResult(folder, manifest, skipped=False), payload
 
-
-def load_json(folder: Path, name: str) -> dict[str, Any]:
-    return json.loads((folder / name).read_text(encoding="utf-8"))

@@ -18,8 +18,10 @@ from steering_assets.persona_space.materialize import (
 EVAL_FILE = "capping_eval.json"
 
 
-def role_prompts(store: ArtifactStore, source_model: str, roles: list[str], settings: CappingEvalSettings) -> list:
-    """Role-play and multi-turn prompts of every role the axis was computed from (their kept replies' questions)."""
+def role_prompts(store: ArtifactStore, source_model: str, roles: list[str], settings: CappingEvalSettings,
+                 left_out: dict[str, str] | None = None) -> list:
+    """Role-play and multi-turn prompts of every role the axis was computed from (their kept replies' questions);
+    a role whose replies carry no instruction is left out, with why, in ``left_out``."""
     import polars as pl
 
     from steering_assets.personas.materialize import load_persona_dataset
@@ -29,8 +31,10 @@ def role_prompts(store: ArtifactStore, source_model: str, roles: list[str], sett
     for name in roles:
         frame = load_persona_dataset(store, PersonaRef.from_partition_key(ROLES, f"{source_model}/{name}"))
         kept = frame.filter(pl.col("label").is_in(list(ROLES.default_keep_labels))).sort("extract_score", descending=True, nulls_last=True)
-        instruction, _ = persona_system_prompt(kept, ROLES.default_keep_labels)
+        instruction, why = persona_system_prompt(kept, ROLES.default_keep_labels)
         if instruction is None:
+            if left_out is not None:
+                left_out[name] = why
             continue
         rows = [{"question": q, "messages": m} for q, m in zip(kept["question"].to_list(), kept["messages"].to_list())]
         prompts += drift_prompts(name, instruction, rows, settings.questions_per_role)
@@ -38,8 +42,10 @@ def role_prompts(store: ArtifactStore, source_model: str, roles: list[str], sett
 
 
 def materialize_capping_eval(store: ArtifactStore, source_model: str, model: Any, tokenizer: Any, model_name: str, judge: Any,
-                             settings: CappingEvalSettings = CappingEvalSettings(),
+                             judge_name: str, settings: CappingEvalSettings = CappingEvalSettings(),
                              log: Callable[[str], None] = print) -> ArtifactResult:
+    """Capping beside addition (``capping_eval.evaluate_capping``), skipped when the capping config, the model, the
+    judge and the settings are unchanged."""
     from steering_assets.models.hooks import hidden_size, n_layers
     from steering_assets.persona_space.capping import read_capping_config
     from steering_assets.steering.judged_eval import typical_residual_norm
@@ -47,25 +53,32 @@ def materialize_capping_eval(store: ArtifactStore, source_model: str, model: Any
     axis, axis_manifest = read_axis(store, source_model)
     capping = space_folder(store, "capping_config", source_model)
     capping_manifest = store.load_manifest(capping)
+    folder = space_folder(store, "capping_eval", source_model)
+    key = fingerprint({"code": CODE_VERSION, "capping": capping_manifest["fingerprint"], "model": model_name,
+                       "judge": judge_name, "settings": settings.__dict__})
+    existing = store.current_manifest(folder, key)
+    if existing is not None:
+        return ArtifactResult(folder, existing, skipped=True)
     plan = read_capping_config(capping / CAPPING_FILE, n_layers(model), hidden_size(model))
-    prompts = role_prompts(store, source_model, axis_manifest["details"]["roles"], settings)
-    neutral_text = default_conversations(store, source_model, tokenizer)
+    left_out: dict[str, str] = {}
+    prompts = role_prompts(store, source_model, axis_manifest["details"]["roles"], settings, left_out)
+    for role, why in left_out.items():
+        log(f"capping eval: {role} left out: {why}")
+    neutral_text = default_conversations(store, source_model, axis_manifest["details"]["defaults"], tokenizer)
     questions = list(dict.fromkeys(c[-2]["content"] for c in neutral_text if len(c) >= 2 and c[-2]["role"] == "user"))
-    layer = plan.layers[len(plan.layers) // 2]
+    layer = plan.middle_layer
     norm = typical_residual_norm(model, tokenizer, neutral_text, layer, model_name=model_name)
     log(f"capping eval: {len(prompts)} role prompts, {min(len(questions), settings.neutral_prompts)} neutral prompts, "
         f"addition at layer {layer} x{settings.addition_factor:g} of the residual norm {norm:.1f}")
     result = evaluate_capping(model, tokenizer, plan, axis.unit(layer), norm, prompts, questions[:settings.neutral_prompts],
                               neutral_text, judge, settings, model_name=model_name, log=log)
-    details = _details(result, prompts, plan, settings)
-    folder = space_folder(store, "capping_eval", source_model)
-    key = fingerprint({"code": CODE_VERSION, "capping": capping_manifest["fingerprint"], "settings": settings.__dict__})
+    details = {**_details(result, prompts, plan, settings), "roles_left_out": left_out}
     manifest = store.write_artifact(folder, {EVAL_FILE: lambda p: write_json_atomic(details, p)}, fingerprint_value=key, details=details)
     return ArtifactResult(folder, manifest, skipped=False)
 
 
 def _details(result: Any, prompts: list, plan: Any, settings: CappingEvalSettings) -> dict[str, Any]:
-    means = {kind: {m: _round(result.mean_score(m, None if kind == "all" else kind, prompts)) for m in METHODS}
+    means = {kind: {m: _round(result.mean_score(m, prompts, None if kind == "all" else kind)) for m in METHODS}
              for kind in ("all", "role-play", "multi-turn")}
     samples = [{"role": p.role, "kind": p.kind, "question": p.question, "capped_positions": result.capped_positions[i],
                 **{m: result.replies[m][i] for m in METHODS}, **{f"{m}_score": _round(result.role_scores[m][i]) for m in METHODS}}

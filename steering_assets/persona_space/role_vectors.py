@@ -71,32 +71,30 @@ def reply_activations(model: Any, tokenizer: Any, conversations: Sequence[list[d
     """
     import torch
 
-    from steering_assets.models.assistant_mask import reply_batches, reply_token_masks
-    from steering_assets.models.hooks import hidden_size, input_device, n_layers
-    from steering_assets.models.loading import padding_token_id
-    from steering_assets.models.residual import block_outputs
+    from steering_assets.models.hooks import hidden_size, n_layers
+    from steering_assets.models.residual import reply_block_outputs
 
     count = n_layers(model)
     result = ReplyActivations(np.zeros((count, hidden_size(model)), dtype=np.float64))
-    pad_id = padding_token_id(tokenizer, model_name)
-    ids, masks = reply_token_masks(tokenizer, conversations, max_length)
     done = 0
     with torch.no_grad():
-        for input_ids, attention, reply in reply_batches(ids, masks, batch_size, pad_id, input_device(model)):
-            captured = block_outputs(model, range(count), input_ids=input_ids, attention_mask=attention)
+        for captured, reply in reply_block_outputs(model, tokenizer, conversations, range(count), batch_size=batch_size,
+                                                   max_length=max_length, model_name=model_name):
             mask = reply.float()
             tokens = mask.sum(1)
             keep = tokens > 0
             for layer in range(count):
                 hidden = captured[layer].float()
-                means = (hidden * mask.to(hidden.device).unsqueeze(-1)).sum(1) / tokens.to(hidden.device).clamp(min=1).unsqueeze(-1)
+                # A sharded model's blocks live on different devices.
+                here = mask.to(hidden.device)
+                means = (hidden * here.unsqueeze(-1)).sum(1) / here.sum(1).clamp(min=1).unsqueeze(-1)
                 result.sums[layer] += means[keep.to(hidden.device)].double().sum(0).cpu().numpy()
             result.n_replies += int(keep.sum())
             result.n_tokens += int(tokens.sum())
             result.skipped += int((~keep).sum())
-            done += input_ids.shape[0]
+            done += reply.shape[0]
             if progress is not None:
-                progress(done, len(ids))
+                progress(done, len(conversations))
     if not np.isfinite(result.sums).all():
         raise FloatingPointError("non-finite residual-stream activations; the model or the inputs are broken")
     return result

@@ -16,7 +16,7 @@ import torch
 from steering_assets.models.assistant_mask import reply_batches, reply_token_masks
 from steering_assets.models.hooks import attach_steering, check_layer, hidden_size, input_device
 from steering_assets.models.loading import padded_batches, padding_token_id
-from steering_assets.models.residual import block_outputs
+from steering_assets.models.residual import reply_block_outputs
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,11 @@ def assistant_mean_hidden(model, tokenizer, conversations, layer: int, batch_siz
     the activation vector lives where steering adds. Raises ``FloatingPointError`` on NaN/inf.
     """
     check_layer(model, layer)
-    pad_id = padding_token_id(tokenizer, model_name)
-    ids, masks = reply_token_masks(tokenizer, conversations, max_length)
-    device = input_device(model)
     rows = []
-    for input_ids, attention, assistant in reply_batches(ids, masks, batch_size, pad_id, device):
-        hidden = block_outputs(model, [layer], input_ids=input_ids, attention_mask=attention)[layer]
-        mask = assistant.to(hidden.device).unsqueeze(-1).to(hidden.dtype)
+    for captured, assistant in reply_block_outputs(model, tokenizer, conversations, [layer], batch_size=batch_size,
+                                                   max_length=max_length, model_name=model_name):
+        hidden = captured[layer]
+        mask = assistant.unsqueeze(-1).to(hidden.dtype)
         means = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         rows.append(means.float().cpu().numpy())
     result = np.concatenate(rows) if rows else np.zeros((0, hidden_size(model)), dtype=np.float32)

@@ -168,18 +168,13 @@ def typical_residual_norm(model: Any, tokenizer: Any, conversations: Sequence[li
     """
     import torch
 
-    from steering_assets.models.hooks import input_device
-    from steering_assets.models.loading import padding_token_id
-    from steering_assets.models.residual import block_outputs
-    from steering_assets.models.assistant_mask import reply_batches, reply_token_masks
+    from steering_assets.models.residual import reply_block_outputs
 
-    pad_id = padding_token_id(tokenizer, model_name)
-    ids, masks = reply_token_masks(tokenizer, conversations, max_length)
     norms = []
     with torch.no_grad():
-        for input_ids, attention, assistant in reply_batches(ids, masks, batch_size, pad_id, input_device(model)):
-            hidden = block_outputs(model, [layer], input_ids=input_ids, attention_mask=attention)[layer]
-            norms.append(hidden.float().norm(dim=-1)[assistant.to(hidden.device)].cpu())
+        for captured, assistant in reply_block_outputs(model, tokenizer, conversations, [layer], batch_size=batch_size,
+                                                       max_length=max_length, model_name=model_name):
+            norms.append(captured[layer].float().norm(dim=-1)[assistant].cpu())
     values = torch.cat(norms) if norms else torch.zeros(0)
     if not len(values):
         raise ValueError(f"no reply tokens to measure the residual norm at layer {layer} on")

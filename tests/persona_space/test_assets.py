@@ -103,7 +103,11 @@ def test_capping_config_and_drift_materialise_from_the_axis(env):
     assert [e["id"] for e in config["experiments"]] == ["layers_2:3-p0.25"] and sorted(config["vectors"]) == ["layer_2", "layer_3"]
     drift = instance.fetch_materializations(DRIFT_KEY, limit=1).records[0].asset_materialization.metadata
     assert drift["layer"].value == 3 and drift["conversations"].value == 1 and np.isfinite(drift["floor"].value)
-    assert "turns below the floor" in drift["turns"].value
+    assert "turns below the floor" in drift["turns"].value and drift["skipped_unchanged"].value is False
+    # Nothing it depends on changed: the rerun reuses the stored trajectories (no forward pass).
+    assert _materialize(defs, instance, [DRIFT_KEY], config=FANIN_CONFIG).success
+    again = instance.fetch_materializations(DRIFT_KEY, limit=1).records[0].asset_materialization.metadata
+    assert again["skipped_unchanged"].value is True and again["turns"].value == drift["turns"].value
 
 
 def test_the_axis_refuses_a_role_vector_from_another_model_naming_both(env):
@@ -120,6 +124,7 @@ def test_the_axis_refuses_a_role_vector_from_another_model_naming_both(env):
     assert not result.success
     message = str([e for e in result.all_events if e.is_step_failure][0].event_specific_data.error)
     assert "computed with model 'other-model@abc'" in message and "tiny-qwen3" in message
+    assert not (artifacts / "persona_space" / "assistant_axis" / SOURCE_MODEL / "manifest.json").exists()
 
 
 def test_the_axis_says_it_needs_the_default_partition(env):
