@@ -2,7 +2,14 @@
 
 import dagster as dg
 
-from steering_assets.persona_space.assets import AXIS_KEY, CAPPING_EVAL_KEY, CAPPING_KEY, DRIFT_KEY, PCA_KEY, ROLE_VECTOR_KEY
+from steering_assets.persona_space.assets import (
+    AXIS_KEY,
+    CAPPING_EVAL_KEY,
+    CAPPING_KEY,
+    DRIFT_KEY,
+    PCA_KEY,
+    ROLE_VECTOR_KEY,
+)
 
 ROLE_VECTOR_JOB = "role_vectors"
 PERSONA_SPACE_JOB = "persona_space"

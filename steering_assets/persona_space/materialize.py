@@ -20,7 +20,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from steering_assets.core.artifacts import MANIFEST, ArtifactIntegrityError, ArtifactResult, ArtifactStore, fingerprint, write_json_atomic
+from steering_assets.core.artifacts import (
+    MANIFEST,
+    ArtifactIntegrityError,
+    ArtifactResult,
+    ArtifactStore,
+    fingerprint,
+    write_json_atomic,
+)
 from steering_assets.formats.rollouts import ROLES, PersonaRef
 from steering_assets.persona_space.axis import AssistantAxis, AxisAccumulator, AxisError, load_axis_file
 from steering_assets.persona_space.role_vectors import DEFAULT_TYPE, ROLE_TYPE, RoleVectorError, in_context
@@ -275,7 +282,12 @@ def materialize_capping_config(store: ArtifactStore, source_model: str, model: A
                                log: Callable[[str], None] = print) -> tuple[ArtifactResult, Any]:
     """Thresholds from the default replies' token projections at the capping layers, written as ``capping_config.pt``."""
     from steering_assets.models.hooks import check_layer, hidden_size, n_layers
-    from steering_assets.persona_space.capping import default_capping_layers, plan_from_axis, save_capping_config, token_projections
+    from steering_assets.persona_space.capping import (
+        default_capping_layers,
+        plan_from_axis,
+        save_capping_config,
+        token_projections,
+    )
 
     axis, axis_manifest = read_axis(store, source_model)
     if axis.axis.shape != (n_layers(model), hidden_size(model)):

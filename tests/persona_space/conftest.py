@@ -1,1 +1,4 @@
-from tests.steering.conftest import demo_conversations, tiny_model_factory  # noqa: F401 (the same fixtures as steering's)
+from tests.steering.conftest import (  # noqa: F401 (the same fixtures as steering's)
+    demo_conversations,
+    tiny_model_factory,
+)
