@@ -38,27 +38,29 @@ class Cap:
     tau: float
 
 
-def cap_hidden(hidden: torch.Tensor, unit: torch.Tensor, tau: float) -> tuple[torch.Tensor, int]:
-    """``hidden`` ``[..., d]`` with its projection on ``unit`` capped at ``tau``, and the number of positions capped.
+def cap_hidden(hidden: torch.Tensor, unit: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``hidden`` ``[b, s, d]`` with its projection on ``unit`` capped at ``tau``, and the positions capped per row ``[b]``.
 
     The projection is computed in float32 for half-precision models. Returns ``hidden`` itself
     (not a copy) when no position is above ``tau``.
     """
     projection = hidden.float() @ unit.float()
     excess = (projection - tau).clamp(min=0.0)
-    capped = int((excess > 0).sum())
-    if capped == 0:
-        return hidden, 0
-    return hidden - (excess.unsqueeze(-1) * unit.float()).to(hidden.dtype), capped
+    per_row = (excess > 0).sum(-1)
+    if not bool(per_row.any()):
+        return hidden, per_row
+    return hidden - (excess.unsqueeze(-1) * unit.float()).to(hidden.dtype), per_row
 
 
 @dataclass
 class CappingHandle:
-    """Attached capping hooks; counts the positions each layer saw and capped; ``remove()`` restores the model."""
+    """Attached capping hooks; counts the positions each layer saw and capped, and the positions capped in each batch
+    row over every layer (``capped_by_row``, ``[b]``, since ``reset_counts``); ``remove()`` restores the model."""
 
     caps: tuple[Cap, ...]
     seen: dict[int, int] = field(default_factory=dict)
     capped: dict[int, int] = field(default_factory=dict)
+    capped_by_row: torch.Tensor | None = None
     _hooks: list = field(default_factory=list)
 
     def remove(self) -> None:
@@ -69,6 +71,7 @@ class CappingHandle:
     def reset_counts(self) -> None:
         self.seen = {cap.layer: 0 for cap in self.caps}
         self.capped = {cap.layer: 0 for cap in self.caps}
+        self.capped_by_row = None
 
     @property
     def total_capped(self) -> int:
@@ -114,9 +117,13 @@ def _hook(handle: CappingHandle, layer: int, unit: torch.Tensor, tau: float):
     def hook(module: torch.nn.Module, inputs: tuple, output: Any) -> Any:
         # Decoder blocks return a Tensor in transformers 5, a tuple (hidden, ...) in older code.
         hidden = output[0] if isinstance(output, tuple) else output
-        new, capped = cap_hidden(hidden, unit.to(hidden.device), tau)
+        new, per_row = cap_hidden(hidden, unit.to(hidden.device), tau)
         handle.seen[layer] += hidden.shape[0] * hidden.shape[1]
-        handle.capped[layer] += capped
+        handle.capped[layer] += int(per_row.sum())
+        per_row = per_row.cpu()
+        if handle.capped_by_row is None or handle.capped_by_row.shape != per_row.shape:
+            handle.capped_by_row = torch.zeros_like(per_row)
+        handle.capped_by_row += per_row
         if new is hidden:
             return None  # unchanged: the block's own output goes on
         return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new

@@ -87,24 +87,38 @@ def render(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def greedy_reply(model: Any, tokenizer: Any, text: str, max_new_tokens: int, model_name: str) -> str:
+def greedy_replies(model: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int, model_name: str,
+                   batch_size: int = 8, capping: Any = None) -> tuple[list[str], list[int]]:
+    """Greedy replies to ``texts`` (rendered prompts), left-padded batches of ``batch_size``; with a ``capping`` handle
+    attached, the positions it capped in each row (its pad positions included, so "0" is conservative), else zeros."""
     import torch
 
     from steering_assets.models.hooks import input_device
-    from steering_assets.models.loading import padding_token_id
+    from steering_assets.models.loading import padded_batches
 
-    batch = tokenizer([text], return_tensors="pt", add_special_tokens=False).to(input_device(model))
-    with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=padding_token_id(tokenizer, model_name))
-    return tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    replies, capped = [], []
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start:start + batch_size])
+        with padded_batches(tokenizer, "left", model_name) as pad_id:
+            batch = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(input_device(model))
+        if capping is not None:
+            capping.reset_counts()
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
+        replies += [r.strip() for r in tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
+        rows = capping.capped_by_row if capping is not None else None
+        capped += [int(x) for x in rows] if rows is not None else [0] * len(chunk)
+    return replies, capped
 
 
 def evaluate_capping(model: Any, tokenizer: Any, plan: Any, unit_axis_middle: np.ndarray, residual_norm: float,
                      prompts: Sequence[Prompt], neutral_questions: Sequence[str], neutral_text: Sequence[list[dict[str, str]]],
                      judge: Any, settings: CappingEvalSettings = CappingEvalSettings(), model_name: str = "the target model",
                      log: Callable[[str], None] = print) -> CappingEvaluation:
-    """Replies of every method to every prompt, the judge's role scores, and the cost on neutral text."""
+    """Replies of every method to every prompt, the judge's role scores, and the cost on neutral text.
+
+    The role prompts go in batches; each neutral prompt is answered alone, so "no token capped" is exact for it.
+    """
     import torch
 
     from steering_assets.models.capping import attach_capping
@@ -112,26 +126,25 @@ def evaluate_capping(model: Any, tokenizer: Any, plan: Any, unit_axis_middle: np
     from steering_assets.steering.evaluation import assistant_perplexity
 
     texts = [render(tokenizer, p.messages) for p in prompts]
-    replies: dict[str, list[str]] = {m: [] for m in METHODS}
-    capped_positions = []
-    layer = plan.middle_layer
+
+    def generate(batch: Sequence[str], handle: Any = None) -> tuple[list[str], list[int]]:
+        return greedy_replies(model, tokenizer, batch, settings.max_new_tokens, model_name, capping=handle)
+
+    replies = {"unsteered": generate(texts)[0]}
+    with attach_capping(model, plan.caps()) as handle:
+        replies["capped"], capped_positions = generate(texts, handle)
     offset = torch.as_tensor(unit_axis_middle * settings.addition_factor * residual_norm, dtype=torch.float32)
-    for index, text in enumerate(texts):
-        replies["unsteered"].append(greedy_reply(model, tokenizer, text, settings.max_new_tokens, model_name))
-        with attach_capping(model, plan.caps()) as handle:
-            replies["capped"].append(greedy_reply(model, tokenizer, text, settings.max_new_tokens, model_name))
-            capped_positions.append(handle.total_capped)
-        with attach_steering(model, layer, 1, offset[None]):
-            replies["addition"].append(greedy_reply(model, tokenizer, text, settings.max_new_tokens, model_name))
-        log(f"capping eval: {index + 1}/{len(texts)} prompts answered three ways")
+    with attach_steering(model, plan.middle_layer, 1, offset[None]):
+        replies["addition"] = generate(texts)[0]
+    log(f"capping eval: {len(texts)} prompts answered three ways")
     role_scores = {m: _role_scores(judge, prompts, replies[m]) for m in METHODS}
     neutral = []
     for question in neutral_questions:
-        text = render(tokenizer, [{"role": "user", "content": question}])
-        plain = greedy_reply(model, tokenizer, text, settings.max_new_tokens, model_name)
+        text = [render(tokenizer, [{"role": "user", "content": question}])]
+        plain = generate(text)[0][0]
         with attach_capping(model, plan.caps()) as handle:
-            capped = greedy_reply(model, tokenizer, text, settings.max_new_tokens, model_name)
-        neutral.append({"question": question, "unsteered": plain, "capped": capped, "capped_positions": handle.total_capped,
+            [capped], [positions] = generate(text, handle)
+        neutral.append({"question": question, "unsteered": plain, "capped": capped, "capped_positions": positions,
                         "equal": plain == capped})
     perplexity = {"unsteered": assistant_perplexity(model, tokenizer, neutral_text, model_name=model_name)}
     with attach_capping(model, plan.caps()):

@@ -153,3 +153,27 @@ def test_role_vector_rows_are_the_mean_of_per_reply_means_at_every_layer(tiny_mo
     for layer in range(model.config.num_hidden_layers):
         reference = assistant_mean_hidden(model, tokenizer, conversations, layer).mean(0)
         assert np.allclose(sums.mean()[layer], reference, atol=1e-4)
+
+
+def test_capping_evaluation_leaves_every_reply_unchanged_when_nothing_is_capped(tiny_model_factory, tokenizer, demo_conversations):
+    from steering_assets.judge.likelihood import LikelihoodJudge
+    from steering_assets.persona_space.capping import CappingPlan
+    from steering_assets.persona_space.capping_eval import CappingEvalSettings, drift_prompts, evaluate_capping
+
+    model = tiny_model_factory()
+    width = model.config.hidden_size
+    rows = [{"question": c[0]["content"], "messages": c} for c in demo_conversations("pirate", 6)]
+    prompts = drift_prompts("pirate", "You are a pirate.", rows, 2)
+    assert [p.kind for p in prompts] == ["role-play", "role-play", "multi-turn", "multi-turn"]
+    unit = np.eye(width, dtype=np.float32)[:1]
+    judge = LikelihoodJudge(model, tokenizer, "tiny")
+    settings = CappingEvalSettings(max_new_tokens=6)
+    never = CappingPlan("never", (2,), unit, (1e9,))
+    result = evaluate_capping(model, tokenizer, never, unit[0], 1.0, prompts, ["How are you?"], demo_conversations("chef", 2),
+                              judge, settings)
+    assert result.replies["capped"] == result.replies["unsteered"] and result.capped_positions == [0, 0, 0, 0]
+    assert result.neutral[0]["equal"] and result.neutral[0]["capped_positions"] == 0
+    assert result.perplexity["capped"] == result.perplexity["unsteered"]
+    always = CappingPlan("always", (2,), unit, (-1e9,))
+    capped = evaluate_capping(model, tokenizer, always, unit[0], 1.0, prompts[:1], [], demo_conversations("chef", 2), judge, settings)
+    assert capped.capped_positions[0] > 0
