@@ -31,6 +31,7 @@ model's blind spots when it judges that model's own text. A real LLM judge
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ class LikelihoodJudge:
         self.cache, self.batch_size, self.max_answer_tokens = cache, batch_size, max_answer_tokens
         self.calls = 0  # answers scored by the model (cache hits not counted)
         self._system_role = supports_system_role(tokenizer)
+        self._keeps_logits: bool | None = None  # whether the model's forward takes logits_to_keep (checked once)
 
     method = "likelihood ratio"
 
@@ -168,20 +170,39 @@ class LikelihoodJudge:
                 sequence = rows[i][0] + rows[i][1]
                 ids[row, : len(sequence)] = torch.tensor(sequence)
                 mask[row, : len(sequence)] = 1
+            # Position t predicts token t + 1: the answers are predicted from the shortest prefix's last token on,
+            # so the vocabulary projection and its softmax skip every earlier (prompt) position.
+            first = min(len(rows[i][0]) for i in chunk) - 1
             with torch.no_grad():
-                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-            token_logprobs = logprobs.gather(-1, ids[:, 1:].to(logprobs.device).unsqueeze(-1)).squeeze(-1)
+                logits = self._logits(ids.to(device), mask.to(device), first, width).float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            token_logprobs = logprobs.gather(-1, ids[:, first + 1:].to(logprobs.device).unsqueeze(-1)).squeeze(-1)
             for row, i in enumerate(chunk):
                 prefix_ids, answer_ids = rows[i]
                 if not answer_ids:
                     values[i] = math.nan
                     continue
-                # Position t predicts token t + 1: the answer's tokens are predicted from len(prefix) - 1 on.
-                span = token_logprobs[row, len(prefix_ids) - 1: len(prefix_ids) - 1 + len(answer_ids)]
-                values[i] = float(span.mean())
+                start = len(prefix_ids) - 1 - first
+                values[i] = float(token_logprobs[row, start: start + len(answer_ids)].mean())
         self.calls += len(rows)
         return [values[i] for i in range(len(rows))]
+
+    def _logits(self, ids: Any, mask: Any, first: int, width: int) -> Any:
+        """``[b, width - 1 - first, vocab]``: the logits of positions ``first .. width - 2`` (what predicts tokens
+        ``first + 1 ..``). transformers' ``logits_to_keep`` skips the rest; a model without it computes all and is sliced."""
+        import inspect
+
+        import torch
+
+        if self._keeps_logits is None:
+            self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+            if not self._keeps_logits:
+                logging.getLogger(__name__).info(
+                    f"{type(self.model).__name__} takes no logits_to_keep: the likelihood judge computes every position's logits")
+        if self._keeps_logits:
+            keep = torch.arange(first, width - 1, device=ids.device)
+            return self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+        return self.model(input_ids=ids, attention_mask=mask).logits[:, first:width - 1]
 
     def _judgment(self, item: JudgeItem, logprobs: list[float]) -> Judgment:
         if any(math.isnan(v) for v in logprobs):

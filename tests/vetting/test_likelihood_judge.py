@@ -53,6 +53,29 @@ def test_concept_score_is_the_calibrated_likelihood_ratio_of_unpadded_forwards(j
         assert float(judgment.top_token.removeprefix("r=")) == pytest.approx(ratio, abs=1e-4)
 
 
+def test_a_model_without_logits_to_keep_scores_the_same(judge, smollm2_loaded, caplog):
+    model, tokenizer = smollm2_loaded
+
+    class AllLogits(torch.nn.Module):
+        """A causal LM whose forward has no logits_to_keep (older or custom architectures)."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    plain = LikelihoodJudge(AllLogits(model), tokenizer, "smollm2-all-logits", batch_size=4)
+    items = [JudgeItem("", "concept", a, PIRATE, "", QUESTION) for a in PIRATE_REPLIES + PLAIN_REPLIES]
+    with caplog.at_level("INFO"):
+        ours = plain.score(items)
+    assert "takes no logits_to_keep" in caplog.text
+    kept = LikelihoodJudge(model, tokenizer, "smollm2-kept", batch_size=4).score(items)
+    ratios = lambda judgments: [float(j.top_token.removeprefix("r=")) for j in judgments]  # noqa: E731
+    assert ratios(ours) == pytest.approx(ratios(kept), abs=1e-5)
+
+
 def test_pirate_replies_score_above_plain_ones_for_the_pirate_and_below_for_the_default_assistant(judge):
     items = [JudgeItem("", "concept", a, PIRATE, "", QUESTION) for a in PIRATE_REPLIES + PLAIN_REPLIES]
     scores = [j.score for j in judge.score(items)]
