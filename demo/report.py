@@ -43,19 +43,22 @@ def role_judge_agreement(judge: Any, data_root: Path, instructions_root: Path, s
 
     default_path = PersonaRef(ROLES, source_model, "default").responses_path(data_root)
     defaults = [r for r in read_responses(default_path, ROLES)]
-    rows = []
+    sides: dict[str, tuple[list, list]] = {}
     for role in roles:
         spec = read_instruction_file(instruction_path(instructions_root, ROLES, role), ROLES)
         path = PersonaRef(ROLES, source_model, role).responses_path(data_root)
         own = read_responses(path, ROLES)
         if not own or not defaults:
             raise ValueError(f"no replies to compare in {path if not own else default_path}")
-        role_items = [judge_item(spec, row, model_name) for row in own]
         prompts = sorted({row.system_prompt for row in own})
-        default_items = [judge_item(spec, dataclasses.replace(row, system_prompt=prompts[i % len(prompts)]), model_name)
-                         for i, row in enumerate(defaults)]
-        judgments = judge.score(role_items + default_items)
-        scores = [j.score for j in judgments]
+        sides[role] = ([judge_item(spec, row, model_name) for row in own],
+                       [judge_item(spec, dataclasses.replace(row, system_prompt=prompts[i % len(prompts)]), model_name)
+                        for i, row in enumerate(defaults)])
+    # One call for every role: a default reply's likelihood without any role is the same for all of them.
+    judgments = iter(judge.score([item for ours, theirs in sides.values() for item in ours + theirs]))
+    rows = []
+    for role, (role_items, default_items) in sides.items():
+        scores = [next(judgments).score for _ in range(len(role_items) + len(default_items))]
         if any(s is None for s in scores):
             missing = sum(s is None for s in scores)
             raise ValueError(f"the judge left {missing} of {len(scores)} replies of role {role!r} unscored")

@@ -59,7 +59,7 @@ DEMO_STEERING_TRAINING = {
 DEMO_ACTIVATION = {"rows": 32}
 # 4 neutral prompts, unsteered and at a quarter of the typical residual norm (where SmolLM2's vectors
 # read before the text breaks, notes/REAL_MODELS_NOTES.md), for the vector and the random direction.
-DEMO_EVALUATION = {"held_out_rows": 16, "n_prompts": 4, "coefficients": [0.0, 0.25], "max_new_tokens": 32}
+DEMO_EVALUATION = {"held_out_rows": 16, "n_prompts": 4, "coefficients": [0.0, 0.25], "max_new_tokens": 24}
 
 
 def steering_run_config(kind_name: str) -> dict:
@@ -90,10 +90,11 @@ def feature_run_config() -> dict:
 
 
 # Persona space: the demo's roles keep 10-24 replies each, fewer than assistant-axis's 50; the PCA of 3 roles
-# has at most 2 components; capping on one role-play and one multi-turn prompt a role, and 2 neutral prompts.
+# has at most 2 components; capping on one role-play and one multi-turn prompt a role, 2 neutral prompts and the
+# perplexity of 12 default replies, 24-token replies.
 DEMO_ROLE_VECTORS = {"min_replies": 5, "batch_size": 8}
 DEMO_PCA = {"n_components": 2}
-DEMO_CAPPING_EVAL = {"questions_per_role": 1, "neutral_prompts": 2, "max_new_tokens": 32}
+DEMO_CAPPING_EVAL = {"questions_per_role": 1, "neutral_prompts": 2, "neutral_rows": 12, "max_new_tokens": 24}
 
 
 def role_vector_run_config() -> dict:

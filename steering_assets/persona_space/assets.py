@@ -57,6 +57,7 @@ class DriftConfig(SourceModelConfig):
 class CappingEvalConfig(SourceModelConfig):
     questions_per_role: int = Field(default=3, gt=0, description="Role-play prompts per role (as many multi-turn ones follow).")
     neutral_prompts: int = Field(default=4, ge=0, description="Default-assistant questions answered capped and not.")
+    neutral_rows: int = Field(default=64, gt=0, description="Default replies the perplexity and the residual norm are measured on.")
     max_new_tokens: int = Field(default=48, gt=0)
     addition_factor: float = Field(default=0.25, gt=0, description="The addition baseline's strength, in typical residual norms.")
     max_perplexity_ratio: float = Field(default=1.05, gt=1, description="Bound on capped / unsteered perplexity of default replies.")

@@ -31,6 +31,7 @@ METHODS = ("unsteered", "capped", "addition")
 class CappingEvalSettings:
     questions_per_role: int = 3
     neutral_prompts: int = 4
+    neutral_rows: int = 64  # default replies the perplexity (and the addition's residual norm) is measured on
     max_new_tokens: int = 48
     addition_factor: float = 0.25
     # The bound on neutral text: capped perplexity / unsteered perplexity must stay below this.

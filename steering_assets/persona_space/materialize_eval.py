@@ -64,8 +64,9 @@ def materialize_capping_eval(store: ArtifactStore, source_model: str, model: Any
     prompts = role_prompts(store, source_model, axis_manifest["details"]["roles"], settings, left_out)
     for role, why in left_out.items():
         log(f"capping eval: {role} left out: {why}")
-    neutral_text = default_conversations(store, source_model, axis_manifest["details"]["defaults"], tokenizer)
-    questions = list(dict.fromkeys(c[-2]["content"] for c in neutral_text if len(c) >= 2 and c[-2]["role"] == "user"))
+    defaults = default_conversations(store, source_model, axis_manifest["details"]["defaults"], tokenizer)
+    neutral_text = defaults[:settings.neutral_rows]
+    questions = list(dict.fromkeys(c[-2]["content"] for c in defaults if len(c) >= 2 and c[-2]["role"] == "user"))
     layer = plan.middle_layer
     norm = typical_residual_norm(model, tokenizer, neutral_text, layer, model_name=model_name)
     log(f"capping eval: {len(prompts)} role prompts, {min(len(questions), settings.neutral_prompts)} neutral prompts, "
