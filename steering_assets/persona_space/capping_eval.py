@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-ROLE_SCALE_TOP = 3
+from steering_assets.personas.rollout_scoring import ROLE_SCALE_TOP
+
 METHODS = ("unsteered", "capped", "addition")
 
 
