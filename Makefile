@@ -85,6 +85,7 @@ bench: install-deploy
 	$(PY) benchmarks/backfill.py --baseline-sample 20
 	$(PY) benchmarks/bytecode_cache.py
 	$(PY) benchmarks/persona_space_fanin.py
+	$(PY) benchmarks/likelihood_judge.py
 	$(PY) benchmarks/rollout_generation.py
 	$(PY) benchmarks/activation_vectors.py
 
