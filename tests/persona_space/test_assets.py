@@ -128,8 +128,9 @@ def test_the_axis_refuses_a_role_vector_from_another_model_naming_both(env):
 
 
 def test_the_axis_says_it_needs_the_default_partition(env):
-    defs, instance, _, _ = env
+    defs, instance, artifacts, _ = env
     assert _materialize(defs, instance, [ROLE_VECTOR_KEY], f"{SOURCE_MODEL}/chef", ROLE_CONFIG).success
     result = _materialize(defs, instance, [AXIS_KEY])
     message = str([e for e in result.all_events if e.is_step_failure][0].event_specific_data.error)
     assert "needs the default assistant's vector" in message
+    assert not (artifacts / "persona_space" / "assistant_axis" / SOURCE_MODEL).exists()

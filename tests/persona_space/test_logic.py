@@ -177,3 +177,34 @@ def test_capping_evaluation_leaves_every_reply_unchanged_when_nothing_is_capped(
     always = CappingPlan("always", (2,), unit, (-1e9,))
     capped = evaluate_capping(model, tokenizer, always, unit[0], 1.0, prompts[:1], [], demo_conversations("chef", 2), judge, settings)
     assert capped.capped_positions[0] > 0
+
+
+def test_a_capping_config_as_assistant_axis_publishes_it_is_read_with_its_other_interventions_named(tmp_path):
+    """Their file: bfloat16 vectors, experiments that mix capping with other interventions, no layer count of ours."""
+    vectors = {f"layer_{layer}": {"layer": layer, "vector": torch.randn(8, dtype=torch.bfloat16)} for layer in (4, 5)}
+    experiments = [
+        {"id": "layers_4:5-p0.5", "interventions": [{"vector": "layer_4", "cap": -1.5}, {"vector": "layer_5", "cap": -2.0}]},
+        {"id": "mixed", "interventions": [{"vector": "layer_4", "cap": -1.0}, {"vector": "layer_5", "coeff": 2.0}]},
+    ]
+    path = tmp_path / "capping_config.pt"
+    torch.save({"vectors": vectors, "experiments": experiments}, path)
+    plan = read_capping_config(path, 6, 8, "layers_4:5-p0.5")
+    unit = vectors["layer_5"]["vector"].float() / vectors["layer_5"]["vector"].float().norm()
+    assert plan.layers == (4, 5) and plan.taus == (-1.5, -2.0) and np.allclose(plan.directions[1], unit.numpy(), atol=1e-6)
+    said = []
+    mixed = read_capping_config(path, 6, 8, "mixed", log=said.append)
+    assert mixed.layers == (4,) and len(said) == 1 and "has no 'cap'; not applied" in said[0]
+    with pytest.raises(CappingConfigError, match=r"capping_config.pt: vector 'layer_4' is for layer 4; this model has layers 0-3"):
+        read_capping_config(path, 4, 8)
+    with pytest.raises(CappingConfigError, match="vector 'layer_4' has 8 entries; this model's hidden size is 16"):
+        read_capping_config(path, 6, 16)
+
+
+def test_rollout_writer_conversations_with_a_system_turn_are_read_for_drift(tmp_path):
+    # The rollout writers' line shape: a "conversation" field whose first turn may be the system's.
+    line = {"system_prompt": "You are a pirate.", "label": "pos", "question": "Hi?",
+            "conversation": [{"role": "system", "content": "You are a pirate."}, {"role": "user", "content": "Hi?"},
+                             {"role": "assistant", "content": "Arr!"}]}
+    (tmp_path / "pirate.jsonl").write_text(json.dumps(line) + "\n\n")
+    [conversation] = read_conversations(tmp_path)
+    assert conversation.assistant_turns == 1 and conversation.messages[0]["role"] == "system" and conversation.id == "pirate:1"
