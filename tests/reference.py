@@ -65,3 +65,19 @@ def generate_per_setting(model: Any, tokenizer: Any, prompts_by_setting: dict[Se
             outputs[setting] = [r.strip() for r in tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:],
                                                                             skip_special_tokens=True)]
     return outputs
+
+
+def every_position_logits(model: Any) -> Any:
+    """``model`` behind a forward without ``logits_to_keep``: the likelihood judge then computes every position's
+    logits and softmax, as a per-sequence scoring script does."""
+    import torch
+
+    class EveryPositionLogits(torch.nn.Module):
+        def __init__(self, inner: Any):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any = None) -> Any:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    return EveryPositionLogits(model)

@@ -8,6 +8,7 @@ import torch
 
 from steering_assets.judge.judgments import JudgeItem, JudgmentCache
 from steering_assets.judge.likelihood import CALIBRATIONS, LikelihoodJudge, distinct_trigram_share
+from tests.reference import every_position_logits
 
 PIRATE = "You are a pirate captain. Speak like a pirate: say arr and matey, and talk of your ship, the sea and treasure."
 QUESTION = "How do you spend a free afternoon?"
@@ -56,17 +57,7 @@ def test_concept_score_is_the_calibrated_likelihood_ratio_of_unpadded_forwards(j
 def test_a_model_without_logits_to_keep_scores_the_same(judge, smollm2_loaded, caplog):
     model, tokenizer = smollm2_loaded
 
-    class AllLogits(torch.nn.Module):
-        """A causal LM whose forward has no logits_to_keep (older or custom architectures)."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask=None):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
-
-    plain = LikelihoodJudge(AllLogits(model), tokenizer, "smollm2-all-logits", batch_size=4)
+    plain = LikelihoodJudge(every_position_logits(model), tokenizer, "smollm2-all-logits", batch_size=4)
     items = [JudgeItem("", "concept", a, PIRATE, "", QUESTION) for a in PIRATE_REPLIES + PLAIN_REPLIES]
     with caplog.at_level("INFO"):
         ours = plain.score(items)
