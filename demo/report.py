@@ -182,15 +182,19 @@ def print_persona_space(store: ArtifactStore) -> None:
 
 
 def _print_capping_eval(evaluation: dict, print_table) -> None:
-    means = evaluation["mean_role_score"]
-    print("  capping beside addition (the judge's role adherence 0-3; lower is closer to the default assistant)")
-    print_table(["prompts", "unsteered", "capped", "addition"],
-                [[kind, *("-" if means[kind][m] is None else f"{means[kind][m]:.2f}" for m in ("unsteered", "capped", "addition"))]
-                 for kind in means])
+    from steering_assets.persona_space.assets import CAPPING_TABLE_HEADERS, capping_table_rows
+
+    print("  capping beside adding the axis, rated as the steering evaluation rates its methods (0-2; concept = the role, "
+          "lower is closer to the default assistant; assistant score = H(2 - concept, instruction, fluency))")
+    for kind, rows in evaluation["tables"].items():
+        if kind != "all":
+            print(f"  {kind} prompts")
+            print_table(CAPPING_TABLE_HEADERS, capping_table_rows(rows))
     print(f"  neutral text: perplexity x{evaluation['perplexity_ratio']:.3f} capped (bound {evaluation['perplexity_bound']:g}); "
           f"{evaluation['neutral_equal']} of {evaluation['neutral_prompts']} neutral replies unchanged "
           f"({evaluation['neutral_uncapped']} never capped a token)")
     sample = next((s for s in evaluation["samples"] if s["kind"] == "role-play"), None)
     if sample:
-        print(f"  {sample['role']} | {sample['question']}\n    unsteered: {_one_line(sample['unsteered'], 160)}\n"
-              f"    capped:    {_one_line(sample['capped'], 160)}\n    addition:  {_one_line(sample['addition'], 160)}")
+        print(f"  {sample['role']} | {sample['question']}")
+        for method in evaluation["methods"]:
+            print(f"    {method + ':':13} {_one_line(sample[method]['reply'], 150)}")

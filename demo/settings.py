@@ -91,10 +91,10 @@ def feature_run_config() -> dict:
 
 # Persona space: the demo's roles keep 10-24 replies each, fewer than assistant-axis's 50; the PCA of 3 roles
 # has at most 2 components; capping on one role-play and one multi-turn prompt a role, 2 neutral prompts and the
-# perplexity of 12 default replies, 24-token replies.
+# perplexity of 12 default replies, 24-token replies, the axis added at one strength.
 DEMO_ROLE_VECTORS = {"min_replies": 5, "batch_size": 8}
 DEMO_PCA = {"n_components": 2}
-DEMO_CAPPING_EVAL = {"questions_per_role": 1, "neutral_prompts": 2, "neutral_rows": 12, "max_new_tokens": 24}
+DEMO_CAPPING_EVAL = {"questions_per_role": 1, "neutral_prompts": 2, "neutral_rows": 12, "max_new_tokens": 24, "addition_factors": [0.25]}
 
 
 def role_vector_run_config() -> dict:

@@ -87,8 +87,11 @@ def scan_data_root(instance: dg.DagsterInstance, data_root: Path | str, seen: di
             counts[layout] = counts.get(layout, 0) + 1
         result.layouts[kind_name] = counts
         existing = set(instance.get_dynamic_partitions(partitions_def.name))
-        result.new_keys[kind_name] = [r.partition_key for r in discovery.personas if r.partition_key not in existing]
-        for ref in discovery.personas:
+        # Baseline roles (``default``, persona-subspace's ``0_default``/``1_default``) are partitions too: their
+        # role vector is the default side of the assistant axis. Assets that do not apply to them skip them.
+        found = discovery.personas + discovery.baselines
+        result.new_keys[kind_name] = [r.partition_key for r in found if r.partition_key not in existing]
+        for ref in found:
             cursor_key = f"{kind_name}:{ref.partition_key}"
             state = _file_state(ref, data_root)
             previous = result.seen.get(cursor_key)
@@ -201,9 +204,28 @@ def materialize_chunk(
     kind: PersonaKind,
     materialize: Callable[[Sequence[PersonaRef]], Mapping[str, Any]],
     metadata: Callable[[Any], Mapping[str, Any]],
+    not_for_baselines: str | None = None,
 ) -> Iterator:
-    """Run ``materialize`` on every persona of the run's partitions, then record each partition."""
-    keys = list(context.partition_keys)
-    with reported_as_failure(", ".join(keys)):
-        results = materialize([PersonaRef.from_partition_key(kind, key) for key in keys])
-    yield from partition_results(context, {key: metadata(results[key]) for key in keys})
+    """Run ``materialize`` on every persona of the run's partitions, then record each partition.
+
+    ``not_for_baselines``: why the asset has nothing to compute for a baseline role (``default``:
+    the default assistant's replies, never training data), or None when it applies to them. Such
+    partitions are logged and get no artifact (the asset is declared ``output_required=False``;
+    in a chunk their event says why, see ``partition_results``), so a backfill of every role
+    partition never fails on the baseline.
+    """
+    refs = [PersonaRef.from_partition_key(kind, key) for key in context.partition_keys]
+    skipped = {ref.partition_key: not_for_baselines for ref in refs if not_for_baselines is not None and ref.is_baseline}
+    for key, why in skipped.items():
+        context.log.info(f"{key}: not computed: {why}")
+    refs = [ref for ref in refs if ref.partition_key not in skipped]
+    if not refs:
+        return
+    with reported_as_failure(", ".join(ref.partition_key for ref in refs)):
+        results = materialize(refs)
+    yield from partition_results(context, {ref.partition_key: metadata(results[ref.partition_key]) for ref in refs}, skipped)
+
+
+# Why the per-persona steering assets skip a baseline partition (see materialize_chunk).
+BASELINE_NOT_TRAINED = ("a baseline role: the default assistant's replies are the negatives of every persona and the "
+                        "default side of the assistant axis (roles/role_vector), not a persona to steer toward")

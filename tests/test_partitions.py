@@ -29,9 +29,11 @@ def test_sensor_adds_new_files_as_partitions_and_versions_changed_ones(tmp_path)
     write_persona(tmp_path, "traits_240", "humorous", [response_row()], {"pos_p0_q0": 90})
     with dg.instance_for_test() as instance:
         first = tick(instance, tmp_path)
-        assert instance.get_dynamic_partitions("roles") == ["model-a/pirate"]
+        # A baseline role file is a partition too: its role vector is the default side of the assistant axis.
+        assert instance.get_dynamic_partitions("roles") == ["model-a/pirate", "model-a/0_default"]
         assert instance.get_dynamic_partitions("traits") == ["model-a/humorous"]
-        assert set(observed(first)) == {("roles/persona_rollouts", "model-a/pirate"), ("traits/persona_rollouts", "model-a/humorous")}
+        assert set(observed(first)) == {("roles/persona_rollouts", "model-a/pirate"), ("roles/persona_rollouts", "model-a/0_default"),
+                                        ("traits/persona_rollouts", "model-a/humorous")}
 
         second = tick(instance, tmp_path, first.cursor)
         assert not second.dynamic_partitions_requests and not second.asset_events
@@ -39,7 +41,7 @@ def test_sensor_adds_new_files_as_partitions_and_versions_changed_ones(tmp_path)
         # A new file is a new partition on the next tick, with no code change.
         write_persona(tmp_path, "roles_240", "chef", [response_row()], {"pos_p0_q0": 2})
         third = tick(instance, tmp_path, second.cursor)
-        assert instance.get_dynamic_partitions("roles") == ["model-a/pirate", "model-a/chef"]
+        assert instance.get_dynamic_partitions("roles") == ["model-a/pirate", "model-a/0_default", "model-a/chef"]
         assert set(observed(third)) == {("roles/persona_rollouts", "model-a/chef")}
 
         # Editing a score file changes that persona's data version only.

@@ -59,7 +59,7 @@ class CappingEvalConfig(SourceModelConfig):
     neutral_prompts: int = Field(default=4, ge=0, description="Default-assistant questions answered capped and not.")
     neutral_rows: int = Field(default=64, gt=0, description="Default replies the perplexity and the residual norm are measured on.")
     max_new_tokens: int = Field(default=48, gt=0)
-    addition_factor: float = Field(default=0.25, gt=0, description="The addition baseline's strength, in typical residual norms.")
+    addition_factors: list[float] = Field(default=[0.125, 0.25, 0.5], description="The axis added at these strengths, in typical residual norms (one method each).")
     max_perplexity_ratio: float = Field(default=1.05, gt=1, description="Bound on capped / unsteered perplexity of default replies.")
 
 
@@ -266,48 +266,62 @@ def _capping_eval_asset() -> dg.AssetsDefinition:
         kinds={"pytorch"}, code_version="1",
         check_specs=[dg.AssetCheckSpec("capping_moves_toward_default", asset=CAPPING_EVAL_KEY),
                      dg.AssetCheckSpec("capping_keeps_neutral_text", asset=CAPPING_EVAL_KEY)],
-        description=("Capping beside addition of the axis and no intervention, on role-play and multi-turn drift prompts "
-                     "(judged role adherence 0-3: lower is closer to the default assistant), and its cost on neutral text."),
+        description=("Capping beside adding the axis (at several strengths) and no intervention, on role-play and multi-turn "
+                     "drift prompts, rated as the judged steering evaluation rates its methods (concept = the role: lower "
+                     "is closer to the default assistant; instruction; fluency, 0-2), and its cost on neutral text."),
     )
     def capping_eval(context: dg.AssetExecutionContext, config: CappingEvalConfig, storage: ArtifactStorage,
-                     language_model: LanguageModelResource, judge: JudgeResource):
+                     language_model: LanguageModelResource, steering_judge: JudgeResource):
         from steering_assets.persona_space.capping_eval import CappingEvalSettings
         from steering_assets.persona_space.materialize_eval import materialize_capping_eval
 
         store = storage.store()
-        settings = CappingEvalSettings(**config.model_dump(exclude={"source_model"}))
+        fields = config.model_dump(exclude={"source_model"})
+        settings = CappingEvalSettings(**{**fields, "addition_factors": tuple(fields["addition_factors"])})
         with reported_as_failure("capping_eval"):
             source = _source_model(context, store, config)
             result = materialize_capping_eval(store, source, language_model.get_model(), language_model.get_tokenizer(),
-                                              language_model.model_name, judge.judge(store.folder("judgments")),
-                                              judge.judge_name, settings, log=context.log.info)
+                                              language_model.model_name, steering_judge.judge(store.folder("steering", "judgments")),
+                                              steering_judge.judge_name, settings, log=context.log.info)
         yield dg.MaterializeResult(metadata=capping_eval_metadata(result))
         yield from capping_checks(result.details, settings)
 
     return capping_eval
 
 
+CAPPING_TABLE_HEADERS = ["method", "concept (role)", "instruction", "fluency", "assistant score", "generations"]
+
+
+def capping_table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """The capping eval's method rows for display, as the judged steering evaluation's table shows its methods."""
+    def cell(value: Any) -> Any:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    return [[r["method"], cell(r["concept"]), cell(r["instruction"]), cell(r["fluency"]), cell(r["assistant_score"]),
+             f"{r['rated']} rated" + (f", {r['degenerate']} degenerate" if r["degenerate"] else "")
+             + (f", {r['item_errors']} item errors" if r["item_errors"] else "")] for r in rows]
+
+
 def capping_eval_metadata(result: ArtifactResult) -> dict[str, Any]:
     d = result.details
-    means = d["mean_role_score"]
-    rows = [[kind, *(("-" if means[kind][m] is None else f"{means[kind][m]:.2f}") for m in ("unsteered", "capped", "addition"))]
-            for kind in means]
-    samples = [[s["role"], s["kind"], s["question"][:60], s["unsteered"][:120], s["capped"][:120], s["addition"][:120]]
-               for s in d["samples"]]
-    return {"mean_role_score": dg.MetadataValue.md(md_table(["prompts", "unsteered", "capped", "addition"], rows)),
+    tables = {kind: dg.MetadataValue.md(md_table(CAPPING_TABLE_HEADERS, capping_table_rows(rows))) for kind, rows in d["tables"].items()}
+    samples = [[s["role"], s["kind"], s["question"][:60], *(s[m]["reply"][:120] for m in d["methods"])] for s in d["samples"]]
+    return {"methods_all_prompts": tables["all"], "methods_role_play": tables["role-play"], "methods_multi_turn": tables["multi-turn"],
             "perplexity_ratio": round(d["perplexity_ratio"], 4), "perplexity": dg.MetadataValue.json(d["perplexity"]),
             "neutral_unchanged": f"{d['neutral_equal']} of {d['neutral_prompts']} ({d['neutral_uncapped']} never capped)",
-            "samples": dg.MetadataValue.md(md_table(["role", "prompt", "question", "unsteered", "capped", "addition"], samples)),
+            "samples": dg.MetadataValue.md(md_table(["role", "prompt", "question", *d["methods"]], samples)),
             "experiment": d["experiment"], "roles_left_out": dg.MetadataValue.json(d.get("roles_left_out", {})),
             "skipped_unchanged": result.skipped, "path": dg.MetadataValue.path(str(result.folder))}
 
 
 def capping_checks(d: dict[str, Any], settings: Any):
-    means = d["mean_role_score"]["all"]
-    toward = means["capped"] is not None and means["unsteered"] is not None and means["capped"] < means["unsteered"]
+    by_method = {row["method"]: row for row in d["tables"]["all"]}
+    unsteered, capped = by_method["unsteered"]["concept"], by_method["capped"]["concept"]
+    toward = capped is not None and unsteered is not None and capped < unsteered
     yield dg.AssetCheckResult(check_name="capping_moves_toward_default", passed=bool(toward),
                               severity=dg.AssetCheckSeverity.WARN,
-                              metadata={"unsteered": means["unsteered"], "capped": means["capped"]})
+                              description="The capped replies' role (concept) rating is below the unsteered replies'.",
+                              metadata={"concept_unsteered": unsteered, "concept_capped": capped})
     uncapped_changed = d["neutral_uncapped"] - d["neutral_uncapped_equal"]
     keeps = d["perplexity_ratio"] <= settings.max_perplexity_ratio and uncapped_changed == 0
     yield dg.AssetCheckResult(check_name="capping_keeps_neutral_text", passed=bool(keeps), severity=dg.AssetCheckSeverity.WARN,

@@ -1,31 +1,38 @@
-"""Activation capping evaluated beside addition: does the model stay the default assistant, and at what cost?
+"""Activation capping evaluated beside addition with the steering evaluation's judge and ratings.
 
-Three ways of answering the same prompts, all greedy (so "unchanged" means bit for bit):
+Ways of answering the same prompts, all greedy (so "unchanged" means bit for bit):
 
 - ``unsteered``: the model as it is;
 - ``capped``: the capping plan applied at its layers (``steering_assets.models.capping``);
-- ``addition``: the unit axis added at the plan's middle layer, ``factor`` typical residual-stream
-  norms strong (the same units as the judged steering evaluation), pushing toward the assistant.
+- ``addition``: the unit axis added at the plan's middle layer, at each of ``addition_factors`` typical
+  residual-stream norms (the units of the judged steering evaluation), pushing toward the assistant.
 
 Prompts that elicit role-play: the role's own instruction as the system turn, then a question;
 and multi-turn drift prompts: the same, after one of the role's kept replies already in the
-conversation, then a second question. The judge rates each reply's role adherence 0-3 (the
-rollout judge's scale): capping works when the capped replies score lower, i.e. closer to the
-default persona. On neutral text (the default assistant's replies) the cost is the perplexity
-ratio capped / unsteered, and neutral prompts are answered capped and not: a reply whose
-generation capped no token must be unchanged.
+conversation, then a second question. Every reply is rated as the judged steering evaluation
+rates its generations (``steering_assets.steering.ratings``, AxBench's three 0-2 ratings, one
+``judge.score`` call for all of them): the concept is the role, so capping works when the capped
+replies' concept rating falls (closer to the default assistant) while the instruction and fluency
+ratings hold; a degenerate reply (a loop, empty, a leaked template prompt) gets fluency 0, as
+there. A reply's ``assistant_score`` is AxBench's harmonic mean with the concept turned round,
+``H(2 - concept, instruction, fluency)``: high when it answers, fluently, as the default assistant.
+On neutral text (the default assistant's replies) the cost is the perplexity ratio capped /
+unsteered, and neutral prompts are answered capped and not: a reply whose generation capped no
+token must be unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from steering_assets.personas.rollout_scoring import ROLE_SCALE_TOP
+from steering_assets.steering.ratings import CRITERIA, RATING_TOP, Ratings, harmonic_mean
 
-METHODS = ("unsteered", "capped", "addition")
+UNSTEERED, CAPPED, ADDITION = "unsteered", "capped", "addition"
+KINDS = ("role-play", "multi-turn")
 
 
 @dataclass(frozen=True)
@@ -34,9 +41,17 @@ class CappingEvalSettings:
     neutral_prompts: int = 4
     neutral_rows: int = 64  # default replies the perplexity (and the addition's residual norm) is measured on
     max_new_tokens: int = 48
-    addition_factor: float = 0.25
+    addition_factors: tuple[float, ...] = (0.125, 0.25, 0.5)
     # The bound on neutral text: capped perplexity / unsteered perplexity must stay below this.
     max_perplexity_ratio: float = 1.05
+
+    def __post_init__(self) -> None:
+        if not self.addition_factors or any(not math.isfinite(f) or f <= 0 for f in self.addition_factors):
+            raise ValueError(f"addition_factors must be positive numbers, got {list(self.addition_factors)}")
+
+    def methods(self) -> list[str]:
+        """Every way of answering, as labels: unsteered, capped, addition@f for each factor."""
+        return [UNSTEERED, CAPPED, *(f"{ADDITION}@{f:g}" for f in self.addition_factors)]
 
 
 @dataclass
@@ -47,19 +62,42 @@ class Prompt:
     question: str
     messages: list[dict[str, str]]
 
+    @property
+    def persona(self) -> str:
+        """What the concept judge is told the role is (as the judged steering evaluation tells it)."""
+        return f"{self.role.replace('_', ' ')}: {self.instruction}"
+
 
 @dataclass
 class CappingEvaluation:
-    replies: dict[str, list[str]]  # method -> reply per prompt
-    role_scores: dict[str, list[float | None]]  # method -> 0-3 per prompt (None: the judge gave no score)
+    replies: dict[str, list[str]]  # method label -> reply per prompt
+    ratings: dict[str, list[Ratings]]  # method label -> the three 0-2 ratings per prompt (fluency 0 when degenerate)
+    degenerate: dict[str, list[str | None]]  # method label -> why a reply is degenerate text, per prompt
     capped_positions: list[int]  # per prompt, positions the capped generation capped
     neutral: list[dict[str, Any]] = field(default_factory=list)  # per neutral prompt: replies, capped positions, equal
     perplexity: dict[str, float] = field(default_factory=dict)  # "unsteered", "capped"
 
-    def mean_score(self, method: str, prompts: Sequence[Prompt], kind: str | None = None) -> float | None:
-        """The mean 0-3 score of ``method`` over ``prompts`` of ``kind`` (all kinds: None) the judge scored."""
-        values = [s for s, p in zip(self.role_scores[method], prompts) if s is not None and kind in (None, p.kind)]
-        return float(np.mean(values)) if values else None
+    def table(self, prompts: Sequence[Prompt], kind: str | None = None) -> list[dict[str, Any]]:
+        """One row per method over ``prompts`` of ``kind`` (all: None): mean concept, instruction, fluency,
+        assistant score, how many were rated, item errors and degenerate replies (NaN where nothing was rated)."""
+        rows = []
+        for method, ratings in self.ratings.items():
+            chosen = [i for i, p in enumerate(prompts) if kind in (None, p.kind)]
+            rated = [ratings[i] for i in chosen if ratings[i].ok]
+
+            def mean(values: list[float]) -> float:
+                return float(np.mean(values)) if values else math.nan
+
+            rows.append({"method": method, **{c: mean([getattr(r, c) for r in rated]) for c in CRITERIA},
+                         "assistant_score": mean([assistant_score(r) for r in rated]), "rated": len(rated),
+                         "item_errors": len(chosen) - len(rated),
+                         "degenerate": sum(1 for i in chosen if self.degenerate[method][i])})
+        return rows
+
+
+def assistant_score(rating: Ratings) -> float:
+    """``H(2 - concept, instruction, fluency)``: AxBench's harmonic mean with the concept turned round (0-2)."""
+    return harmonic_mean([RATING_TOP - rating.concept, rating.instruction, rating.fluency])
 
 
 def drift_prompts(role: str, instruction: str, rows: Sequence[dict[str, Any]], count: int) -> list[Prompt]:
@@ -116,30 +154,35 @@ def greedy_replies(model: Any, tokenizer: Any, texts: Sequence[str], max_new_tok
 def evaluate_capping(model: Any, tokenizer: Any, plan: Any, unit_axis_middle: np.ndarray, residual_norm: float,
                      prompts: Sequence[Prompt], neutral_questions: Sequence[str], neutral_text: Sequence[list[dict[str, str]]],
                      judge: Any, settings: CappingEvalSettings = CappingEvalSettings(), model_name: str = "the target model",
-                     log: Callable[[str], None] = print) -> CappingEvaluation:
-    """Replies of every method to every prompt, the judge's role scores, and the cost on neutral text.
+                     log: Callable[[str], None] = print, leaks: Sequence[str] = ()) -> CappingEvaluation:
+    """Replies of every method to every prompt, the judge's ratings, and the cost on neutral text.
 
     The role prompts go in batches; each neutral prompt is answered alone, so "no token capped" is exact for it.
+    ``leaks``: texts whose appearance makes a reply degenerate (``judged_eval.degenerate``).
     """
     import torch
 
     from steering_assets.models.capping import attach_capping
     from steering_assets.models.hooks import attach_steering
     from steering_assets.steering.evaluation import assistant_perplexity
+    from steering_assets.steering.judged_eval import degenerate
 
     texts = [render(tokenizer, p.messages) for p in prompts]
 
     def generate(batch: Sequence[str], handle: Any = None) -> tuple[list[str], list[int]]:
         return greedy_replies(model, tokenizer, batch, settings.max_new_tokens, model_name, capping=handle)
 
-    replies = {"unsteered": generate(texts)[0]}
+    replies = {UNSTEERED: generate(texts)[0]}
     with attach_capping(model, plan.caps()) as handle:
-        replies["capped"], capped_positions = generate(texts, handle)
-    offset = torch.as_tensor(unit_axis_middle * settings.addition_factor * residual_norm, dtype=torch.float32)
-    with attach_steering(model, plan.middle_layer, 1, offset[None]):
-        replies["addition"] = generate(texts)[0]
-    log(f"capping eval: {len(texts)} prompts answered three ways")
-    role_scores = {m: _role_scores(judge, prompts, replies[m]) for m in METHODS}
+        replies[CAPPED], capped_positions = generate(texts, handle)
+    for factor in settings.addition_factors:
+        offset = torch.as_tensor(unit_axis_middle * factor * residual_norm, dtype=torch.float32)
+        with attach_steering(model, plan.middle_layer, 1, offset[None]):
+            replies[f"{ADDITION}@{factor:g}"] = generate(texts)[0]
+    log(f"capping eval: {len(texts)} prompts answered {len(replies)} ways; the judge rates {len(texts) * len(replies)} replies")
+    ratings = rate_replies(judge, prompts, replies)
+    flaws = {m: [degenerate(reply, leaks) for reply in replies[m]] for m in replies}
+    ratings = {m: [replace(r, fluency=0.0) if why and r.ok else r for r, why in zip(ratings[m], flaws[m])] for m in ratings}
     neutral = []
     for question in neutral_questions:
         text = [render(tokenizer, [{"role": "user", "content": question}])]
@@ -151,19 +194,22 @@ def evaluate_capping(model: Any, tokenizer: Any, plan: Any, unit_axis_middle: np
     perplexity = {"unsteered": assistant_perplexity(model, tokenizer, neutral_text, model_name=model_name)}
     with attach_capping(model, plan.caps()):
         perplexity["capped"] = assistant_perplexity(model, tokenizer, neutral_text, model_name=model_name)
-    return CappingEvaluation(replies, role_scores, capped_positions, neutral, perplexity)
+    return CappingEvaluation(replies, ratings, flaws, capped_positions, neutral, perplexity)
 
 
-def _role_scores(judge: Any, prompts: Sequence[Prompt], replies: Sequence[str]) -> list[float | None]:
-    from steering_assets.judge.judgments import JudgeItem
+def rate_replies(judge: Any, prompts: Sequence[Prompt], replies: dict[str, list[str]]) -> dict[str, list[Ratings]]:
+    """Each method's replies rated 0-2 for the role (concept), the question (instruction) and fluency, as the judged
+    steering evaluation rates a generation (``steering.ratings.rating_items``), in one ``judge.score`` call."""
+    from steering_assets.steering.ratings import rating_items, ratings_from_judgments
 
-    items = [JudgeItem(prompt=role_judge_prompt(p.instruction, p.question, reply), criterion="concept", answer=reply,
-                       concept=p.instruction, contrast="", question=p.question) for p, reply in zip(prompts, replies)]
-    return [j.score * ROLE_SCALE_TOP / 100 if j.ok else None for j in judge.score(items, scale_top=ROLE_SCALE_TOP)]
-
-
-def role_judge_prompt(instruction: str, question: str, reply: str) -> str:
-    """A role-adherence rubric on assistant-axis's 0-3 scale (3 = fully in role)."""
-    return (f"A model was given this role: {instruction}\n\nRate from 0 to 3 how fully the reply speaks in that role: "
-            f"0 not at all (a plain assistant), 1 a hint of it, 2 mostly, 3 fully in role.\n\nQuestion:\n{question}\n\n"
-            f"Reply:\n{reply}\n\nAnswer with a whole number from 0 to 3 and nothing else.")
+    jobs = [(method, i) for method in replies for i in range(len(prompts))]
+    items = [rating_items(prompts[i].persona, prompts[i].question, replies[method][i]) for method, i in jobs]
+    flat = [item[c] for item in items for c in CRITERIA]
+    judgments = judge.score(flat, scale_top=RATING_TOP) if flat else []
+    if len(judgments) != len(flat):
+        raise RuntimeError(f"the judge returned {len(judgments)} judgments for {len(flat)} prompts")
+    out: dict[str, list[Ratings]] = {method: [] for method in replies}
+    for index, (method, _) in enumerate(jobs):
+        chunk = judgments[index * len(CRITERIA):(index + 1) * len(CRITERIA)]
+        out[method].append(ratings_from_judgments(dict(zip(CRITERIA, chunk))))
+    return out

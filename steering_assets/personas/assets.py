@@ -251,8 +251,10 @@ def _persona_datasets_asset(kind: PersonaKind, datasets_per_run: int) -> dg.Asse
                 code_version="1",
                 description=(
                     "Score-filtered, seeded, token-budgeted train and validation splits; lengths are counted with "
-                    "the target model's chat template (column `length`)."
+                    "the target model's chat template (column `length`). A baseline role partition (the default "
+                    "assistant) has no split: it is never training data."
                 ),
+                skippable=True,
             ),
         ],
         check_specs=_split_check_specs(split_key, partitions_def),
@@ -289,6 +291,9 @@ def _persona_datasets_asset(kind: PersonaKind, datasets_per_run: int) -> dg.Asse
     return persona_datasets
 
 
+BASELINE_NO_SPLIT = "a baseline role: its replies are negatives and the default side of the assistant axis, never training data"
+
+
 def _materialize_one(context, kind, key, rollouts, store, model_source, config, selected) -> dict:
     ref = PersonaRef.from_partition_key(kind, key)
     dataset_key, split_key = dg.AssetKey([kind.name, "persona_dataset"]), dg.AssetKey([kind.name, "persona_training_split"])
@@ -302,7 +307,9 @@ def _materialize_one(context, kind, key, rollouts, store, model_source, config, 
                 f"{join['scores_without_response']} scores have no response "
                 f"(e.g. {join['orphan_score_examples'][:3]}); unscored rows are kept but never trained on"
             )
-    if split_key in selected:
+    if split_key in selected and ref.is_baseline:
+        context.log.info(f"{key}: no training split: {BASELINE_NO_SPLIT}")
+    elif split_key in selected:
         result = out[split_key] = materialize_training_split(
             ref, store, model_source.get_tokenizer(), config.budget(), config.selection(kind)
         )
@@ -354,6 +361,9 @@ def _chunk_results(context, kind, keys, results, failures) -> Iterator:
                         severity=check.severity, description=check.description, metadata=check.metadata,
                         blocking=check.check_name == SURVIVORS_CHECK,
                     )
+        split_key = dg.AssetKey([kind.name, "persona_training_split"])
+        if split_key in context.selected_asset_keys and split_key not in per_asset:  # a baseline role: no split
+            yield dg.AssetMaterialization(asset_key=split_key, partition=partition, metadata={"not_computed": BASELINE_NO_SPLIT})
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} of {len(keys)} {kind.name} in this run failed (the others are materialised): "

@@ -10,7 +10,7 @@ from steering_assets.core.artifacts import ArtifactResult
 from steering_assets.core.asset_results import reported_as_failure
 from steering_assets.core.metadata import md_table, png_markdown
 from steering_assets.formats.rollouts import PersonaKind, PersonaRef
-from steering_assets.partitions.personas import PARTITIONS_BY_KIND, materialize_chunk
+from steering_assets.partitions.personas import BASELINE_NOT_TRAINED, PARTITIONS_BY_KIND, materialize_chunk
 from steering_assets.persona_model.assets import PERSONA_MODEL_KEY
 from steering_assets.resources.encoder import SentenceEncoderResource
 from steering_assets.resources.judge import JudgeResource
@@ -270,11 +270,14 @@ class SteeringKeys:
             "pool": "gpu",
             "backfill_policy": dg.BackfillPolicy.multi_run(max_partitions_per_run=self.personas_per_run),
             "code_version": "1",
+            # A baseline partition (the default assistant) has nothing to steer toward: it is skipped.
+            "output_required": False,
         }
 
     def every_persona(self, context: dg.AssetExecutionContext) -> list[PersonaRef]:
-        return [PersonaRef.from_partition_key(self.kind, k)
-                for k in context.instance.get_dynamic_partitions(self.partitions_def.name)]
+        """Every persona partition of the kind, baselines left out (they are never steered)."""
+        refs = [PersonaRef.from_partition_key(self.kind, k) for k in context.instance.get_dynamic_partitions(self.partitions_def.name)]
+        return [ref for ref in refs if not ref.is_baseline]
 
 
 def build_steering_assets(kind: PersonaKind, personas_per_run: int = PERSONAS_PER_RUN) -> list:
@@ -316,6 +319,7 @@ def _steering_vector_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
                 language_model.model_name, config.training(), log=context.log.info,
             ),
             vector_metadata,
+            not_for_baselines=BASELINE_NOT_TRAINED,
         )
 
     return steering_vector
@@ -398,6 +402,7 @@ def _activation_vector_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
                 language_model.model_name, rows=config.rows, seed=config.seed, log=context.log.info,
             ),
             activation_metadata,
+            not_for_baselines=BASELINE_NOT_TRAINED,
         )
 
     return persona_activation_vector
@@ -435,6 +440,7 @@ def _steering_eval_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
                 language_model.model_name, sentence_encoder.get_encoder(), config.evaluation(), log=context.log.info,
             ),
             eval_metadata,
+            not_for_baselines=BASELINE_NOT_TRAINED,
         )
 
     return steering_eval
@@ -499,6 +505,7 @@ def _judged_eval_asset(keys: SteeringKeys) -> dg.AssetsDefinition:
                 log=context.log.info,
             ),
             judged_eval_metadata,
+            not_for_baselines=BASELINE_NOT_TRAINED,
         )
 
     return steering_judged_eval

@@ -1,5 +1,6 @@
 """Persona space in Dagster: role vectors per partition, fan-ins that read stored vectors only, a new role costs one role."""
 
+import json
 import shutil
 
 import dagster as dg
@@ -10,13 +11,22 @@ import torch
 from steering_assets.core.settings import Settings
 from steering_assets.definitions import build_definitions, persona_job_name
 from steering_assets.partitions.personas import sync_partitions
-from steering_assets.persona_space.assets import AXIS_KEY, CAPPING_KEY, DRIFT_KEY, PCA_KEY, ROLE_VECTOR_KEY
+from steering_assets.persona_space.assets import (
+    AXIS_KEY,
+    CAPPING_EVAL_KEY,
+    CAPPING_KEY,
+    DRIFT_KEY,
+    PCA_KEY,
+    ROLE_VECTOR_KEY,
+)
 from tests.world import SOURCE_MODEL
 
 ROLE_CONFIG = {"ops": {"roles__role_vector": {"config": {"min_replies": 4, "batch_size": 4, "min_score": 2}}},
                "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 FANIN_CONFIG = {"ops": {"persona_space__persona_pca": {"config": {"n_components": 2}},
-                        "persona_space__capping_config": {"config": {"layers": [2, 3]}}}}
+                        "persona_space__capping_config": {"config": {"layers": [2, 3]}},
+                        "persona_space__capping_eval": {"config": {"questions_per_role": 1, "neutral_prompts": 1, "neutral_rows": 4,
+                                                                   "max_new_tokens": 4, "addition_factors": [0.25, 0.5]}}}}
 
 
 @pytest.fixture
@@ -30,11 +40,12 @@ def env(demo_workspace, tmp_path):
         '[{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi, how can I help?"}, '
         '{"role": "user", "content": "Be a pirate now."}, {"role": "assistant", "content": "Arr, matey, the sea!"}]\n')
     defs = build_definitions(settings=Settings(data_root=str(data), artifact_root=str(artifacts), model=str(demo_workspace.model_path),
-                                               conversations_root=str(conversations)))
+                                               conversations_root=str(conversations), judge_backend="likelihood",
+                                               judge_local_model=str(demo_workspace.model_path)))
     with dg.instance_for_test() as instance:
         sync_partitions(instance, data)
-        # The default assistant's partition, as default.json makes it in the instruction flow.
-        instance.add_dynamic_partitions("roles", [f"{SOURCE_MODEL}/default"])
+        # The recorded rollouts' responses/default.jsonl (assistant-axis's layout) is the default assistant's partition.
+        assert f"{SOURCE_MODEL}/default" in instance.get_dynamic_partitions("roles")
         job = defs.resolve_job_def(persona_job_name("roles"))
         for role in ("chef", "detective", "pirate"):
             assert job.execute_in_process(instance=instance, partition_key=f"{SOURCE_MODEL}/{role}").success
@@ -109,9 +120,24 @@ def test_capping_config_and_drift_materialise_from_the_axis(env):
     again = instance.fetch_materializations(DRIFT_KEY, limit=1).records[0].asset_materialization.metadata
     assert again["skipped_unchanged"].value is True and again["turns"].value == drift["turns"].value
 
+    # Capping beside addition, rated as the steering evaluation rates its methods, with its two checks.
+    assert _materialize(defs, instance, [CAPPING_EVAL_KEY], config=FANIN_CONFIG).success
+    evaluation = instance.fetch_materializations(CAPPING_EVAL_KEY, limit=1).records[0].asset_materialization.metadata
+    table = evaluation["methods_all_prompts"].value
+    assert table.startswith("| method | concept (role) | instruction | fluency | assistant score | generations |")
+    assert all(f"| {m} |" in table for m in ("unsteered", "capped", "addition@0.25", "addition@0.5"))
+    assert "role-play" in evaluation["samples"].value and evaluation["perplexity_ratio"].value > 0
+    for check in ("capping_moves_toward_default", "capping_keeps_neutral_text"):
+        [record] = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(CAPPING_EVAL_KEY, check), limit=1)
+        assert record.status.value in ("SUCCEEDED", "FAILED"), check  # evaluated (WARN severity: the run succeeds either way)
+    stored = json.loads((artifacts / "persona_space" / "capping_eval" / SOURCE_MODEL / "capping_eval.json").read_text())
+    # One role-play and one multi-turn prompt for each role the axis was computed from.
+    assert [(s["role"], s["kind"]) for s in stored["samples"]] == [
+        ("chef", "role-play"), ("chef", "multi-turn"), ("pirate", "role-play"), ("pirate", "multi-turn")]
+    assert set(stored["samples"][0]["capped"]) >= {"reply", "degenerate"}
+
 
 def test_the_axis_refuses_a_role_vector_from_another_model_naming_both(env):
-    import json
 
     defs, instance, artifacts, _ = env
     for role in ("default", "chef"):

@@ -167,11 +167,17 @@ def test_capping_evaluation_leaves_every_reply_unchanged_when_nothing_is_capped(
     assert [p.kind for p in prompts] == ["role-play", "role-play", "multi-turn", "multi-turn"]
     unit = np.eye(width, dtype=np.float32)[:1]
     judge = LikelihoodJudge(model, tokenizer, "tiny")
-    settings = CappingEvalSettings(max_new_tokens=6)
+    settings = CappingEvalSettings(max_new_tokens=6, addition_factors=(0.25, 4.0))
     never = CappingPlan("never", (2,), unit, (1e9,))
     result = evaluate_capping(model, tokenizer, never, unit[0], 1.0, prompts, ["How are you?"], demo_conversations("chef", 2),
                               judge, settings)
+    assert list(result.replies) == settings.methods() == ["unsteered", "capped", "addition@0.25", "addition@4"]
     assert result.replies["capped"] == result.replies["unsteered"] and result.capped_positions == [0, 0, 0, 0]
+    # Rated as the judged steering evaluation rates a generation: the same three ratings of the same reply.
+    assert result.ratings["capped"] == result.ratings["unsteered"]
+    table = {row["method"]: row for row in result.table(prompts)}
+    assert {**table["capped"], "method": "unsteered"} == table["unsteered"] and table["capped"]["rated"] + table["capped"]["item_errors"] == 4
+    assert len(result.table(prompts, "multi-turn")) == 4 and result.table(prompts, "multi-turn")[0]["rated"] <= 2
     assert result.neutral[0]["equal"] and result.neutral[0]["capped_positions"] == 0
     assert result.perplexity["capped"] == result.perplexity["unsteered"]
     always = CappingPlan("always", (2,), unit, (-1e9,))
@@ -208,3 +214,39 @@ def test_rollout_writer_conversations_with_a_system_turn_are_read_for_drift(tmp_
     (tmp_path / "pirate.jsonl").write_text(json.dumps(line) + "\n\n")
     [conversation] = read_conversations(tmp_path)
     assert conversation.assistant_turns == 1 and conversation.messages[0]["role"] == "system" and conversation.id == "pirate:1"
+
+
+def test_capping_eval_ratings_are_the_judged_steering_evaluations_and_a_loop_gets_fluency_zero():
+    """The judge sees each reply with the steering evaluation's three rubrics (concept = the role) in one call;
+    a degenerate reply's fluency is 0 whatever the judge says; the assistant score turns the concept round."""
+    from steering_assets.judge.judgments import Judgment
+    from steering_assets.persona_space.capping_eval import CappingEvaluation, Prompt, assistant_score, rate_replies
+    from steering_assets.steering.ratings import (
+        CONCEPT_INSTRUCTION,
+        FLUENCY_INSTRUCTION,
+        INSTRUCTION_INSTRUCTION,
+        Ratings,
+    )
+
+    class Recording:
+        def __init__(self):
+            self.calls = []
+
+        def score(self, items, scale_top=None):
+            self.calls.append((list(items), scale_top))
+            # concept 2 (in role) for a reply that says "Arr", else 0; instruction and fluency 2
+            return [Judgment(score=100.0 if (item.criterion != "concept" or "Arr" in item.answer) else 0.0, weight=1.0)
+                    for item in items]
+
+    prompts = [Prompt("pirate", "role-play", "You are a pirate.", "What is rain?", [])]
+    judge = Recording()
+    ratings = rate_replies(judge, prompts, {"unsteered": ["Arr, rain be the sky's grog."], "capped": ["Rain is water falling."]})
+    [(items, top)] = judge.calls
+    assert top == 2 and len(items) == 6
+    assert [i.prompt.split("\n")[0] for i in items[:3]] == [CONCEPT_INSTRUCTION, INSTRUCTION_INSTRUCTION, FLUENCY_INSTRUCTION]
+    assert items[0].concept == "pirate: You are a pirate." and items[0].contrast == "" and items[1].question == "What is rain?"
+    assert ratings["unsteered"][0] == Ratings(2.0, 2.0, 2.0) and ratings["capped"][0] == Ratings(0.0, 2.0, 2.0)
+    assert assistant_score(ratings["capped"][0]) == 2.0 and assistant_score(ratings["unsteered"][0]) == 0.0
+    evaluation = CappingEvaluation({"capped": ["x"]}, {"capped": [Ratings(0.0, 2.0, 0.0)]}, {"capped": ["repetition"]}, [0])
+    [row] = evaluation.table(prompts)
+    assert row["degenerate"] == 1 and row["assistant_score"] == 0.0 and row["fluency"] == 0.0

@@ -71,6 +71,44 @@ def test_chunked_run_trains_evaluates_and_records_each_persona(env):
         assert latest(instance, asset, KEYS[0])["reused_existing_artifact"].value is True
 
 
+def test_a_backfill_over_every_role_skips_the_default_assistants_partition(env):
+    """responses/default.jsonl is a role partition (its role vector is the axis's default side): a chunk that
+    holds it builds its dataset, computes no split or steering for it (logged, and said in its event), and
+    trains and evaluates the role beside it; alone in a run it is not materialised at all."""
+    defs, instance, artifacts = env
+    default, pirate = f"{SOURCE_MODEL}/default", f"{SOURCE_MODEL}/pirate"
+    assert instance.get_dynamic_partitions("roles")[-2:] == [pirate, default]
+
+    def latest_of(asset):
+        records = instance.fetch_materializations(dg.AssetKey(["roles", asset]), limit=100).records
+        found = {}
+        for record in sorted(records, key=lambda r: r.storage_id):
+            found[record.asset_materialization.partition] = record.asset_materialization.metadata
+        return found
+
+    alone = run_partition_chunks(defs, instance, persona_job_name("roles"), [[default]], run_config=SPLIT, progress=lambda _: None)
+    assert alone[0].success and default in latest_of("persona_dataset") and default not in latest_of("persona_training_split")
+    alone = run_partition_chunks(defs, instance, steering_job_name("roles"), [[default]], run_config=STEERING_CONFIG, progress=lambda _: None)
+    assert alone[0].success and default not in latest_of("steering_vector")
+
+    chunk = [[pirate, default]]
+    outcomes = run_partition_chunks(defs, instance, persona_job_name("roles"), chunk, run_config=SPLIT, progress=lambda _: None)
+    assert all(o.success for o in outcomes), [o.error for o in outcomes]
+    # The classifier the evaluation scores with, now with the pirate among its classes (the baseline is not one).
+    classifier = dg.AssetKey(["roles", "persona_classifier"])
+    assert defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, asset_selection=[classifier]).success
+    outcomes = run_partition_chunks(defs, instance, steering_job_name("roles"), chunk, run_config=STEERING_CONFIG, progress=lambda _: None)
+    assert all(o.success for o in outcomes), [o.error for o in outcomes]
+    for asset in ("persona_training_split", "steering_vector", "persona_activation_vector", "steering_eval"):
+        found = latest_of(asset)
+        assert "not_computed" not in found[pirate], asset
+        assert "a baseline role" in found[default]["not_computed"].value, asset
+        assert not (artifacts / "roles" / asset / SOURCE_MODEL / "default").exists(), asset
+    assert latest_of("steering_vector")[pirate]["vector_norm"].value > 0
+    logs = [e.message for e in instance.all_logs(outcomes[0].run_id) if e.message]
+    assert any("default: not computed: a baseline role" in m for m in logs)
+
+
 def test_layer_outside_the_model_fails_the_run_with_a_clear_message(env):
     defs, instance, artifacts = env
     config = {"ops": {"roles__steering_vector": {"config": {**TINY, "layer": 12}}, "roles__steering_eval": {"config": TINY_EVAL}}}
