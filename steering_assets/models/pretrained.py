@@ -199,6 +199,37 @@ def gguf_sha256(source: GGUFSource) -> str:
     return _digest(source.parts, stamp)
 
 
+@contextlib.contextmanager
+def gguf_parsed_once() -> Iterator[None]:
+    """Within the block, each GGUF file's header is parsed once and gguf's tensor-name map built once.
+
+    transformers parses the header again for the tokenizer, the config and the weights (with our
+    check and config, five times: SmolLM2's 49,152-token vocabulary makes each parse seconds of
+    Python), and its weight mapping builds ``gguf.get_tensor_name_map`` once per submodule (397
+    times for SmolLM2). Both are pure reads of an unchanged file, so the block shares one result.
+    transformers imports both names from ``gguf`` when it calls them, so replacing the module's
+    attributes for the block reaches them; they are restored after it. ``benchmarks/gguf_conversion.py``
+    measures the saving.
+    """
+    import gguf
+
+    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers: dict[tuple[str, str], Any] = {}
+
+    def shared_reader(path: Any, mode: str = "r") -> Any:
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = reader_class(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared_reader
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
+
+
 def check_gguf(path: Path, name: str) -> dict[str, Any]:
     """Open a GGUF with ggml's reader and check every tensor lies inside the file.
 
@@ -323,27 +354,28 @@ def _convert(source: GGUFSource, sha: str, out: Path, say: Callable[[str], None]
                 handle.write(block)
     label = source.name if len(source.parts) == 1 and str(gguf_path) == source.name else (
         f"{source.name} ({gguf_path})" if len(source.parts) == 1 else f"{source.name} (assembled from {', '.join(p.name for p in source.parts)})")
-    checked = check_gguf(gguf_path, label)
-    folder, file_name = str(gguf_path.parent), gguf_path.name
-    say(f"{source.name}: dequantising {checked['tensors']} tensors ({checked['architecture']}, {checked['size'] / 2**20:.0f} MiB)")
-    began = time.monotonic()
-    from transformers.utils import logging as hf_logging
+    with gguf_parsed_once():
+        checked = check_gguf(gguf_path, label)
+        folder, file_name = str(gguf_path.parent), gguf_path.name
+        say(f"{source.name}: dequantising {checked['tensors']} tensors ({checked['architecture']}, {checked['size'] / 2**20:.0f} MiB)")
+        began = time.monotonic()
+        from transformers.utils import logging as hf_logging
 
-    # transformers draws a tqdm bar per tensor batch, which floods a run's log; the line above says what runs.
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file_name)
-        quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file_name, dtype=torch.float32)
-    except Exception as err:
-        raise PretrainedModelError(f"{label}: transformers could not load this GGUF: {type(err).__name__}: {err}") from err
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    dequantise_seconds = time.monotonic() - began
-    # A GGUF-loaded model is marked quantised and save_pretrained refuses it; the same
-    # architecture built from the config without quantization_config takes its weights.
-    config = AutoConfig.from_pretrained(folder, gguf_file=file_name)
+        # transformers draws a tqdm bar per tensor batch, which floods a run's log; the line above says what runs.
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file_name)
+            quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file_name, dtype=torch.float32)
+        except Exception as err:
+            raise PretrainedModelError(f"{label}: transformers could not load this GGUF: {type(err).__name__}: {err}") from err
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        dequantise_seconds = time.monotonic() - began
+        # A GGUF-loaded model is marked quantised and save_pretrained refuses it; the same
+        # architecture built from the config without quantization_config takes its weights.
+        config = AutoConfig.from_pretrained(folder, gguf_file=file_name)
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
