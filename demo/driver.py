@@ -67,7 +67,7 @@ def run_demo(workspace_dir: str | Path = ".demo", started_at: float | None = Non
     from steering_assets.core.known_warnings import silence_known_warnings
     from steering_assets.core.progress import PROGRESS_SINK
 
-    _passive_openmp_waits()
+    _openmp_wait_policy()
     # Dagster's known, explained warnings (e.g. an unawaited coroutine after every in-process run)
     # would bury the stage lines; every other warning still shows.
     silence_known_warnings()
@@ -251,17 +251,49 @@ def _print_demo_summaries(workspace, agreement, concepts: list[str], traits: lis
     print()
 
 
-def _passive_openmp_waits() -> None:
-    """OMP_WAIT_POLICY=PASSIVE for this process and its children, unless the environment sets it.
+def _openmp_wait_policy(sample_seconds: float = 1.0) -> None:
+    """OMP_WAIT_POLICY for this process: torch's default (spin) on an idle machine, PASSIVE beside other work.
 
-    torch's OpenMP threads spin while they wait for work. Alone on the machine that is fast;
-    with any other busy process on 2 cores, a spinning thread burns the time slice its partner
-    needs: steering training on SmolLM2 beside one busy process ran 1.5 times slower (benchmarks/omp_wait_policy.py).
-    Passive threads sleep instead. It must be set before torch loads its OpenMP runtime.
+    torch's OpenMP threads spin a while when they wait for work. Alone on the machine that is the fastest:
+    steering training on SmolLM2 took 1.43 s a step spinning against 1.67 s passive here (0.86x); beside one
+    busy process a spinning thread burns the time slice its partner needs: 3.97 s against 2.32 s (1.71x;
+    ``benchmarks/omp_wait_policy.py``). So the other processes' CPU use is sampled for ``sample_seconds``
+    before torch loads (the policy is read once, when torch's OpenMP runtime starts): from a quarter of a core
+    on, waits are passive. A value set in the environment is kept; where /proc/stat is not readable, PASSIVE.
     """
     if "torch" in sys.modules:
-        print("note: torch was imported before the demo set OMP_WAIT_POLICY; its threads keep spinning", flush=True)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        print("note: torch was imported before the demo chose OMP_WAIT_POLICY; it keeps torch's default", flush=True)
+        return
+    if "OMP_WAIT_POLICY" in os.environ:
+        print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (from the environment)", flush=True)
+        return
+    busy = other_processes_cpu(sample_seconds)
+    if busy is None or busy >= 0.25:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        why = "the machine's load cannot be read" if busy is None else f"other processes use {busy:.2f} cores"
+        print(f"OMP_WAIT_POLICY=PASSIVE: {why} (torch's spinning waits would take their time slices)", flush=True)
+    else:
+        print(f"OpenMP waits spin (torch's default): other processes use {busy:.2f} cores", flush=True)
+
+
+def other_processes_cpu(seconds: float) -> float | None:
+    """Cores that processes other than this one kept busy over ``seconds`` (from /proc/stat), or None off Linux."""
+    import time
+
+    def sample() -> tuple[float, float]:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # everything but idle and iowait
+        own = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+    try:
+        (busy0, own0), began = sample(), time.monotonic()
+        time.sleep(seconds)
+        (busy1, own1), ended = sample(), time.monotonic()
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, (busy1 - busy0) - (own1 - own0)) / (ended - began)
 
 
 @contextlib.contextmanager

@@ -1,14 +1,15 @@
 """Persona space launched from the UI: runs submitted to a real dagster-webserver through its GraphQL API.
 
-The webserver loads the code location from workspace.yaml with the settings in its environment, as
-`make ui` does; a run submitted there (the Launchpad, or an asset's Materialize button for one
-partition) is launched in its own process by the instance's run launcher. Here: the role vectors of
+`dagster dev` (what `make ui` runs) loads the code location from workspace.yaml with the settings in
+its environment; a run submitted to its webserver (the Launchpad, or an asset's Materialize button for
+one partition) is queued, and the daemon launches it in its own process. Here: the role vectors of
 two roles and the default assistant, one partition per run, then the persona_space job (axis, PCA,
 capping config, drift, capping evaluation).
 """
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -77,22 +78,25 @@ def webserver(demo_workspace, tmp_path, monkeypatch):
     assert defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=instance, asset_selection=[dg.AssetKey(["roles", "baseline_dataset"])]).success
     port = _free_port()
+    # `make ui`'s command: the webserver and the daemon, whose run queue launches what the UI submits.
     server = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")],
-        cwd=REPO, env={**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO, env={**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
     try:
         _wait_until_up(f"http://127.0.0.1:{port}/server_info", server)
         yield port, instance, artifacts
     finally:
-        server.terminate()
+        # dagster dev shuts its webserver and daemon down on SIGINT (it ignores SIGTERM from a script).
+        os.killpg(server.pid, signal.SIGINT)
         try:
-            server.wait(timeout=20)
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
         instance.dispose()
 
 
-def _finish(client, run_id: str, timeout: float = 300.0) -> str:
+def _finish(client, run_id: str, timeout: float = 240.0) -> str:
     from dagster_graphql import DagsterGraphQLClientError
 
     deadline = time.monotonic() + timeout
@@ -107,12 +111,13 @@ def _finish(client, run_id: str, timeout: float = 300.0) -> str:
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:gql")
 def test_role_vectors_and_the_fan_ins_materialise_from_runs_launched_by_the_webserver(webserver):
     from dagster_graphql import DagsterGraphQLClient
 
     port, instance, artifacts = webserver
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    # One partition per run, as an asset's Materialize button launches it; the webserver's launcher starts each.
+    # One partition per run, as an asset's Materialize button launches it; the daemon dequeues and launches each.
     runs = {role: client.submit_job_execution(ROLE_VECTOR_JOB, run_config=ROLE_CONFIG, tags={"dagster/partition": f"{SOURCE_MODEL}/{role}"})
             for role in ROLES}
     for role, run_id in runs.items():
