@@ -86,6 +86,7 @@ bench: install-deploy
 	$(PY) benchmarks/bytecode_cache.py
 	$(PY) benchmarks/persona_space_fanin.py
 	$(PY) benchmarks/likelihood_judge.py
+	$(PY) benchmarks/gguf_conversion.py
 	$(PY) benchmarks/rollout_generation.py
 	$(PY) benchmarks/activation_vectors.py
 

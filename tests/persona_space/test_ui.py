@@ -23,7 +23,14 @@ import pytest
 from steering_assets.core.settings import Settings
 from steering_assets.definitions import build_definitions, persona_job_name
 from steering_assets.partitions.personas import sync_partitions
-from steering_assets.persona_space.assets import AXIS_KEY, CAPPING_EVAL_KEY, CAPPING_KEY, DRIFT_KEY, PCA_KEY, ROLE_VECTOR_KEY
+from steering_assets.persona_space.assets import (
+    AXIS_KEY,
+    CAPPING_EVAL_KEY,
+    CAPPING_KEY,
+    DRIFT_KEY,
+    PCA_KEY,
+    ROLE_VECTOR_KEY,
+)
 from steering_assets.persona_space.jobs import PERSONA_SPACE_JOB, ROLE_VECTOR_JOB
 from tests.persona_space.test_assets import FANIN_CONFIG, ROLE_CONFIG
 from tests.world import SOURCE_MODEL
