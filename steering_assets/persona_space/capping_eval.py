@@ -157,8 +157,10 @@ def evaluate_capping(model: Any, tokenizer: Any, plan: Any, unit_axis_middle: np
                      log: Callable[[str], None] = print, leaks: Sequence[str] = ()) -> CappingEvaluation:
     """Replies of every method to every prompt, the judge's ratings, and the cost on neutral text.
 
-    The role prompts go in batches; each neutral prompt is answered alone, so "no token capped" is exact for it.
-    ``leaks``: texts whose appearance makes a reply degenerate (``judged_eval.degenerate``).
+    The role and neutral prompts go through the same batches unsteered and capped, so a neutral reply is
+    compared with one generated beside the same rows; the capping hook counts capped positions per row
+    (pad positions included, so "none capped" is exact). ``leaks``: texts whose appearance makes a reply
+    degenerate (``judged_eval.degenerate``).
     """
     import torch
 
@@ -168,13 +170,19 @@ def evaluate_capping(model: Any, tokenizer: Any, plan: Any, unit_axis_middle: np
     from steering_assets.steering.judged_eval import degenerate
 
     texts = [render(tokenizer, p.messages) for p in prompts]
+    neutral_texts = [render(tokenizer, [{"role": "user", "content": q}]) for q in neutral_questions]
 
     def generate(batch: Sequence[str], handle: Any = None) -> tuple[list[str], list[int]]:
         return greedy_replies(model, tokenizer, batch, settings.max_new_tokens, model_name, capping=handle)
 
-    replies = {UNSTEERED: generate(texts)[0]}
+    plain, _ = generate(texts + neutral_texts)
     with attach_capping(model, plan.caps()) as handle:
-        replies[CAPPED], capped_positions = generate(texts, handle)
+        capped, positions = generate(texts + neutral_texts, handle)
+    replies = {UNSTEERED: plain[:len(texts)], CAPPED: capped[:len(texts)]}
+    capped_positions = positions[:len(texts)]
+    neutral = [{"question": question, "unsteered": plain[len(texts) + i], "capped": capped[len(texts) + i],
+                "capped_positions": positions[len(texts) + i], "equal": plain[len(texts) + i] == capped[len(texts) + i]}
+               for i, question in enumerate(neutral_questions)]
     for factor in settings.addition_factors:
         offset = torch.as_tensor(unit_axis_middle * factor * residual_norm, dtype=torch.float32)
         with attach_steering(model, plan.middle_layer, 1, offset[None]):
@@ -183,14 +191,6 @@ def evaluate_capping(model: Any, tokenizer: Any, plan: Any, unit_axis_middle: np
     ratings = rate_replies(judge, prompts, replies)
     flaws = {m: [degenerate(reply, leaks) for reply in replies[m]] for m in replies}
     ratings = {m: [replace(r, fluency=0.0) if why and r.ok else r for r, why in zip(ratings[m], flaws[m])] for m in ratings}
-    neutral = []
-    for question in neutral_questions:
-        text = [render(tokenizer, [{"role": "user", "content": question}])]
-        plain = generate(text)[0][0]
-        with attach_capping(model, plan.caps()) as handle:
-            [capped], [positions] = generate(text, handle)
-        neutral.append({"question": question, "unsteered": plain, "capped": capped, "capped_positions": positions,
-                        "equal": plain == capped})
     perplexity = {"unsteered": assistant_perplexity(model, tokenizer, neutral_text, model_name=model_name)}
     with attach_capping(model, plan.caps()):
         perplexity["capped"] = assistant_perplexity(model, tokenizer, neutral_text, model_name=model_name)
