@@ -103,7 +103,8 @@ def materialize_role_vectors(refs: Sequence[PersonaRef], store: ArtifactStore, m
         conversations, chosen = role_conversations(store, ref, settings, system_role)
         if not ref.is_baseline and len(conversations) < settings.min_replies:
             raise RoleVectorError(f"{ref.partition_key}: {len(conversations)} replies kept ({chosen['rule']}, of {chosen['rows']}); "
-                                  f"a role vector needs at least min_replies={settings.min_replies} (assistant-axis: 50)")
+                                  f"a role vector needs at least min_replies={settings.min_replies} (assistant-axis: 50); lower it in the run "
+                                  "config (ops.roles__role_vector.config.min_replies) or roll out more replies")
         log(f"{ref.partition_key}: residual stream of {len(conversations)} replies at all {n_layers(model)} layers")
         sums = reply_activations(model, tokenizer, conversations, batch_size=settings.batch_size, max_length=settings.max_length,
                                  model_name=model_name, progress=lambda done, total: log(f"{ref.partition_key}: {done}/{total} replies"))

@@ -51,8 +51,8 @@ def persona_pca(roles: Sequence[str], vectors: np.ndarray, axis_row: np.ndarray,
                 scaling: str = "mean", default_vector: np.ndarray | None = None) -> PersonaSpace:
     """PCA of ``vectors`` ``[n_roles, d]`` (the role vectors at ``layer``) with the axis's row ``axis_row`` ``[d]``.
 
-    Raises ``RoleVectorError`` when fewer roles than ``n_components`` are given (or fewer than 2),
-    or for an unknown ``scaling``.
+    Raises ``RoleVectorError`` when there are not more roles than ``n_components`` (centred on their mean,
+    n roles span at most n - 1 directions: a further component would be all zeros), or for an unknown ``scaling``.
     """
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
@@ -60,10 +60,11 @@ def persona_pca(roles: Sequence[str], vectors: np.ndarray, axis_row: np.ndarray,
     if scaling not in SCALINGS:
         raise RoleVectorError(f"scaling {scaling!r} is not one of {SCALINGS}")
     matrix = np.asarray(vectors, dtype=np.float64)
-    if matrix.shape[0] < max(2, n_components):
-        raise RoleVectorError(f"PCA with {n_components} components needs at least {max(2, n_components)} role vectors; "
-                              f"{matrix.shape[0]} have been materialised ({', '.join(roles) or 'none'}): ask for fewer "
-                              "components or materialise more roles")
+    if matrix.shape[0] < n_components + 1:
+        raise RoleVectorError(f"PCA with {n_components} components needs at least {n_components + 1} role vectors (centred on "
+                              f"their mean, n roles span n - 1 directions); {matrix.shape[0]} have been materialised "
+                              f"({', '.join(roles) or 'none'}): ask for fewer components (persona_pca's n_components) or "
+                              "materialise more roles")
     scaler = StandardScaler(with_std=scaling == "standard")
     scaled = scaler.fit_transform(matrix)
     pca = PCA(n_components=n_components, svd_solver="full")

@@ -63,8 +63,12 @@ def test_pca_matches_sklearn_on_mean_centred_vectors_and_aligns_pc1_with_the_axi
     unit = axis_row / np.linalg.norm(axis_row)
     assert space.pc1_axis_cosine == pytest.approx(abs(float(reference.components_[0] @ unit)), abs=1e-6) and space.pc1_axis_cosine >= 0
     assert space.ranked_on_axis()[0][1] == pytest.approx(float(max(matrix @ unit)), rel=1e-5)
-    with pytest.raises(RoleVectorError, match="PCA with 9 components needs at least 9 role vectors; 7 have been materialised"):
+    with pytest.raises(RoleVectorError, match=r"PCA with 9 components needs at least 10 role vectors .*; 7 have been materialised"):
         persona_pca(names, matrix, axis_row, layer=1, n_components=9)
+    # Centred on their mean, 7 roles span 6 directions: a 7th component would be all zeros.
+    with pytest.raises(RoleVectorError, match="PCA with 7 components needs at least 8 role vectors"):
+        persona_pca(names, matrix, axis_row, layer=1, n_components=7)
+    assert len(persona_pca(names, matrix, axis_row, layer=1, n_components=6).variance_explained) == 6
 
 
 @torch.no_grad()

@@ -129,7 +129,9 @@ def test_role_vectors_and_the_fan_ins_materialise_from_runs_launched_by_the_webs
             for role in ROLES}
     for role, run_id in runs.items():
         assert _finish(client, run_id) == "SUCCESS", (role, [e.message for e in instance.all_logs(run_id) if e.message][-5:])
-    config = {"ops": {**FANIN_CONFIG["ops"]}, "loggers": ROLE_CONFIG["loggers"]}
+    # Two roles span one direction once centred: one component.
+    config = {"ops": {**FANIN_CONFIG["ops"], "persona_space__persona_pca": {"config": {"n_components": 1}}},
+              "loggers": ROLE_CONFIG["loggers"]}
     fan_ins = client.submit_job_execution(PERSONA_SPACE_JOB, run_config=config)
     assert _finish(client, fan_ins) == "SUCCESS", [e.message for e in instance.all_logs(fan_ins) if e.message][-5:]
 
