@@ -24,6 +24,7 @@ import dagster as dg
 from steering_assets.core.asset_results import partition_results, reported_as_failure
 from steering_assets.formats.rollouts import (
     PERSONA_KINDS,
+    ROLES,
     PersonaKind,
     PersonaRef,
     data_root_problem,
@@ -90,7 +91,7 @@ def scan_data_root(instance: dg.DagsterInstance, data_root: Path | str, seen: di
         # Baseline roles (``default``, persona-subspace's ``0_default``/``1_default``) are partitions too: their
         # role vector is the default side of the assistant axis. Assets that do not apply to them skip them.
         found = discovery.personas + discovery.baselines
-        result.new_keys[kind_name] = [r.partition_key for r in found if r.partition_key not in existing]
+        result.new_keys[kind_name] = [r.partition_key for r in found + in_file_defaults(discovery) if r.partition_key not in existing]
         for ref in found:
             cursor_key = f"{kind_name}:{ref.partition_key}"
             state = _file_state(ref, data_root)
@@ -112,6 +113,16 @@ def scan_data_root(instance: dg.DagsterInstance, data_root: Path | str, seen: di
                     )
                 )
     return result
+
+
+def in_file_defaults(discovery: Any) -> list[PersonaRef]:
+    """``<model>/default`` for each source model whose roles are in the persona-subspace layout with no baseline file:
+    there the default assistant's replies are the ``default``-labelled rows inside every role file (the writer's
+    include-default option, on by default), and its role vector averages those (``persona_space.materialize``)."""
+    with_file = {ref.source_model for ref in discovery.baselines}
+    models = {ref.source_model for ref in discovery.personas
+              if ref.kind is ROLES and discovery.layouts.get(ref.partition_key) == "persona-subspace"}
+    return [PersonaRef(ROLES, model, "default") for model in sorted(models - with_file)]
 
 
 def sync_partitions(instance: dg.DagsterInstance, data_root: Path | str) -> ScanResult:

@@ -58,7 +58,9 @@ def test_two_source_models_never_collide(tmp_path):
         write_persona(tmp_path, "roles_240", "pirate", [response_row()], {"pos_p0_q0": 3}, model=model)
     with dg.instance_for_test() as instance:
         sync_partitions(instance, tmp_path)
-        assert instance.get_dynamic_partitions("roles") == ["gemma-2-27b/pirate", "qwen-3-32b/pirate"]
+        # Each model's default assistant too: a persona-subspace tree without a baseline file keeps it in the role files.
+        assert instance.get_dynamic_partitions("roles") == ["gemma-2-27b/pirate", "qwen-3-32b/pirate", "gemma-2-27b/default",
+                                                            "qwen-3-32b/default"]
 
 
 def test_full_scale_real_persona_names(tmp_path, shared_persona_names):
@@ -69,7 +71,7 @@ def test_full_scale_real_persona_names(tmp_path, shared_persona_names):
         write_persona(tmp_path, "traits_240", name, [response_row()], {"pos_p0_q0": 80}, model="gemma-2-27b")
     with dg.instance_for_test() as instance:
         result = tick(instance, tmp_path)
-        assert len(instance.get_dynamic_partitions("roles")) == 275
+        assert len(instance.get_dynamic_partitions("roles")) == 275 + 1  # and the default assistant's partition
         assert len(instance.get_dynamic_partitions("traits")) == 240
         assert len(result.asset_events) == 275 + 240
         assert not tick(instance, tmp_path, result.cursor).dynamic_partitions_requests

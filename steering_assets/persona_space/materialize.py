@@ -59,6 +59,35 @@ def space_folder(store: ArtifactStore, asset: str, source_model: str) -> Path:
     return store.folder("persona_space", asset, source_model)
 
 
+def default_rows(store: ArtifactStore, ref: PersonaRef) -> tuple[Any, list[str], str]:
+    """The default assistant's rows for baseline ``ref``, the fingerprints of the datasets they come from, and from where.
+
+    From its baseline file's dataset when there is one (assistant-axis's ``responses/default.jsonl``,
+    persona-subspace's ``0_default``/``1_default``); else, in a persona-subspace tree, the ``default``-labelled rows
+    of every stored role dataset of the source model. Raises ``RoleVectorError`` when neither exists.
+    """
+    import polars as pl
+
+    from steering_assets.personas.dataset import baseline_rows
+    from steering_assets.personas.materialize import DATASET_FILE, dataset_folder, load_persona_dataset
+
+    if (dataset_folder(store, ref) / MANIFEST).is_file():
+        return load_persona_dataset(store, ref), [store.load_manifest(dataset_folder(store, ref))["fingerprint"]], "its baseline file"
+    frames, prints = [], []
+    roles = store.folder(ROLES.name, "persona_dataset", ref.source_model)
+    for folder in sorted(p for p in roles.iterdir() if (p / MANIFEST).is_file()) if roles.is_dir() else []:
+        prints.append(store.load_manifest(folder)["fingerprint"])
+        frames.append(baseline_rows(pl.read_parquet(folder / DATASET_FILE), ROLES))
+    # Each role file's default rows are its own samples of the default prompts, so all of them are kept.
+    rows = pl.concat(frames, how="vertical_relaxed") if frames else None
+    if rows is None or rows.height == 0:
+        raise RoleVectorError(
+            f"{ref.partition_key}: no default assistant's replies: no baseline file's dataset (materialise roles/baseline_dataset "
+            f"or this partition's persona_dataset) and no 'default'-labelled rows in the {len(frames)} stored role dataset(s) of "
+            f"{ref.source_model} (persona-subspace writes them with include-default on)")
+    return rows, prints, f"the 'default' rows of {len(frames)} role datasets"
+
+
 def role_conversations(store: ArtifactStore, ref: PersonaRef, settings: RoleVectorSettings,
                        system_role: bool) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
     """The replies a role vector averages, in the context they were generated in, and how they were chosen."""
@@ -66,10 +95,11 @@ def role_conversations(store: ArtifactStore, ref: PersonaRef, settings: RoleVect
 
     from steering_assets.personas.materialize import load_persona_dataset
 
-    frame = load_persona_dataset(store, ref)  # a baseline's rows live in baseline_dataset; the loader knows where
     if ref.is_baseline:
-        chosen, rule = frame, "every reply (the default assistant)"
+        frame, _, source = default_rows(store, ref)
+        chosen, rule = frame, f"every reply (the default assistant), from {source}"
     else:
+        frame = load_persona_dataset(store, ref)
         chosen = frame.filter(pl.col("label").is_in(list(ref.kind.default_keep_labels))
                               & (pl.col("extract_score").cast(pl.Float64, strict=False) >= settings.min_score))
         rule = f"label {list(ref.kind.default_keep_labels)}, score >= {settings.min_score}"
@@ -92,8 +122,8 @@ def materialize_role_vectors(refs: Sequence[PersonaRef], store: ArtifactStore, m
     system_role = supports_system_role(tokenizer)
     results = {}
     for ref in refs:
-        dataset = store.load_manifest(dataset_folder(store, ref))
-        key = fingerprint({"code": CODE_VERSION, "dataset": dataset["fingerprint"], "model": model_name,
+        prints = default_rows(store, ref)[1] if ref.is_baseline else [store.load_manifest(dataset_folder(store, ref))["fingerprint"]]
+        key = fingerprint({"code": CODE_VERSION, "dataset": prints[0] if len(prints) == 1 else prints, "model": model_name,
                            "settings": settings.__dict__ if not ref.is_baseline else {"max_length": settings.max_length}})
         folder = role_vector_folder(store, ref)
         existing = store.current_manifest(folder, key)

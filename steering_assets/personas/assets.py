@@ -241,6 +241,7 @@ def _persona_datasets_asset(kind: PersonaKind, datasets_per_run: int) -> dg.Asse
                     "(system turns dropped, an instruction the writer put in the user turn removed; baseline rows "
                     "kept with their label). Load with polars or datasets.load_dataset('parquet', ...)."
                 ),
+                skippable=True,  # a persona-subspace tree's default partition: its rows live in the role files
             ),
             dg.AssetSpec(
                 split_key,
@@ -292,13 +293,25 @@ def _persona_datasets_asset(kind: PersonaKind, datasets_per_run: int) -> dg.Asse
 
 
 BASELINE_NO_SPLIT = "a baseline role: its replies are negatives and the default side of the assistant axis, never training data"
+BASELINE_IN_ROLE_FILES = ("no baseline file: the default assistant's replies are the 'default' rows inside each role's "
+                          "persona_dataset (persona-subspace's include-default), which its role vector reads")
+NOT_COMPUTED = {"persona_dataset": BASELINE_IN_ROLE_FILES, "persona_training_split": BASELINE_NO_SPLIT}
+
+
+def _has_responses(ref: PersonaRef, root: Any) -> bool:
+    try:
+        return ref.responses_path(root).is_file()
+    except RolloutFormatError:
+        return True  # two layouts: the dataset build names both files
 
 
 def _materialize_one(context, kind, key, rollouts, store, model_source, config, selected) -> dict:
     ref = PersonaRef.from_partition_key(kind, key)
     dataset_key, split_key = dg.AssetKey([kind.name, "persona_dataset"]), dg.AssetKey([kind.name, "persona_training_split"])
     out = {}
-    if dataset_key in selected:
+    if dataset_key in selected and ref.is_baseline and not _has_responses(ref, rollouts.root):
+        context.log.info(f"{key}: no dataset: {BASELINE_IN_ROLE_FILES}")
+    elif dataset_key in selected:
         result = out[dataset_key] = materialize_persona_dataset(ref, rollouts.root, store)
         join = result.details["join"]
         if join["responses_without_score"] or join["scores_without_response"]:
@@ -361,9 +374,9 @@ def _chunk_results(context, kind, keys, results, failures) -> Iterator:
                         severity=check.severity, description=check.description, metadata=check.metadata,
                         blocking=check.check_name == SURVIVORS_CHECK,
                     )
-        split_key = dg.AssetKey([kind.name, "persona_training_split"])
-        if split_key in context.selected_asset_keys and split_key not in per_asset:  # a baseline role: no split
-            yield dg.AssetMaterialization(asset_key=split_key, partition=partition, metadata={"not_computed": BASELINE_NO_SPLIT})
+        for key in sorted(context.selected_asset_keys - set(per_asset), key=lambda k: k.path[-1] != "persona_dataset"):
+            # A baseline role: no split (and no dataset when its replies live inside the role files).
+            yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata={"not_computed": NOT_COMPUTED[key.path[-1]]})
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} of {len(keys)} {kind.name} in this run failed (the others are materialised): "

@@ -10,6 +10,7 @@ import torch
 
 from steering_assets.core.settings import Settings
 from steering_assets.definitions import build_definitions, persona_job_name
+from steering_assets.formats.rollouts import ROLES, PersonaRef
 from steering_assets.partitions.personas import sync_partitions
 from steering_assets.persona_space.assets import (
     AXIS_KEY,
@@ -19,6 +20,7 @@ from steering_assets.persona_space.assets import (
     PCA_KEY,
     ROLE_VECTOR_KEY,
 )
+from steering_assets.persona_space.materialize import RoleVectorSettings
 from tests.world import SOURCE_MODEL
 
 ROLE_CONFIG = {"ops": {"roles__role_vector": {"config": {"min_replies": 4, "batch_size": 4, "min_score": 2}}},
@@ -160,3 +162,45 @@ def test_the_axis_says_it_needs_the_default_partition(env):
     message = str([e for e in result.all_events if e.is_step_failure][0].event_specific_data.error)
     assert "needs the default assistant's vector" in message
     assert not (artifacts / "persona_space" / "assistant_axis" / SOURCE_MODEL).exists()
+
+
+def test_a_persona_subspace_tree_without_a_baseline_file_takes_the_default_rows_inside_its_role_files(demo_workspace, tmp_path):
+    """persona-subspace writes each role's file with 'default' rows (include-default, its default) and no baseline file:
+    the default partition appears, has no dataset of its own, and its role vector averages the roles' default rows."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from steering_assets.core.artifacts import ArtifactStore
+    from steering_assets.models.generation import supports_system_role
+    from steering_assets.persona_space.materialize import default_rows, role_conversations
+    from steering_assets.persona_space.role_vectors import reply_activations
+    from tests.personas.test_real_world_rollouts import persona_subspace_tree
+    from tests.runner import run_partition_chunks
+
+    data, artifacts = tmp_path / "data", tmp_path / "artifacts"
+    persona_subspace_tree(data, ["chef", "pirate"], model="qwen-3-32b", questions=3)
+    defs = build_definitions(settings=Settings(data_root=str(data), artifact_root=str(artifacts), model=str(demo_workspace.model_path)))
+    config = {"ops": {"roles__role_vector": {"config": {"min_replies": 1, "min_score": 0, "batch_size": 4}}}}
+    with dg.instance_for_test() as instance:
+        sync_partitions(instance, data)
+        keys = instance.get_dynamic_partitions("roles")
+        assert keys == ["qwen-3-32b/chef", "qwen-3-32b/pirate", "qwen-3-32b/default"]
+        outcomes = run_partition_chunks(defs, instance, persona_job_name("roles"), [keys], progress=lambda _: None)
+        assert all(o.success for o in outcomes), [o.error for o in outcomes]
+        event = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(["roles", "persona_dataset"]), asset_partitions=["qwen-3-32b/default"]), limit=1)
+        assert "'default' rows inside each role's persona_dataset" in event.records[0].asset_materialization.metadata["not_computed"].value
+        assert _materialize(defs, instance, [ROLE_VECTOR_KEY], "qwen-3-32b/default", config).success
+        metadata = instance.fetch_materializations(ROLE_VECTOR_KEY, limit=1).records[0].asset_materialization.metadata
+        assert metadata["replies"].value == 2 * 6 and metadata["type"].value == "mean"  # 2 prompts x 3 questions a role
+        assert "from the 'default' rows of 2 role datasets" in metadata["selection"].value["rule"]
+    # The vector is the mean of per-reply means over exactly those rows (the reference: the same rows, read directly).
+    store = ArtifactStore(artifacts)
+    ref = PersonaRef.from_partition_key(ROLES, "qwen-3-32b/default")
+    frame, prints, _ = default_rows(store, ref)
+    assert frame.height == 12 and set(frame["label"].to_list()) == {"default"} and len(prints) == 2
+    tokenizer = AutoTokenizer.from_pretrained(demo_workspace.model_path)
+    model = AutoModelForCausalLM.from_pretrained(demo_workspace.model_path).eval()
+    conversations, _ = role_conversations(store, ref, RoleVectorSettings(), supports_system_role(tokenizer))
+    expected = reply_activations(model, tokenizer, conversations, batch_size=4).mean()
+    stored = torch.load(artifacts / "roles" / "role_vector" / "qwen-3-32b" / "default" / "default.pt", weights_only=True)
+    assert torch.allclose(stored["vector"], torch.from_numpy(expected), atol=1e-5)

@@ -337,8 +337,10 @@ def test_layout_is_in_the_metadata_and_observations(tmp_path):
         assert result.details["layout"] == layout
     with dg.instance_for_test() as instance:
         scan = sync_partitions(instance, tmp_path / "data")
-        # assistant-axis's responses/default.jsonl is a role partition: the default assistant's role vector.
-        assert instance.get_dynamic_partitions("roles") == ["gemma-2-27b/pirate", "qwen-3-32b/chef", "gemma-2-27b/default"]
+        # assistant-axis's responses/default.jsonl is a role partition: the default assistant's role vector; a
+        # persona-subspace tree with no baseline file gets one too (its default rows live inside the role files).
+        assert instance.get_dynamic_partitions("roles") == ["gemma-2-27b/pirate", "qwen-3-32b/chef", "gemma-2-27b/default",
+                                                            "qwen-3-32b/default"]
         assert {o.partition: o.metadata["layout"].value for o in scan.observations} == {
             "gemma-2-27b/pirate": "assistant-axis", "qwen-3-32b/chef": "persona-subspace", "gemma-2-27b/default": "assistant-axis"}
         assert scan.layouts["roles"] == {"assistant-axis": 2, "persona-subspace": 1} and scan.problem is None
