@@ -56,8 +56,8 @@ class AxisAccumulator:
             raise AxisError("the assistant axis needs the default assistant's vector: materialise the role vector of "
                             "the 'default' partition. A data root gets that partition from a baseline file "
                             "(assistant-axis's responses/default.jsonl, persona-subspace's roles_240/responses/0_default.jsonl "
-                            "or 1_default.jsonl); an instructions root from roles/instructions/default.json. The "
-                            "'default'-labelled rows inside role files are not used for it")
+                            "or 1_default.jsonl; a persona-subspace tree without them, from the 'default' rows inside "
+                            "its role files); an instructions root from roles/instructions/default.json")
         if not self.roles:
             raise AxisError("the assistant axis needs at least one role vector besides 'default'")
         default_mean = (self.default_sum / len(self.defaults)).astype(np.float32)

@@ -38,6 +38,9 @@ AXIS_FILE = "assistant_axis.pt"
 PCA_FILE = "persona_pca.json"
 CAPPING_FILE = "capping_config.pt"
 DRIFT_FILE = "drift.json"
+# Every persona-subspace role file holds its own samples of the same default prompts and questions (5 x 240 = 1,200
+# rows): one file's worth is the sample, so a role added later never changes the default vector (nor recomputes it).
+IN_FILE_DEFAULT_ROWS = 1200
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ def default_rows(store: ArtifactStore, ref: PersonaRef) -> tuple[Any, list[str],
 
     From its baseline file's dataset when there is one (assistant-axis's ``responses/default.jsonl``,
     persona-subspace's ``0_default``/``1_default``); else, in a persona-subspace tree, the ``default``-labelled rows
-    of every stored role dataset of the source model. Raises ``RoleVectorError`` when neither exists.
+    of the source model's stored role datasets, role by role in name order until ``IN_FILE_DEFAULT_ROWS`` are
+    collected. Raises ``RoleVectorError`` when neither exists.
     """
     import polars as pl
 
@@ -76,6 +80,8 @@ def default_rows(store: ArtifactStore, ref: PersonaRef) -> tuple[Any, list[str],
     frames, prints = [], []
     roles = store.folder(ROLES.name, "persona_dataset", ref.source_model)
     for folder in sorted(p for p in roles.iterdir() if (p / MANIFEST).is_file()) if roles.is_dir() else []:
+        if sum(f.height for f in frames) >= IN_FILE_DEFAULT_ROWS:
+            break
         prints.append(store.load_manifest(folder)["fingerprint"])
         frames.append(baseline_rows(pl.read_parquet(folder / DATASET_FILE), ROLES))
     # Each role file's default rows are its own samples of the default prompts, so all of them are kept.

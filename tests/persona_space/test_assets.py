@@ -164,7 +164,7 @@ def test_the_axis_says_it_needs_the_default_partition(env):
     assert not (artifacts / "persona_space" / "assistant_axis" / SOURCE_MODEL).exists()
 
 
-def test_a_persona_subspace_tree_without_a_baseline_file_takes_the_default_rows_inside_its_role_files(demo_workspace, tmp_path):
+def test_without_a_baseline_file_the_default_vector_averages_the_role_files_default_rows(demo_workspace, tmp_path, monkeypatch):
     """persona-subspace writes each role's file with 'default' rows (include-default, its default) and no baseline file:
     the default partition appears, has no dataset of its own, and its role vector averages the roles' default rows."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -198,6 +198,10 @@ def test_a_persona_subspace_tree_without_a_baseline_file_takes_the_default_rows_
     ref = PersonaRef.from_partition_key(ROLES, "qwen-3-32b/default")
     frame, prints, _ = default_rows(store, ref)
     assert frame.height == 12 and set(frame["label"].to_list()) == {"default"} and len(prints) == 2
+    # Role by role in name order up to the cap: a role added after it is reached never changes the default vector.
+    monkeypatch.setattr("steering_assets.persona_space.materialize.IN_FILE_DEFAULT_ROWS", 6)
+    capped, capped_prints, source = default_rows(store, ref)
+    assert capped.height == 6 and capped_prints == prints[:1] and "of 1 role datasets" in source
     tokenizer = AutoTokenizer.from_pretrained(demo_workspace.model_path)
     model = AutoModelForCausalLM.from_pretrained(demo_workspace.model_path).eval()
     conversations, _ = role_conversations(store, ref, RoleVectorSettings(), supports_system_role(tokenizer))
