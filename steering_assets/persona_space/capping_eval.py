@@ -199,17 +199,13 @@ def evaluate_capping(model: Any, tokenizer: Any, plan: Any, unit_axis_middle: np
 
 def rate_replies(judge: Any, prompts: Sequence[Prompt], replies: dict[str, list[str]]) -> dict[str, list[Ratings]]:
     """Each method's replies rated 0-2 for the role (concept), the question (instruction) and fluency, as the judged
-    steering evaluation rates a generation (``steering.ratings.rating_items``), in one ``judge.score`` call."""
-    from steering_assets.steering.ratings import rating_items, ratings_from_judgments
+    steering evaluation rates a generation (``steering.judged_eval.rate_item_sets``), in one ``judge.score`` call."""
+    from steering_assets.steering.judged_eval import rate_item_sets
+    from steering_assets.steering.ratings import rating_items
 
     jobs = [(method, i) for method in replies for i in range(len(prompts))]
-    items = [rating_items(prompts[i].persona, prompts[i].question, replies[method][i]) for method, i in jobs]
-    flat = [item[c] for item in items for c in CRITERIA]
-    judgments = judge.score(flat, scale_top=RATING_TOP) if flat else []
-    if len(judgments) != len(flat):
-        raise RuntimeError(f"the judge returned {len(judgments)} judgments for {len(flat)} prompts")
+    ratings, _ = rate_item_sets(judge, [rating_items(prompts[i].persona, prompts[i].question, replies[method][i]) for method, i in jobs])
     out: dict[str, list[Ratings]] = {method: [] for method in replies}
-    for index, (method, _) in enumerate(jobs):
-        chunk = judgments[index * len(CRITERIA):(index + 1) * len(CRITERIA)]
-        out[method].append(ratings_from_judgments(dict(zip(CRITERIA, chunk))))
+    for (method, _), rating in zip(jobs, ratings):
+        out[method].append(rating)
     return out

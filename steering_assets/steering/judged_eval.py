@@ -271,13 +271,18 @@ def rate_generations(judge: Any, persona: str, items: Sequence[tuple[str, str]])
 
     Also returns how many of the judgments have no score (the cache keeps only scored ones,
     so exactly these are asked again next time)."""
-    prompts = [rating_items(persona, instruction, reply) for instruction, reply in items]
-    flat = [p[criterion] for p in prompts for criterion in CRITERIA]
+    return rate_item_sets(judge, [rating_items(persona, instruction, reply) for instruction, reply in items])
+
+
+def rate_item_sets(judge: Any, item_sets: Sequence[dict[str, Any]]) -> tuple[list[Ratings], int]:
+    """Ratings of generations given as their three judge items each (``rating_items``), scored in one ``judge.score``
+    call, and how many judgments have no score."""
+    flat = [p[criterion] for p in item_sets for criterion in CRITERIA]
     judgments = judge.score(flat, scale_top=RATING_TOP) if flat else []
     if len(judgments) != len(flat):
         raise RuntimeError(f"the judge returned {len(judgments)} judgments for {len(flat)} prompts")
     out = []
-    for index in range(len(items)):
+    for index in range(len(item_sets)):
         chunk = judgments[index * len(CRITERIA):(index + 1) * len(CRITERIA)]
         out.append(ratings_from_judgments(dict(zip(CRITERIA, chunk))))
     return out, sum(not j.ok for j in judgments)
